@@ -1,0 +1,160 @@
+"""The ``medssl`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+DESCRIPTION = "medssl: self-supervised pretraining and evaluation for 2D and 3D medical images"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
+        print(f"medssl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medssl", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = commands.add_parser("scan", help="write a manifest CSV for a folder of images")
+    scan.add_argument("folder", type=Path)
+    scan.add_argument("-o", "--output", type=Path, default=Path("manifest.csv"))
+    scan.set_defaults(run=run_scan)
+
+    pretrain = commands.add_parser("pretrain", help="pretrain an encoder without labels")
+    _add_pretrain_arguments(pretrain)
+    pretrain.set_defaults(run=run_pretrain)
+
+    evaluate = commands.add_parser("evaluate", help="linear probe and kNN of an encoder vs random init")
+    evaluate.add_argument("--encoder", type=Path, required=True, help="encoder.pt written by pretrain")
+    evaluate.add_argument("--data", type=Path, required=True, help="labelled .npz, manifest .csv or class-folder")
+    evaluate.add_argument("--out", type=Path, required=True)
+    evaluate.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="label fractions")
+    evaluate.add_argument("--seeds", type=int, nargs="+", default=[0])
+    evaluate.add_argument("--no-random-init", action="store_true", help="skip the random-init baseline rows")
+    evaluate.set_defaults(run=run_evaluate)
+
+    demo = commands.add_parser("demo", help="pretrain + evaluate on a dataset the code generates (a few minutes on a CPU)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--subjects", type=int, default=1000)
+    demo.add_argument("--epochs", type=int, default=15)
+    demo.set_defaults(run=run_demo)
+
+    methods = commands.add_parser("methods", help="list the self-supervised methods")
+    methods.set_defaults(run=run_methods)
+    return parser
+
+
+def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=Path, required=True, help="a MedMNIST .npz, a manifest .csv, or a folder (NIfTI, DICOM series, PNG/JPEG)")
+    data.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, encoder.pt, skipped.csv")
+    data.add_argument("--image-size", type=int, nargs="+", help="model input size, 2 values (2D) or 3 (3D); .npz default: native")
+    data.add_argument("--channels", type=int, dest="in_channels", help="input channels (default 1)")
+    data.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
+    data.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
+    data.add_argument("--volume-index", type=int, help="which volume of a 4D NIfTI (default 0)")
+    data.add_argument("--strict", action="store_true", help="fail if any input is skipped")
+    model = parser.add_argument_group("method and model")
+    model.add_argument("--method", default="simclr", help="see `medssl methods`")
+    model.add_argument("--config", type=Path, help="YAML overriding the method's default config")
+    model.add_argument("--encoder", dest="encoder_name", help="resnet10/18/34/50")
+    model.add_argument("--width", type=int, help="channels of the first stage (64 = standard)")
+    model.add_argument("--stem", help="small (stride 1), strided (stride 2) or imagenet (7x7/2 + pool)")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, dest="max_epochs")
+    train.add_argument("--max-steps", type=int)
+    train.add_argument("--max-minutes", type=float, help="stop after this wall time")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--precision", help="bf16-mixed (default), 32, 16-mixed")
+    train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    train.add_argument("--samples-per-subject", type=int, help="views drawn per subject and epoch (for few large volumes)")
+    train.add_argument("--devices", help="auto, or a count (DDP across GPUs)")
+    train.add_argument("--num-nodes", type=int)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+
+
+def run_scan(args: argparse.Namespace) -> None:
+    from medssl.data.manifest import scan_folder
+
+    manifest = scan_folder(args.folder)
+    manifest.write(args.output)
+    print(f"{len(manifest.rows)} subjects -> {args.output}")
+
+
+def pretrain_config(args: argparse.Namespace) -> dict:
+    from medssl.training import merge, resolve_config
+
+    user = yaml.safe_load(args.config.read_text()) if args.config else {}
+    overrides = {
+        "data": {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "volume_index")},
+        "encoder": {"name": args.encoder_name, "width": args.width, "stem": args.stem},
+        "optimizer": {"lr": args.lr},
+        "training": {
+            k: getattr(args, k)
+            for k in ("max_epochs", "max_steps", "max_minutes", "batch_size", "precision", "checkpoint_every", "samples_per_subject", "devices", "num_nodes")
+        },
+    }
+    return resolve_config(args.method, merge(user, overrides))
+
+
+def run_pretrain(args: argparse.Namespace) -> None:
+    from medssl.training import pretrain
+
+    result = pretrain(args.data, args.out, pretrain_config(args), seed=args.seed, resume=args.resume, strict=args.strict)
+    print(f"encoder -> {result.encoder_path}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from medssl.evaluation.evaluate import evaluate
+
+    result = evaluate(args.encoder, args.data, args.out, tuple(args.fractions), tuple(args.seeds), not args.no_random_init)
+    print((args.out / "evaluation.md").read_text())
+    print(f"results -> {args.out / 'evaluation.json'}")
+    return None if result else 1
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from medssl.data.synthetic import make_synthetic_dataset
+    from medssl.evaluation.evaluate import evaluate
+    from medssl.training import pretrain, resolve_config
+
+    stages = {}
+    start = time.perf_counter()
+    manifest = make_synthetic_dataset(args.out / "data", n=args.subjects, size=32)
+    stages["simulate"] = time.perf_counter() - start
+    config = resolve_config("simclr", {"data": {"image_size": [32, 32]}, "training": {"max_epochs": args.epochs, "batch_size": 128}})
+    start = time.perf_counter()
+    run = args.out / "pretrain"
+    result = pretrain(manifest, run, config, resume=(run / "checkpoints" / "last.ckpt").exists())
+    stages["pretrain"] = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluate(result.encoder_path, manifest, args.out / "evaluate", fractions=(0.05, 0.2, 1.0), seeds=(0, 1, 2))
+    stages["evaluate"] = time.perf_counter() - start
+    print((args.out / "evaluate" / "evaluation.md").read_text())
+    print("stage durations: " + ", ".join(f"{k} {v:.0f}s" for k, v in stages.items()))
+    print(f"all outputs in {args.out}")
+
+
+def run_methods(args: argparse.Namespace) -> None:
+    from medssl.methods import METHODS
+
+    print("| method | 2D | 3D | description |\n|---|---|---|---|")
+    for name, cls in sorted(METHODS.items()):
+        print(f"| {name} | yes | yes | {cls.description} |")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Reading, preprocessing and listing medical images."""

@@ -1,0 +1,158 @@
+"""Load any supported source into an in-memory ``ImageTable`` of preprocessed images.
+
+Sources: a MedMNIST ``.npz``, a manifest ``.csv``, or a folder (scanned into a manifest first).
+Each sample keeps its subject ID, so every output can name the subject it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from medssl.data.manifest import Manifest, ManifestError, read_manifest, scan_folder
+from medssl.data.preprocess import Preprocessing
+from medssl.data.readers import UnreadableImageError, read_image
+from medssl.data.skips import SkipReport
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ImageTable:
+    images: torch.Tensor  # (N, C, *spatial), float32 in [0, 1]
+    subject_ids: list[str]
+    splits: np.ndarray  # "train" / "val" / "test", or "" when the source has none
+    labels: np.ndarray | None = None  # int class index per subject, -1 where unknown
+    class_names: list[str] = field(default_factory=list)
+    preprocessing: dict = field(default_factory=dict)
+    skips: SkipReport = field(default_factory=SkipReport)
+
+    def __len__(self) -> int:
+        return len(self.subject_ids)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.images.ndim - 2
+
+    @property
+    def in_channels(self) -> int:
+        return self.images.shape[1]
+
+    def select(self, mask: np.ndarray) -> ImageTable:
+        index = np.flatnonzero(mask)
+        return replace(
+            self,
+            images=self.images[torch.from_numpy(index)],
+            subject_ids=[self.subject_ids[i] for i in index],
+            splits=self.splits[index],
+            labels=None if self.labels is None else self.labels[index],
+        )
+
+    def split(self, name: str) -> ImageTable:
+        return self.select(self.splits == name)
+
+
+class ImageDataset(Dataset):
+    """Yields (image, index); ``repeats`` > 1 draws several views per subject and epoch,
+    which lets contrastive methods train on a handful of large volumes."""
+
+    def __init__(self, images: torch.Tensor, repeats: int = 1) -> None:
+        self.images, self.repeats = images, repeats
+
+    def __len__(self) -> int:
+        return len(self.images) * self.repeats
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        index %= len(self.images)
+        return self.images[index], index
+
+
+def load_table(
+    source: str | Path,
+    preprocessing: Preprocessing | None = None,
+    *,
+    volume_index: int = 0,
+    work_dir: str | Path | None = None,
+) -> ImageTable:
+    """Loads ``source``. A folder's scan is written to ``work_dir/manifest.csv`` for the record."""
+    source = Path(source)
+    if source.suffix == ".npz":
+        return _load_medmnist(source, preprocessing)
+    if preprocessing is None:
+        raise ValueError("preprocessing (at least image_size) is required for files other than .npz")
+    if source.is_dir():
+        manifest = scan_folder(source)
+        if work_dir is not None:
+            manifest.write(Path(work_dir) / "manifest.csv")
+    elif source.suffix == ".csv":
+        manifest = read_manifest(source)
+    else:
+        raise ManifestError(f"{source}: expected a .npz, a manifest .csv or a folder of images")
+    return _load_manifest(manifest, preprocessing, volume_index)
+
+
+def _load_manifest(manifest: Manifest, preprocessing: Preprocessing, volume_index: int) -> ImageTable:
+    skips = SkipReport()
+    images, kept = [], []
+    for row in tqdm(manifest.rows, desc="reading images", unit="file", leave=False):
+        try:
+            images.append(preprocessing(read_image(row["path"], volume_index=volume_index)))
+            kept.append(row)
+        except UnreadableImageError as error:
+            skips.add(row["path"], error.reason)
+    if not kept:
+        raise ManifestError(f"no readable images: {skips.summary()}")
+    raw_labels = [row.get("label", "") or "" for row in kept]
+    class_names = sorted({label for label in raw_labels if label})
+    labels = None
+    if class_names:
+        labels = np.array([class_names.index(lab) if lab else -1 for lab in raw_labels])
+    return ImageTable(
+        images=torch.from_numpy(np.stack(images)),
+        subject_ids=[row["subject_id"] for row in kept],
+        splits=np.array([row.get("split", "") or "" for row in kept]),
+        labels=labels,
+        class_names=class_names,
+        preprocessing=preprocessing.to_dict(),
+        skips=skips,
+    )
+
+
+def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTable:
+    """MedMNIST npz: ``{split}_images`` uint8 (N, *spatial[, 3]) and ``{split}_labels`` (N, 1)."""
+    try:
+        archive = np.load(path)
+        parts = [(s, archive[f"{s}_images"], archive[f"{s}_labels"]) for s in SPLITS if f"{s}_images" in archive]
+    except (OSError, ValueError, KeyError) as error:
+        raise ManifestError(f"{path}: not a readable MedMNIST npz ({error})") from error
+    if not parts:
+        raise ManifestError(f"{path}: no '<split>_images' arrays; found keys {list(archive.keys())}")
+    images = np.concatenate([p[1] for p in parts])
+    is_rgb = images.shape[-1] == 3 and images.ndim == 4 and images.shape[1] != 3
+    tensor = torch.from_numpy(images).float().div_(255.0)
+    tensor = tensor.permute(0, 3, 1, 2) if is_rgb else tensor.unsqueeze(1)
+    spatial_dims = tensor.ndim - 2
+    if preprocessing is None:
+        preprocessing = Preprocessing(image_size=tuple(tensor.shape[2:]), in_channels=tensor.shape[1])
+    if preprocessing.spatial_dims != spatial_dims:
+        raise ManifestError(f"{path}: holds {spatial_dims}D images but image_size is {preprocessing.image_size}")
+    if tuple(tensor.shape[2:]) != preprocessing.image_size:
+        mode = "bilinear" if spatial_dims == 2 else "trilinear"
+        tensor = F.interpolate(tensor, size=preprocessing.image_size, mode=mode, antialias=spatial_dims == 2)
+    if tensor.shape[1] != preprocessing.in_channels:
+        tensor = tensor.mean(1, keepdim=True).expand(-1, preprocessing.in_channels, *tensor.shape[2:]).contiguous()
+    labels = np.concatenate([p[2].reshape(len(p[2]), -1)[:, 0] for p in parts]).astype(int)
+    return ImageTable(
+        images=tensor.contiguous(),
+        subject_ids=[f"{s}-{i:05d}" for s, imgs, _ in parts for i in range(len(imgs))],
+        splits=np.concatenate([np.full(len(p[1]), p[0]) for p in parts]),
+        labels=labels,
+        class_names=[str(c) for c in range(int(labels.max()) + 1)],
+        preprocessing=preprocessing.to_dict() | {"source": "medmnist npz, uint8 / 255"},
+    )

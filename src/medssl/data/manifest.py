@@ -1,0 +1,105 @@
+"""Manifests: a CSV of ``subject_id, path`` (+ optional ``label``, ``split``, covariates), or a folder scan."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from medssl.data.readers import group_dicom_series
+
+REQUIRED_COLUMNS = ("subject_id", "path")
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used at all; raised before any training starts."""
+
+
+@dataclass
+class Manifest:
+    rows: list[dict[str, str]]
+    columns: list[str]
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        return path
+
+
+def read_manifest(csv_path: str | Path) -> Manifest:
+    """Reads and validates a manifest; relative paths are resolved against the CSV's folder."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise ManifestError(f"manifest not found: {csv_path}")
+    with csv_path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = list(reader.fieldnames or [])
+        rows = [dict(row) for row in reader]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ManifestError(
+            f"{csv_path}: missing required column(s) {missing}; found {columns}. "
+            f"A manifest needs at least: {', '.join(REQUIRED_COLUMNS)}"
+        )
+    if not rows:
+        raise ManifestError(f"{csv_path}: the manifest has no rows")
+    duplicates = [sid for sid, n in Counter(r["subject_id"] for r in rows).items() if n > 1]
+    if duplicates:
+        raise ManifestError(
+            f"{csv_path}: {len(duplicates)} duplicate subject_id(s), e.g. {duplicates[:5]}; "
+            "each row must be one subject (give repeated scans their own IDs, such as 'S01_visit2')"
+        )
+    for row in rows:
+        path = Path(row["path"])
+        row["path"] = str(path if path.is_absolute() else csv_path.parent / path)
+    if not any(Path(r["path"]).exists() for r in rows):
+        raise ManifestError(
+            f"{csv_path}: none of the {len(rows)} paths exist (first: {rows[0]['path']}); "
+            "relative paths are resolved against the manifest's folder"
+        )
+    return Manifest(rows, columns)
+
+
+def _is_image_file(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and not name.startswith(".") and name.endswith(IMAGE_SUFFIXES)
+
+
+def scan_folder(root: str | Path) -> Manifest:
+    """Lists the images under ``root``: one row per file, or per DICOM series (a volume).
+
+    Files in exactly one level of class subfolders (the MedNIST layout) get the subfolder as label.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(f"not a folder: {root}")
+    series = group_dicom_series(root)
+    in_series = {f for files in series.values() for f in files}
+    rows = []
+    for folder in sorted({files[0].parent for files in series.values()}):
+        rows.append({"subject_id": _subject_id(folder, root), "path": str(folder)})
+    for path in sorted(p for p in root.rglob("*") if _is_image_file(p) and p not in in_series):
+        rows.append({"subject_id": _subject_id(path, root), "path": str(path)})
+    if not rows:
+        raise ManifestError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} and DICOM series)")
+    columns = ["subject_id", "path"]
+    parts = [Path(r["path"]).relative_to(root).parts for r in rows]
+    if {len(p) for p in parts} == {2} and len({p[0] for p in parts}) > 1:
+        for row, part in zip(rows, parts):
+            row["label"] = part[0]
+        columns.append("label")
+    return Manifest(rows, columns)
+
+
+def _subject_id(path: Path, root: Path) -> str:
+    relative = path.relative_to(root).as_posix() if path != root else path.name
+    for suffix in (".nii.gz",) + IMAGE_SUFFIXES:
+        if relative.lower().endswith(suffix):
+            return relative[: -len(suffix)]
+    return relative

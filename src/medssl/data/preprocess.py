@@ -1,0 +1,87 @@
+"""From a read image to a fixed model input: intensity by modality, spacing/shape, channels."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from monai.transforms import Resize, ResizeWithPadOrCrop
+
+from medssl.data.readers import AXIS_CONVENTION, Image, UnreadableImageError
+
+CT_MODALITIES = {"CT"}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    image_size: tuple[int, ...]
+    in_channels: int = 1
+    modality: str = "auto"  # "auto": the file's own (DICOM) modality; or force "CT" / "MR" / "XR"
+    ct_window: tuple[float, float] = (-1000.0, 1000.0)  # HU mapped to [0, 1]
+    percentiles: tuple[float, float] = (0.5, 99.5)  # MR / X-ray / photos: clip, then scale to [0, 1]
+    spacing: tuple[float, ...] | None = None  # mm; resample to it, then pad/crop to image_size
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+        if len(self.image_size) not in (2, 3) or min(self.image_size) < 1:
+            raise ValueError(f"image_size must be 2 or 3 positive sizes, got {self.image_size}")
+        if self.spacing is not None and len(self.spacing) != len(self.image_size):
+            raise ValueError(f"spacing {self.spacing} and image_size {self.image_size} differ in length")
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.image_size)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "axis_convention": AXIS_CONVENTION[self.spatial_dims]}
+
+    def __call__(self, image: Image) -> np.ndarray:
+        """Returns a float32 (in_channels, *image_size) array in [0, 1]."""
+        array = _match_dims(image, self.spatial_dims)
+        array = self._normalise_intensity(array, image.modality)
+        tensor = torch.from_numpy(array)
+        if self.spacing is not None:
+            spacing = image.spacing[-self.spatial_dims :]
+            shape = [max(1, round(n * s / t)) for n, s, t in zip(tensor.shape[1:], spacing, self.spacing)]
+            tensor = Resize(shape, mode=_mode(self.spatial_dims), anti_aliasing=True)(tensor)
+            tensor = ResizeWithPadOrCrop(self.image_size)(tensor)
+        else:
+            tensor = Resize(self.image_size, mode=_mode(self.spatial_dims), anti_aliasing=True)(tensor)
+        array = np.asarray(tensor, dtype=np.float32)
+        return _match_channels(array, self.in_channels, image.path).clip(0.0, 1.0)
+
+    def _normalise_intensity(self, array: np.ndarray, file_modality: str) -> np.ndarray:
+        modality = file_modality.upper() if self.modality == "auto" else self.modality.upper()
+        if modality in CT_MODALITIES:
+            low, high = self.ct_window
+        else:
+            low, high = np.percentile(array, self.percentiles)
+        if high <= low:  # a constant image carries no signal, but it is still a valid input
+            return np.zeros_like(array, dtype=np.float32)
+        return ((np.clip(array, low, high) - low) / (high - low)).astype(np.float32)
+
+
+def _mode(spatial_dims: int) -> str:
+    return "bilinear" if spatial_dims == 2 else "trilinear"
+
+
+def _match_dims(image: Image, spatial_dims: int) -> np.ndarray:
+    array = image.array
+    if image.spatial_dims == spatial_dims:
+        return array
+    if image.spatial_dims == 3 and spatial_dims == 2 and 1 in array.shape[1:]:
+        return array.squeeze(axis=1 + array.shape[1:].index(1))  # a single slice stored as a volume
+    raise UnreadableImageError(
+        image.path, f"expected a {spatial_dims}D image, got {image.spatial_dims}D of shape {array.shape[1:]}"
+    )
+
+
+def _match_channels(array: np.ndarray, channels: int, path: str) -> np.ndarray:
+    if array.shape[0] == channels:
+        return array
+    if channels == 1:
+        return array.mean(axis=0, keepdims=True)  # colour photographs/ultrasound to grey
+    if array.shape[0] == 1:
+        return np.repeat(array, channels, axis=0)
+    raise UnreadableImageError(path, f"has {array.shape[0]} channels; the model expects {channels}")

@@ -1,0 +1,346 @@
+"""Reads NIfTI, DICOM (file, multi-frame or series folder) and 2D photos into one float32 ``Image``.
+
+Every failure while reading becomes an ``UnreadableImageError`` with a human reason, so callers can
+skip a bad file and report why instead of crashing on a library-specific exception.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+import pydicom
+from nibabel.filebasedimages import ImageFileError
+from nibabel.orientations import apply_orientation, io_orientation
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut
+
+AXIS_CONVENTION = {
+    2: "rows, columns as displayed",
+    3: "RAS+ (x: left->right, y: posterior->anterior, z: inferior->superior)",
+}
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+# eq=False: comparing numpy arrays with == is elementwise, so a generated __eq__ would raise.
+@dataclass(frozen=True, eq=False)
+class Image:
+    array: np.ndarray  # float32, channel-first: (C, H, W) for 2D, (C, X, Y, Z) for 3D
+    spacing: tuple[float, ...]  # mm per spatial axis (1.0 where unknown)
+    modality: str  # DICOM Modality ("CT", "MR", "CR", ...) or "" when unknown
+    path: str
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.array.ndim - 1
+
+
+class UnreadableImageError(ValueError):
+    """An image that cannot be read; ``str()`` reads '<path>: <reason>'."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+    def __reduce__(self):  # keeps it picklable (e.g. raised in a DataLoader worker)
+        return type(self), (self.path, self.reason)
+
+
+def read_image(path: str | Path, volume_index: int = 0) -> Image:
+    """Reads one image; ``volume_index`` picks a volume of a 4D NIfTI (other images have one)."""
+    path = Path(path)
+    with _reading(path):
+        if not path.exists():
+            raise UnreadableImageError(path, "no such file or directory")
+        name = path.name.lower()
+        if path.is_dir():
+            array, spacing, modality = _read_dicom_dir(path)
+        elif path.stat().st_size == 0:
+            raise UnreadableImageError(path, "empty file (0 bytes)")
+        elif name.endswith(NIFTI_SUFFIXES):
+            return _finish(path, *_read_nifti(path, volume_index), "")
+        elif name.endswith(PILLOW_SUFFIXES):
+            array, spacing, modality = _read_pillow(path), (1.0, 1.0), ""
+        elif _looks_like_dicom(path):
+            array, spacing, modality = _read_dicom([path])
+        else:
+            raise UnreadableImageError(
+                path,
+                f"unsupported file type '{path.suffix.lower()}'; supported: "
+                f"{', '.join(NIFTI_SUFFIXES + PILLOW_SUFFIXES)}, .dcm or any file with DICOM magic, "
+                "or a folder holding one DICOM series",
+            )
+        _check_volume_index(path, volume_index, 1)
+        return _finish(path, array, spacing, modality)
+
+
+def is_dicom_series_dir(path: Path) -> bool:
+    """A directory whose own files (not subfolders') include DICOM files."""
+    return path.is_dir() and any(f.is_file() and _looks_like_dicom(f) for f in path.iterdir())
+
+
+def group_dicom_series(folder: Path) -> dict[str, list[Path]]:
+    """SeriesInstanceUID -> its files, searched recursively; non-DICOM and unparsable files are ignored."""
+    return _scan_series(folder)[0]
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turns any library exception into an UnreadableImageError naming ``path``."""
+    try:
+        yield
+    except UnreadableImageError:
+        raise
+    except Exception as error:
+        raise UnreadableImageError(path, _reason(error, path)) from error
+
+
+def _reason(error: Exception, path: Path) -> str:
+    causes = (error, error.__cause__, error.__context__)  # libraries often re-raise gzip errors as their own
+    if path.name.lower().endswith(".gz") and any(
+        isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)) for e in causes
+    ):
+        return "truncated or corrupt gzip stream"
+    if isinstance(error, EOFError):
+        return "file is truncated (unexpected end of data)"
+    if isinstance(error, ImageFileError):
+        return f"not a readable NIfTI file ({error})"
+    if isinstance(error, InvalidDicomError):
+        return f"not a valid DICOM file ({error})"
+    if isinstance(error, PIL.UnidentifiedImageError):
+        return "not a readable image (corrupt file or unknown encoding)"
+    return f"{type(error).__name__}: {error}"
+
+
+def _check_volume_index(path: Path, volume_index: int, n_volumes: int) -> None:
+    if not 0 <= volume_index < n_volumes:
+        volumes = "1 volume" if n_volumes == 1 else f"{n_volumes} volumes"
+        raise UnreadableImageError(path, f"volume_index {volume_index} out of range: the image has {volumes}")
+
+
+def _finish(path: Path, array: np.ndarray, spacing: tuple[float, ...], modality: str) -> Image:
+    array = np.asarray(array, dtype=np.float32)  # float32 after the cast: huge values become inf here
+    if 0 in array.shape:
+        raise UnreadableImageError(path, f"image has a zero-length axis (shape {array.shape[1:]})")
+    finite = np.isfinite(array)
+    if not finite.any():
+        raise UnreadableImageError(path, "image has no finite values (all NaN or inf)")
+    if not finite.all():  # NaN usually marks "outside the scan"; 0 and the finite extremes keep it usable
+        values = array[finite]
+        array = np.nan_to_num(array, nan=0.0, posinf=values.max(), neginf=values.min())
+    # A missing, zero or NaN spacing (e.g. PixelSpacing "0\0" in some CR files) means "unknown".
+    spacing = tuple(float(s) if np.isfinite(s) and s > 0 else 1.0 for s in spacing)
+    return Image(np.ascontiguousarray(array), spacing, modality, str(path))
+
+
+# --- NIfTI ------------------------------------------------------------------------------------
+
+
+def _read_nifti(path: Path, volume_index: int) -> tuple[np.ndarray, tuple[float, ...]]:
+    image = nib.load(path)
+    if image.ndim == 2:  # no 3D affine to reorient with: keep rows, columns as stored
+        _check_volume_index(path, volume_index, 1)
+        return image.get_fdata(dtype=np.float32)[None], tuple(image.header.get_zooms()[:2])
+    if image.ndim > 4:
+        raise UnreadableImageError(path, f"{image.ndim}D NIfTI (shape {image.shape}) is not supported")
+    n_volumes = image.shape[3] if image.ndim == 4 else 1
+    _check_volume_index(path, volume_index, n_volumes)
+    if image.ndim == 4:
+        image = image.slicer[..., volume_index]  # reads only that volume
+    image = nib.as_closest_canonical(image)
+    return image.get_fdata(dtype=np.float32)[None], tuple(nib.affines.voxel_sizes(image.affine))
+
+
+# --- Pillow -----------------------------------------------------------------------------------
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    with PIL.Image.open(path) as image:
+        image = PIL.ImageOps.exif_transpose(image)  # "as displayed": honour the camera's EXIF rotation
+        if image.mode == "LA":
+            image = image.getchannel("L")
+        if image.mode in ("1", "L", "I", "F") or image.mode.startswith("I;"):  # I;16 keeps 16-bit grey
+            return np.asarray(image)[None]
+        return np.asarray(image.convert("RGB")).transpose(2, 0, 1)  # drops alpha, expands palettes
+
+
+# --- DICOM ------------------------------------------------------------------------------------
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    return path.suffix.lower() == ".dcm" or _has_dicom_magic(path)
+
+
+def _scan_series(folder: Path) -> tuple[dict[str, list[Path]], list[UnreadableImageError]]:
+    series: dict[str, list[Path]] = {}
+    broken = []
+    for path in sorted(folder.rglob("*")):
+        if not (path.is_file() and _looks_like_dicom(path)):
+            continue
+        try:
+            with _reading(path):
+                uid = pydicom.dcmread(path, stop_before_pixels=True, force=True).get("SeriesInstanceUID")
+        except UnreadableImageError as error:
+            broken.append(error)
+            continue
+        if uid:  # files without one (DICOMDIR indexes) hold no image
+            series.setdefault(str(uid), []).append(path)
+    return series, broken
+
+
+def _read_dicom_dir(folder: Path) -> tuple[np.ndarray, tuple[float, ...], str]:
+    series, broken = _scan_series(folder)
+    if broken:  # reading the rest would silently leave a gap in the volume
+        raise broken[0]
+    if not series:
+        raise UnreadableImageError(folder, "folder contains no DICOM files")
+    if len(series) > 1:
+        listing = "; ".join(f"{uid} ({len(files)} file(s))" for uid, files in series.items())
+        raise UnreadableImageError(
+            folder, f"folder holds {len(series)} DICOM series, read each separately: {listing}"
+        )
+    return _read_dicom(next(iter(series.values())))
+
+
+@dataclass
+class _Slice:
+    pixels: np.ndarray  # (rows, columns, channels), rescaled
+    position: np.ndarray | None  # ImagePositionPatient (LPS, mm)
+    instance: int
+    source: Path
+
+
+def _read_dicom(paths: list[Path]) -> tuple[np.ndarray, tuple[float, ...], str]:
+    """Reads single-frame files (one per slice) or one multi-frame file into a 2D image or 3D volume."""
+    slices: list[_Slice] = []
+    first = None  # geometry, modality and photometry come from the first file
+    for path in paths:
+        with _reading(path):
+            ds = pydicom.dcmread(path, force=True)  # force: older .dcm files lack the 'DICM' preamble
+            first = ds if first is None else first
+            if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+                if not _has_dicom_magic(path):  # force=True "reads" any bytes; say what is likelier
+                    raise UnreadableImageError(path, "not a DICOM file (no 'DICM' marker, no pixel data)")
+                raise UnreadableImageError(path, "DICOM has no pixel data (PixelData missing)")
+            frames = ds.pixel_array
+            if int(ds.get("SamplesPerPixel", 1)) == 1:
+                frames = frames[..., None]
+            if int(ds.get("NumberOfFrames") or 1) == 1:
+                frames = frames[None]
+            for index, frame in enumerate(frames):  # (rows, columns, channels)
+                position = _attribute(ds, "ImagePositionPatient", "PlanePositionSequence", index)
+                slices.append(
+                    _Slice(
+                        _rescale(frame, ds, index),
+                        None if position is None else np.array(position, dtype=float),
+                        int(ds.get("InstanceNumber") or 0),
+                        path,
+                    )
+                )
+    shapes = Counter(s.pixels.shape for s in slices)
+    if len(shapes) > 1:
+        usual = shapes.most_common(1)[0][0]
+        odd = next(s for s in slices if s.pixels.shape != usual)
+        raise UnreadableImageError(
+            odd.source, f"slice shape {odd.pixels.shape[:2]} differs from the series' {usual[:2]}"
+        )
+
+    spacing = _attribute(first, "PixelSpacing", "PixelMeasuresSequence") or first.get("ImagerPixelSpacing")
+    row_step, column_step = (float(s) for s in spacing) if spacing else (1.0, 1.0)
+    modality = str(first.get("Modality", ""))
+    if len(slices) == 1:
+        array = slices[0].pixels.transpose(2, 0, 1)  # (C, rows, columns)
+        spacing = (row_step, column_step)
+    else:
+        array, spacing = _stack(slices, first, column_step, row_step)
+    if first.get("PhotometricInterpretation") == "MONOCHROME1":  # stored inverted: make bright = dense
+        array = array.max() + array.min() - array
+    return array, spacing, modality
+
+
+def _attribute(ds: pydicom.Dataset, keyword: str, group: str, frame: int = 0) -> Any:
+    """A value from the enhanced-DICOM functional groups (per-frame, then shared), else the top level."""
+    for sequence, item in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+        groups = ds.get(sequence)
+        if groups and len(groups) > item and groups[item].get(group):
+            value = groups[item].get(group)[0].get(keyword)
+            if value is not None and value != "":
+                return value
+    value = ds.get(keyword)
+    return None if value is None or value == "" else value
+
+
+def _rescale(frame: np.ndarray, ds: pydicom.Dataset, index: int) -> np.ndarray:
+    """Stored values -> modality units (e.g. Hounsfield units for CT)."""
+    if frame.shape[-1] != 1:  # colour samples carry no modality LUT
+        return frame.astype(np.float32)
+    if "ModalityLUTSequence" in ds:
+        return apply_modality_lut(frame[..., 0], ds).astype(np.float32)[..., None]
+    slope = _attribute(ds, "RescaleSlope", "PixelValueTransformationSequence", index)
+    intercept = _attribute(ds, "RescaleIntercept", "PixelValueTransformationSequence", index)
+    slope = 1.0 if slope is None else float(slope)
+    intercept = 0.0 if intercept is None else float(intercept)
+    return (frame.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def _stack(
+    slices: list[_Slice], first: pydicom.Dataset, column_step: float, row_step: float
+) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Sorts slices into a (C, X, Y, Z) volume, reoriented to RAS+ when the geometry is known."""
+    orientation = _attribute(first, "ImageOrientationPatient", "PlaneOrientationSequence")
+    gap = _attribute(first, "SpacingBetweenSlices", "PixelMeasuresSequence") or _attribute(
+        first, "SliceThickness", "PixelMeasuresSequence"
+    )
+    if orientation is None or any(s.position is None for s in slices):
+        ordered = sorted(slices, key=lambda s: s.instance)  # stable: multi-frame keeps frame order
+        volume = np.stack([s.pixels for s in ordered], axis=2).transpose(3, 1, 0, 2)
+        return volume, (column_step, row_step, float(gap or 1.0))  # (C, columns, rows, slices)
+
+    row_dir, column_dir = np.array(orientation[:3], dtype=float), np.array(orientation[3:], dtype=float)
+    normal = np.cross(row_dir, column_dir)
+    depth = np.array([s.position @ normal for s in slices])
+    order = np.argsort(depth, kind="stable")
+    depth = depth[order]
+    if np.any(np.diff(depth) < 1e-3):
+        n_positions = len(np.unique(depth.round(3)))
+        raise UnreadableImageError(
+            slices[0].source,
+            f"{len(slices)} slices at only {n_positions} distinct positions: several volumes "
+            "(e.g. time points or echoes) in one series are not supported",
+        )
+    slice_step = (depth[-1] - depth[0]) / (len(slices) - 1)
+    # (columns i, rows j, slices k) -> patient LPS, then RAS, then the axis flips/permutation to RAS+.
+    affine = np.eye(4)
+    affine[:3, :3] = np.column_stack([row_dir * column_step, column_dir * row_step, normal * slice_step])
+    affine[:3, 3] = slices[order[0]].position
+    ornt = io_orientation(_LPS_TO_RAS @ affine)
+    volume = np.stack([slices[i].pixels for i in order], axis=2).transpose(1, 0, 2, 3)  # (i, j, k, C)
+    volume = apply_orientation(volume, ornt).transpose(3, 0, 1, 2)
+    spacing = [0.0] * 3
+    for axis, step in enumerate((column_step, row_step, slice_step)):
+        spacing[int(ornt[axis, 0])] = step
+    return volume, tuple(spacing)

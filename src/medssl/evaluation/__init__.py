@@ -1,0 +1,1 @@
+"""What pretraining buys: frozen-encoder probes and fine-tuning at few labels."""

@@ -1,0 +1,130 @@
+"""``medssl evaluate``: probes of a pretrained encoder against the same architecture at random init."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medssl.data.datasets import ImageTable, load_table
+from medssl.data.preprocess import Preprocessing
+from medssl.evaluation.embeddings import embed
+from medssl.evaluation.probe import knn_probe, label_subset, linear_probe
+from medssl.models.checkpoint import load_encoder
+from medssl.models.encoders import Encoder, EncoderConfig
+
+RANDOM_INIT = "random-init"
+
+
+def evaluate(
+    encoder_path: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    fractions: tuple[float, ...] = (0.01, 0.1, 1.0),
+    seeds: tuple[int, ...] = (0,),
+    random_init: bool = True,
+) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder, metadata = load_encoder(encoder_path)
+    table = labelled_table(data, metadata, out_dir)
+    rows = []
+    pretrained_features = embed(encoder, table.images)
+    for seed in seeds:
+        features = {f"pretrained ({metadata['method']})": pretrained_features}
+        if random_init:
+            torch.manual_seed(seed)
+            features[RANDOM_INIT] = embed(Encoder(EncoderConfig(**metadata["encoder"])), table.images)
+        for fraction in fractions:
+            subset = label_subset(table.labels[table.splits == "train"], fraction, seed)
+            _save_subset(out_dir, table, subset, fraction, seed)
+            for name, x in features.items():
+                rows += probe_rows(x, table, subset, name, fraction, seed)
+    result = {
+        "encoder_file": str(encoder_path),
+        "encoder": metadata,
+        "data": str(data),
+        "subjects": {s: int((table.splits == s).sum()) for s in ("train", "val", "test")},
+        "skipped": len(table.skips),
+        "rows": rows,
+        "summary": summarise(rows),
+    }
+    (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "evaluation.md").write_text(markdown_table(result["summary"]))
+    return result
+
+
+def labelled_table(data: str | Path, metadata: dict, out_dir: Path) -> ImageTable:
+    """The data preprocessed exactly as at pretraining, with labels and a train/val/test split."""
+    names = {f.name for f in fields(Preprocessing)}
+    preprocessing = Preprocessing(**{k: v for k, v in metadata["preprocessing"].items() if k in names})
+    table = load_table(data, preprocessing, work_dir=out_dir)
+    table.skips.write(out_dir)
+    if table.labels is None:
+        raise ValueError(f"{data}: evaluation needs labels (a 'label' column in the manifest, or class subfolders)")
+    table = table.select(table.labels >= 0)
+    if not set(table.splits) >= {"train", "val", "test"}:
+        table.splits = stratified_splits(table.labels, seed=0)
+        with (out_dir / "splits.csv").open("w", newline="") as handle:
+            csv.writer(handle).writerows([("subject_id", "split"), *zip(table.subject_ids, table.splits)])
+    return table
+
+
+def stratified_splits(labels: np.ndarray, seed: int, shares: tuple[float, float] = (0.7, 0.1)) -> np.ndarray:
+    """train/val/test = 70/10/20 within each class, for sources that bring no split."""
+    rng = np.random.default_rng(seed)
+    splits = np.full(len(labels), "test", dtype=object)
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n_train, n_val = round(shares[0] * len(members)), max(1, round(shares[1] * len(members)))
+        splits[members[:n_train]] = "train"
+        splits[members[n_train : n_train + n_val]] = "val"
+    return splits.astype(str)
+
+
+def probe_rows(features: np.ndarray, table: ImageTable, subset: np.ndarray, name: str, fraction: float, seed: int) -> list[dict]:
+    part = {s: (features[table.splits == s], table.labels[table.splits == s]) for s in ("train", "val", "test")}
+    train = (part["train"][0][subset], part["train"][1][subset])
+    base = {"encoder": name, "fraction": fraction, "seed": seed, "n_labels": len(subset)}
+    return [
+        {**base, "probe": "linear", **linear_probe(train, part["val"], part["test"], seed)},
+        {**base, "probe": "knn", **knn_probe(train, part["val"], part["test"])},
+    ]
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation over seeds per (encoder, probe, fraction)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["encoder"], row["probe"], row["fraction"]), []).append(row)
+    summary = []
+    for (encoder, probe, fraction), members in groups.items():
+        entry = {"encoder": encoder, "probe": probe, "fraction": fraction, "n_labels": members[0]["n_labels"], "seeds": len(members)}
+        for metric in ("acc", "auc"):
+            values = np.array([m[metric] for m in members])
+            entry[f"{metric}_mean"], entry[f"{metric}_std"] = float(values.mean()), float(values.std(ddof=1) if len(values) > 1 else 0.0)
+        summary.append(entry)
+    return summary
+
+
+def markdown_table(summary: list[dict]) -> str:
+    lines = ["| encoder | probe | labels | n labels | seeds | ACC | AUC |", "|---|---|---|---|---|---|---|"]
+    for s in sorted(summary, key=lambda e: (e["probe"], e["fraction"], e["encoder"])):
+        lines.append(
+            f"| {s['encoder']} | {s['probe']} | {s['fraction']:.0%} | {s['n_labels']} | {s['seeds']} "
+            f"| {s['acc_mean']:.3f} ± {s['acc_std']:.3f} | {s['auc_mean']:.3f} ± {s['auc_std']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _save_subset(out_dir: Path, table: ImageTable, subset: np.ndarray, fraction: float, seed: int) -> None:
+    """The exact labelled subjects of each (fraction, seed), so a result can be reproduced or audited."""
+    folder = out_dir / "label_subsets"
+    folder.mkdir(exist_ok=True)
+    train_ids = np.array(table.subject_ids)[table.splits == "train"]
+    with (folder / f"fraction{fraction:g}_seed{seed}.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([("subject_id", "label"), *zip(train_ids[subset], table.labels[table.splits == "train"][subset])])

@@ -1,0 +1,75 @@
+"""Linear-probe and kNN evaluation of frozen features at a chosen fraction of the labels.
+
+Hyper-parameters (C of the logistic regression, k of kNN) are chosen on the validation split;
+the test split is scored once with the chosen one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+C_GRID = (0.001, 0.01, 0.1, 1.0)
+K_GRID = (5, 10, 20, 50)
+
+
+def label_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of a stratified ``fraction`` of ``labels``, at least one per class."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        take = max(1, round(fraction * len(members)))
+        chosen.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """ACC, and AUC (macro one-vs-rest when there are more than two classes)."""
+    accuracy = accuracy_score(y_true, classes[proba.argmax(1)])
+    present = np.unique(y_true)
+    if len(present) < 2:
+        auc = float("nan")
+    elif proba.shape[1] == 2:
+        auc = roc_auc_score(y_true, proba[:, 1])
+    else:
+        full = np.zeros((len(y_true), int(max(classes.max(), y_true.max())) + 1))
+        full[:, classes] = proba
+        full = full[:, present] / np.clip(full[:, present].sum(1, keepdims=True), 1e-12, None)
+        auc = roc_auc_score(y_true, full, multi_class="ovr", average="macro", labels=present)
+    return {"acc": float(accuracy), "auc": float(auc)}
+
+
+def _fit_select(make_model, grid, train, val, test) -> dict:
+    """Fits one model per grid value, keeps the best validation AUC, scores it on test."""
+    best = None
+    for value in grid:
+        model = make_model(value).fit(*train)
+        score = classification_metrics(val[1], model.predict_proba(val[0]), model.classes_)["auc"]
+        if best is None or score > best[0]:
+            best = (score, value, model)
+    score, value, model = best
+    return {"chosen": value, "val_auc": score, **classification_metrics(test[1], model.predict_proba(test[0]), model.classes_)}
+
+
+def linear_probe(train, val, test, seed: int = 0) -> dict:
+    def make(c):
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
+
+    if len(np.unique(train[1])) < 2:
+        raise ValueError("the labelled subset holds a single class; raise the label fraction")
+    return _fit_select(make, C_GRID, train, val, test)
+
+
+def knn_probe(train, val, test) -> dict:
+    def make(k):
+        return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=k, metric="cosine", weights="distance"))
+
+    grid = sorted({min(k, len(train[1])) for k in K_GRID})
+    return _fit_select(make, grid, train, val, test)

@@ -1,0 +1,159 @@
+"""Pretraining: data in, a Lightning run with checkpoints and logs, an encoder file out."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from medssl.data.datasets import ImageDataset, ImageTable, load_table
+from medssl.data.preprocess import Preprocessing
+from medssl.methods import default_config, get_method
+from medssl.methods.base import SSLMethod
+from medssl.models.checkpoint import save_encoder
+
+@dataclass(frozen=True)
+class PretrainResult:
+    encoder_path: Path
+    summary: dict
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Recursive dict update; ``None`` values in ``override`` leave ``base`` untouched."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        elif value is not None:
+            merged[key] = value
+    return merged
+
+
+def resolve_config(method: str, user_config: dict | None = None) -> dict:
+    config = merge(default_config(method), user_config or {})
+    config.setdefault("data", {})
+    return config
+
+
+def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int = 0, resume: bool = False, strict: bool = False) -> PretrainResult:
+    """Trains ``config['method']`` on the unlabelled training images of ``data``.
+
+    ``config`` is a resolved method config (see ``resolve_config``); ``config['data']`` may give
+    image_size, in_channels, modality, spacing and volume_index.
+    """
+    out_dir = Path(out_dir)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint to resume at {last}")
+    if not resume and last.exists():
+        raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    L.seed_everything(seed, workers=True, verbose=False)
+    method_cls = get_method(config["method"])
+    table = _load_training_images(data, out_dir, config["data"], strict)
+    method_cls.check_input(tuple(table.images.shape[2:]))
+    train = config["training"]
+    loader = _loader(table, train, method_cls)
+    model = method_cls(
+        encoder={**config["encoder"], "spatial_dims": table.spatial_dims, "in_channels": table.in_channels},
+        optimizer=config["optimizer"],
+        views=config["views"],
+        **config.get("method_args", {}),
+    )
+    (out_dir / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed, "data_source": str(data)}, sort_keys=False))
+    throughput = Throughput()
+    trainer = L.Trainer(
+        default_root_dir=out_dir,
+        max_epochs=train.get("max_epochs"),
+        max_steps=train.get("max_steps", -1) or -1,
+        max_time={"minutes": train["max_minutes"]} if train.get("max_minutes") else None,
+        precision=train.get("precision", "32"),
+        accelerator=train.get("accelerator", "auto"),
+        devices=train.get("devices", "auto"),
+        num_nodes=train.get("num_nodes", 1),
+        strategy=train.get("strategy", "auto"),
+        callbacks=[
+            ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=train.get("checkpoint_every", 200), save_last=True, save_top_k=1),
+            throughput,
+        ],
+        logger=[CSVLogger(out_dir, name="logs", version=""), TensorBoardLogger(out_dir, name="logs", version="")],
+        log_every_n_steps=min(10, len(loader)),
+        enable_model_summary=False,
+    )
+    trainer.fit(model, loader, ckpt_path=str(last) if resume else None)
+    trainer.save_checkpoint(last)  # the end of training is always a resumable point
+    encoder_path = out_dir / "encoder.pt"
+    summary = {
+        "method": config["method"],
+        "subjects": len(table),
+        "skipped": len(table.skips),
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        **throughput.summary(),
+    }
+    if trainer.is_global_zero:
+        save_encoder(encoder_path, model.encoder, method=config["method"], preprocessing=table.preprocessing)
+        (out_dir / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
+    return PretrainResult(encoder_path, summary)
+
+
+def preprocessing_from(data_config: dict, default_size: tuple[int, ...] | None = None) -> Preprocessing | None:
+    keys = ("image_size", "in_channels", "modality", "ct_window", "percentiles", "spacing")
+    given = {k: data_config[k] for k in keys if data_config.get(k) is not None}
+    if "image_size" not in given:
+        if default_size is None:
+            return None
+        given["image_size"] = default_size
+    return Preprocessing(**given)
+
+
+def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, strict: bool) -> ImageTable:
+    table = load_table(data, preprocessing_from(data_config), volume_index=data_config.get("volume_index", 0), work_dir=out_dir)
+    table.skips.write(out_dir)
+    print(table.skips.summary())
+    table.skips.check(strict)
+    if (table.splits == "train").any():  # never pretrain on the validation or test images
+        table = table.split("train")
+    return table
+
+
+def _loader(table: ImageTable, train: dict, method_cls: type[SSLMethod]) -> DataLoader:
+    repeats = train.get("samples_per_subject", 1)
+    batch_size = min(train["batch_size"], len(table) * repeats)
+    if batch_size < method_cls.min_batch_size:
+        raise ValueError(
+            f"{method_cls.name} needs batches of at least {method_cls.min_batch_size} images; "
+            f"there are {len(table)} subject(s): raise samples_per_subject (--samples-per-subject 8)"
+        )
+    # drop_last keeps batch statistics (BatchNorm, in-batch negatives) stable
+    return DataLoader(ImageDataset(table.images, repeats), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=train.get("num_workers", 0))
+
+
+class Throughput(Callback):
+    """Training images per second from one batch start to the next, so data loading and the
+    framework's own work count; the first two steps (one-off costs) are left out."""
+
+    def __init__(self) -> None:
+        self.images, self.seconds = 0, 0.0
+        self._last: tuple[float, int] | None = None
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._last is not None and trainer.global_step > 2:
+            self.seconds += now - self._last[0]
+            self.images += self._last[1]
+        self._last = (now, len(batch[0]) * trainer.world_size)
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self._last = None  # the gap to the next epoch's first batch is not a training step
+
+    def summary(self) -> dict:
+        rate = self.images / self.seconds if self.seconds else None
+        return {"train_images_per_s": rate, "timed_images": self.images, "timed_seconds": round(self.seconds, 2)}
