@@ -30,8 +30,8 @@ def merge(base: dict, override: dict) -> dict:
     """Recursive dict update; ``None`` values in ``override`` leave ``base`` untouched."""
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
+        if isinstance(value, dict):
+            merged[key] = merge(merged.get(key) or {}, value)
         elif value is not None:
             merged[key] = value
     return merged

@@ -79,13 +79,17 @@ def scan_folder(root: str | Path) -> Manifest:
     root = Path(root)
     if not root.is_dir():
         raise ManifestError(f"not a folder: {root}")
-    series = group_dicom_series(root)
-    in_series = {f for files in series.values() for f in files}
-    rows = []
-    for folder in sorted({files[0].parent for files in series.values()}):
-        rows.append({"subject_id": _subject_id(folder, root), "path": str(folder)})
-    for path in sorted(p for p in root.rglob("*") if _is_image_file(p) and p not in in_series):
-        rows.append({"subject_id": _subject_id(path, root), "path": str(path)})
+    rows, dicom_files = [], set()
+    volume_folders: set[Path] = set()
+    for files in group_dicom_series(root).values():
+        dicom_files.update(files)
+        if len(files) == 1:  # a single file is an image of its own (2D, or multi-frame 3D)
+            rows.append({"subject_id": _subject_id(files[0], root), "path": str(files[0])})
+        else:  # a folder holding several series is listed once; reading it names them all
+            volume_folders.add(files[0].parent)
+    rows += [{"subject_id": _subject_id(folder, root), "path": str(folder)} for folder in sorted(volume_folders)]
+    others = sorted(p for p in root.rglob("*") if _is_image_file(p) and p not in dicom_files)
+    rows += [{"subject_id": _subject_id(path, root), "path": str(path)} for path in others]
     if not rows:
         raise ManifestError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} and DICOM series)")
     columns = ["subject_id", "path"]

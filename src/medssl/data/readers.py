@@ -22,7 +22,6 @@ import PIL.ImageOps
 import pydicom
 from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import apply_orientation, io_orientation
-from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut
 
 AXIS_CONVENTION = {
@@ -112,17 +111,12 @@ def _reading(path: Path) -> Iterator[None]:
 
 
 def _reason(error: Exception, path: Path) -> str:
-    causes = (error, error.__cause__, error.__context__)  # libraries often re-raise gzip errors as their own
-    if path.name.lower().endswith(".gz") and any(
-        isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)) for e in causes
-    ):
+    if path.name.lower().endswith(".gz") and isinstance(error, (EOFError, zlib.error, gzip.BadGzipFile)):
         return "truncated or corrupt gzip stream"
     if isinstance(error, EOFError):
         return "file is truncated (unexpected end of data)"
     if isinstance(error, ImageFileError):
         return f"not a readable NIfTI file ({error})"
-    if isinstance(error, InvalidDicomError):
-        return f"not a valid DICOM file ({error})"
     if isinstance(error, PIL.UnidentifiedImageError):
         return "not a readable image (corrupt file or unknown encoding)"
     return f"{type(error).__name__}: {error}"
@@ -135,7 +129,7 @@ def _check_volume_index(path: Path, volume_index: int, n_volumes: int) -> None:
 
 
 def _finish(path: Path, array: np.ndarray, spacing: tuple[float, ...], modality: str) -> Image:
-    array = np.asarray(array, dtype=np.float32)  # float32 after the cast: huge values become inf here
+    array = np.asarray(array, dtype=np.float32)  # cast first: values beyond float32's range become inf
     if 0 in array.shape:
         raise UnreadableImageError(path, f"image has a zero-length axis (shape {array.shape[1:]})")
     finite = np.isfinite(array)
@@ -153,6 +147,10 @@ def _finish(path: Path, array: np.ndarray, spacing: tuple[float, ...], modality:
 
 
 def _read_nifti(path: Path, volume_index: int) -> tuple[np.ndarray, tuple[float, ...]]:
+    if path.name.lower().endswith(".gz"):
+        with path.open("rb") as handle:
+            if handle.read(2) != b"\x1f\x8b":  # nibabel's own message for this repeats the path
+                raise UnreadableImageError(path, "not gzip-compressed despite the .gz suffix")
     image = nib.load(path)
     if image.ndim == 2:  # no 3D affine to reorient with: keep rows, columns as stored
         _check_volume_index(path, volume_index, 1)
@@ -269,7 +267,8 @@ def _read_dicom(paths: list[Path]) -> tuple[np.ndarray, tuple[float, ...], str]:
             odd.source, f"slice shape {odd.pixels.shape[:2]} differs from the series' {usual[:2]}"
         )
 
-    spacing = _attribute(first, "PixelSpacing", "PixelMeasuresSequence") or first.get("ImagerPixelSpacing")
+    spacing = _attribute(first, "PixelSpacing", "PixelMeasuresSequence")
+    spacing = spacing or first.get("ImagerPixelSpacing")  # X-ray detectors often give only this
     row_step, column_step = (float(s) for s in spacing) if spacing else (1.0, 1.0)
     modality = str(first.get("Modality", ""))
     if len(slices) == 1:
@@ -284,7 +283,8 @@ def _read_dicom(paths: list[Path]) -> tuple[np.ndarray, tuple[float, ...], str]:
 
 def _attribute(ds: pydicom.Dataset, keyword: str, group: str, frame: int = 0) -> Any:
     """A value from the enhanced-DICOM functional groups (per-frame, then shared), else the top level."""
-    for sequence, item in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+    places = (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0))
+    for sequence, item in places:
         groups = ds.get(sequence)
         if groups and len(groups) > item and groups[item].get(group):
             value = groups[item].get(group)[0].get(keyword)

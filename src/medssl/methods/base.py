@@ -70,7 +70,7 @@ class SSLMethod(L.LightningModule):
 
     def gather(self, tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
         """All ranks' rows (with gradients) and where this rank's start: negatives from every GPU."""
-        if self.trainer is None or self.trainer.world_size == 1:
+        if self._trainer is None or self.trainer.world_size == 1:  # also outside a Trainer (bare loops)
             return tensor, 0
         gathered = self.all_gather(tensor, sync_grads=True)
         return gathered.flatten(0, 1), self.global_rank * tensor.shape[0]

