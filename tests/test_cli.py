@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from medssl.cli import build_parser, main
@@ -32,6 +33,8 @@ def test_pretrain_then_evaluate_on_medmnist(tmp_path, shared_data, npz, steps, c
     assert encoders == {"pretrained (simclr)", "random-init"}
     assert all(0 <= row["auc"] <= 1 for row in result["rows"])
     assert (tmp_path / "eval" / "label_subsets" / "fraction0.1_seed0.csv").exists()
+    embeddings = np.load(tmp_path / "eval" / "embeddings.npz")
+    assert len(embeddings["subject_id"]) == len(embeddings["pretrained"]) == len(embeddings["random_init"]) == len(embeddings["split"])
     assert "| random-init | linear | 10% |" in capsys.readouterr().out
 
 

@@ -101,6 +101,7 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     if trainer.is_global_zero:
         save_encoder(encoder_path, model.encoder, method=config["method"], preprocessing=table.preprocessing)
         (out_dir / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
+        print(f"{table.skips.summary()} (report: {out_dir / 'skipped.csv'})")
     return PretrainResult(encoder_path, summary)
 
 

@@ -34,16 +34,25 @@ def evaluate(
     table = labelled_table(data, metadata, out_dir)
     rows = []
     pretrained_features = embed(encoder, table.images)
+    saved = {"pretrained": pretrained_features}  # with the first seed's random init, for later analyses
     for seed in seeds:
         features = {f"pretrained ({metadata['method']})": pretrained_features}
         if random_init:
             torch.manual_seed(seed)
             features[RANDOM_INIT] = embed(Encoder(EncoderConfig(**metadata["encoder"])), table.images)
+            saved.setdefault("random_init", features[RANDOM_INIT])
         for fraction in fractions:
             subset = label_subset(table.labels[table.splits == "train"], fraction, seed)
             _save_subset(out_dir, table, subset, fraction, seed)
             for name, x in features.items():
                 rows += probe_rows(x, table, subset, name, fraction, seed)
+    np.savez_compressed(
+        out_dir / "embeddings.npz",
+        subject_id=np.array(table.subject_ids),
+        split=table.splits,
+        label=np.array(table.class_names)[table.labels],
+        **saved,
+    )
     result = {
         "encoder_file": str(encoder_path),
         "encoder": metadata,

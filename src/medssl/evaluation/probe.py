@@ -7,14 +7,15 @@ the test split is scored once with the chosen one.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 C_GRID = (0.001, 0.01, 0.1, 1.0)
 K_GRID = (5, 10, 20, 50)
+ALPHA_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
 def label_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -46,15 +47,19 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: np.nd
     return {"acc": float(accuracy), "auc": float(auc)}
 
 
-def _fit_select(make_model, grid, train, val, test) -> dict:
-    """Fits one model per grid value, keeps the best validation AUC, scores it on test."""
-    best = None
-    for value in grid:
-        model = make_model(value).fit(*train)
-        score = classification_metrics(val[1], model.predict_proba(val[0]), model.classes_)["auc"]
-        if best is None or score > best[0]:
-            best = (score, value, model)
-    score, value, model = best
+def _select(make_model, grid, train, val, score) -> tuple:
+    """Fits one model per grid value on ``train``; returns (value, val score, model) of the best."""
+    fitted = [(value, make_model(value).fit(*train)) for value in grid]
+    scored = [(score(model, *val), value, model) for value, model in fitted]
+    best = max(scored, key=lambda item: item[0])
+    return best[1], best[0], best[2]
+
+
+def _classify(make_model, grid, train, val, test) -> dict:
+    def val_auc(model, x, y):
+        return classification_metrics(y, model.predict_proba(x), model.classes_)["auc"]
+
+    value, score, model = _select(make_model, grid, train, val, val_auc)
     return {"chosen": value, "val_auc": score, **classification_metrics(test[1], model.predict_proba(test[0]), model.classes_)}
 
 
@@ -64,7 +69,7 @@ def linear_probe(train, val, test, seed: int = 0) -> dict:
 
     if len(np.unique(train[1])) < 2:
         raise ValueError("the labelled subset holds a single class; raise the label fraction")
-    return _fit_select(make, C_GRID, train, val, test)
+    return _classify(make, C_GRID, train, val, test)
 
 
 def knn_probe(train, val, test) -> dict:
@@ -72,4 +77,17 @@ def knn_probe(train, val, test) -> dict:
         return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=k, metric="cosine", weights="distance"))
 
     grid = sorted({min(k, len(train[1])) for k in K_GRID})
-    return _fit_select(make, grid, train, val, test)
+    return _classify(make, grid, train, val, test)
+
+
+def regression_probe(train, val, test) -> dict:
+    """Ridge regression of a continuous target (e.g. a trait) on features; alpha chosen on val R²."""
+
+    def make(alpha):
+        return make_pipeline(StandardScaler(), Ridge(alpha=alpha))
+
+    def val_r2(model, x, y):
+        return r2_score(y, model.predict(x))
+
+    alpha, score, model = _select(make, ALPHA_GRID, train, val, val_r2)
+    return {"chosen": alpha, "val_r2": float(score), "r2": float(r2_score(test[1], model.predict(test[0])))}
