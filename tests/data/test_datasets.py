@@ -78,3 +78,14 @@ def test_channels_are_matched():
     assert Preprocessing(image_size=(8, 8), in_channels=1)(rgb).shape == (1, 8, 8)
     grey = Image(np.random.rand(1, 8, 8).astype(np.float32), (1.0, 1.0), "", "grey")
     assert Preprocessing(image_size=(8, 8), in_channels=3)(grey).shape == (3, 8, 8)
+
+
+def test_colour_npz_keeps_its_channels_when_resized(shared_data):
+    table = load_table(shared_data / "medmnist" / "retinamnist.npz", Preprocessing(image_size=(20, 20)))
+    assert table.images.shape[1] == 3 and table.preprocessing["in_channels"] == 3
+
+
+def test_multi_label_npz_is_refused(tmp_path):
+    np.savez(tmp_path / "chest.npz", train_images=np.zeros((4, 8, 8), np.uint8), train_labels=np.zeros((4, 14)))
+    with pytest.raises(ManifestError, match="multi-label"):
+        load_table(tmp_path / "chest.npz")

@@ -71,3 +71,19 @@ def test_dicom_series_folder_is_one_subject_and_single_files_their_own(tmp_path,
 def test_empty_folder_is_an_error(tmp_path):
     with pytest.raises(ManifestError, match="no images found"):
         scan_folder(tmp_path)
+
+
+def test_unknown_split_values_are_refused(tmp_path):
+    write_png(tmp_path / "a.png")
+    rows = [{"subject_id": "A", "path": "a.png", "split": "Training"}]
+    with pytest.raises(ManifestError, match=r"unknown split value\(s\) \['Training'\]"):
+        read_manifest(write_csv(tmp_path / "m.csv", rows))
+
+
+def test_empty_path_is_refused_and_a_spreadsheet_bom_is_fine(tmp_path):
+    write_png(tmp_path / "a.png")
+    (tmp_path / "bom.csv").write_text("\ufeffsubject_id,path\nA,a.png\n", encoding="utf-8")
+    assert read_manifest(tmp_path / "bom.csv").rows[0]["subject_id"] == "A"
+    (tmp_path / "empty.csv").write_text("subject_id,path\nA,a.png\nB,\n")
+    with pytest.raises(ManifestError, match=r"empty subject_id or path on line\(s\) \[3\]"):
+        read_manifest(tmp_path / "empty.csv")

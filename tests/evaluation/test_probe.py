@@ -57,3 +57,19 @@ def test_summary_gives_mean_and_spread_over_seeds():
     (entry,) = summarise(rows)
     assert entry["seeds"] == 2 and np.isclose(entry["auc_mean"], 0.7) and np.isclose(entry["auc_std"], np.std([0.6, 0.8], ddof=1))
     assert "| e | linear | 10% | 5 | 2 | 0.700 ± 0.141 | 0.700 ± 0.141 |" in markdown_table([entry])
+
+
+def test_a_given_test_split_is_kept_and_validation_comes_from_train(tmp_path, monkeypatch):
+    import torch
+
+    from medssl.data.datasets import ImageTable
+    from medssl.evaluation import evaluate as module
+
+    labels = np.array([0, 1] * 20)
+    splits = np.array(["train"] * 30 + ["test"] * 10)
+    table = ImageTable(images=torch.zeros(40, 1, 2, 2), subject_ids=[f"S{i}" for i in range(40)], splits=splits, labels=labels, class_names=["a", "b"])
+    monkeypatch.setattr(module, "load_table", lambda *args, **kwargs: table)
+    completed = module.labelled_table("x.csv", {"preprocessing": {"image_size": [2, 2]}}, tmp_path)
+    assert (completed.splits[30:] == "test").all()
+    assert set(completed.splits[:30]) == {"train", "val"} and (completed.splits == "val").sum() == 4
+    assert (tmp_path / "splits.csv").exists()

@@ -15,13 +15,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from medssl.data.manifest import Manifest, ManifestError, read_manifest, scan_folder
+from medssl.data.manifest import SPLITS, Manifest, ManifestError, read_manifest, scan_folder
 from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import UnreadableImageError, read_image
 from medssl.data.skips import SkipReport
-
-SPLITS = ("train", "val", "test")
-
 
 @dataclass
 class ImageTable:
@@ -94,6 +91,8 @@ def load_table(
         manifest = read_manifest(source)
     else:
         raise ManifestError(f"{source}: expected a .npz, a manifest .csv or a folder of images")
+    if preprocessing.in_channels is None:
+        preprocessing = replace(preprocessing, in_channels=1)
     return _load_manifest(manifest, preprocessing, volume_index)
 
 
@@ -119,7 +118,7 @@ def _load_manifest(manifest: Manifest, preprocessing: Preprocessing, volume_inde
         splits=np.array([row.get("split", "") or "" for row in kept]),
         labels=labels,
         class_names=class_names,
-        preprocessing=preprocessing.to_dict(),
+        preprocessing=preprocessing.to_dict() | {"volume_index": volume_index},
         skips=skips,
     )
 
@@ -133,13 +132,17 @@ def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTabl
         raise ManifestError(f"{path}: not a readable MedMNIST npz ({error})") from error
     if not parts:
         raise ManifestError(f"{path}: no '<split>_images' arrays; found keys {list(archive.keys())}")
+    if any(p[2].ndim > 1 and p[2].shape[1] > 1 for p in parts):
+        raise ManifestError(f"{path}: multi-label MedMNIST (labels of shape {parts[0][2].shape[1:]}) is not supported; one label per image is")
     images = np.concatenate([p[1] for p in parts])
     is_rgb = images.shape[-1] == 3 and images.ndim == 4 and images.shape[1] != 3
     tensor = torch.from_numpy(images).float().div_(255.0)
     tensor = tensor.permute(0, 3, 1, 2) if is_rgb else tensor.unsqueeze(1)
     spatial_dims = tensor.ndim - 2
     if preprocessing is None:
-        preprocessing = Preprocessing(image_size=tuple(tensor.shape[2:]), in_channels=tensor.shape[1])
+        preprocessing = Preprocessing(image_size=tuple(tensor.shape[2:]))
+    if preprocessing.in_channels is None:  # native: colour MedMNIST stays colour
+        preprocessing = replace(preprocessing, in_channels=tensor.shape[1])
     if preprocessing.spatial_dims != spatial_dims:
         raise ManifestError(f"{path}: holds {spatial_dims}D images but image_size is {preprocessing.image_size}")
     if tuple(tensor.shape[2:]) != preprocessing.image_size:

@@ -10,6 +10,7 @@ from pathlib import Path
 from medssl.data.readers import group_dicom_series
 
 REQUIRED_COLUMNS = ("subject_id", "path")
+SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 
 
@@ -37,7 +38,7 @@ def read_manifest(csv_path: str | Path) -> Manifest:
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ManifestError(f"manifest not found: {csv_path}")
-    with csv_path.open(newline="") as handle:
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets prepend a BOM
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])
         rows = [dict(row) for row in reader]
@@ -49,6 +50,12 @@ def read_manifest(csv_path: str | Path) -> Manifest:
         )
     if not rows:
         raise ManifestError(f"{csv_path}: the manifest has no rows")
+    empty = [i + 2 for i, r in enumerate(rows) if not (r["subject_id"] or "").strip() or not (r["path"] or "").strip()]
+    if empty:
+        raise ManifestError(f"{csv_path}: empty subject_id or path on line(s) {empty[:10]}")
+    bad_splits = sorted({r.get("split") or "" for r in rows} - {"", *SPLITS})
+    if bad_splits:
+        raise ManifestError(f"{csv_path}: unknown split value(s) {bad_splits}; use {', '.join(SPLITS)} (or leave empty)")
     duplicates = [sid for sid, n in Counter(r["subject_id"] for r in rows).items() if n > 1]
     if duplicates:
         raise ManifestError(

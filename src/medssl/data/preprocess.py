@@ -16,7 +16,7 @@ CT_MODALITIES = {"CT"}
 @dataclass(frozen=True)
 class Preprocessing:
     image_size: tuple[int, ...]
-    in_channels: int = 1
+    in_channels: int | None = None  # None: the source's own (npz), or 1 for files
     modality: str = "auto"  # "auto": the file's own (DICOM) modality; or force "CT" / "MR" / "XR"
     ct_window: tuple[float, float] = (-1000.0, 1000.0)  # HU mapped to [0, 1]
     percentiles: tuple[float, float] = (0.5, 99.5)  # MR / X-ray / photos: clip, then scale to [0, 1]
@@ -38,18 +38,17 @@ class Preprocessing:
 
     def __call__(self, image: Image) -> np.ndarray:
         """Returns a float32 (in_channels, *image_size) array in [0, 1]."""
-        array = _match_dims(image, self.spatial_dims)
+        array, spacing = _match_dims(image, self.spatial_dims)
         array = self._normalise_intensity(array, image.modality)
         tensor = torch.from_numpy(array)
         if self.spacing is not None:
-            spacing = image.spacing[-self.spatial_dims :]
             shape = [max(1, round(n * s / t)) for n, s, t in zip(tensor.shape[1:], spacing, self.spacing)]
             tensor = Resize(shape, mode=_mode(self.spatial_dims), anti_aliasing=True)(tensor)
             tensor = ResizeWithPadOrCrop(self.image_size)(tensor)
         else:
             tensor = Resize(self.image_size, mode=_mode(self.spatial_dims), anti_aliasing=True)(tensor)
         array = np.asarray(tensor, dtype=np.float32)
-        return _match_channels(array, self.in_channels, image.path).clip(0.0, 1.0)
+        return _match_channels(array, self.in_channels or 1, image.path).clip(0.0, 1.0)
 
     def _normalise_intensity(self, array: np.ndarray, file_modality: str) -> np.ndarray:
         modality = file_modality.upper() if self.modality == "auto" else self.modality.upper()
@@ -66,12 +65,14 @@ def _mode(spatial_dims: int) -> str:
     return "bilinear" if spatial_dims == 2 else "trilinear"
 
 
-def _match_dims(image: Image, spatial_dims: int) -> np.ndarray:
+def _match_dims(image: Image, spatial_dims: int) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The array and its spacing with ``spatial_dims`` axes."""
     array = image.array
     if image.spatial_dims == spatial_dims:
-        return array
+        return array, image.spacing
     if image.spatial_dims == 3 and spatial_dims == 2 and 1 in array.shape[1:]:
-        return array.squeeze(axis=1 + array.shape[1:].index(1))  # a single slice stored as a volume
+        axis = array.shape[1:].index(1)  # a single slice stored as a volume
+        return array.squeeze(axis=1 + axis), tuple(s for i, s in enumerate(image.spacing) if i != axis)
     raise UnreadableImageError(
         image.path, f"expected a {spatial_dims}D image, got {image.spatial_dims}D of shape {array.shape[1:]}"
     )

@@ -71,25 +71,33 @@ def labelled_table(data: str | Path, metadata: dict, out_dir: Path) -> ImageTabl
     """The data preprocessed exactly as at pretraining, with labels and a train/val/test split."""
     names = {f.name for f in fields(Preprocessing)}
     preprocessing = Preprocessing(**{k: v for k, v in metadata["preprocessing"].items() if k in names})
-    table = load_table(data, preprocessing, work_dir=out_dir)
+    volume_index = metadata["preprocessing"].get("volume_index") or 0
+    table = load_table(data, preprocessing, volume_index=volume_index, work_dir=out_dir)
     table.skips.write(out_dir)
     if table.labels is None:
         raise ValueError(f"{data}: evaluation needs labels (a 'label' column in the manifest, or class subfolders)")
     table = table.select(table.labels >= 0)
-    if not set(table.splits) >= {"train", "val", "test"}:
+    present = set(table.splits)
+    if "test" not in present:  # no split from the source: make one, stratified
         table.splits = stratified_splits(table.labels, seed=0)
+    elif "val" not in present:  # a given test split is never touched; validation comes out of train
+        train = np.flatnonzero(table.splits == "train")
+        table.splits = table.splits.astype("<U5")
+        table.splits[train] = stratified_splits(table.labels[train], seed=0, shares=(0.875, 0.125))
+    if present != set(table.splits):
         with (out_dir / "splits.csv").open("w", newline="") as handle:
             csv.writer(handle).writerows([("subject_id", "split"), *zip(table.subject_ids, table.splits)])
     return table
 
 
 def stratified_splits(labels: np.ndarray, seed: int, shares: tuple[float, float] = (0.7, 0.1)) -> np.ndarray:
-    """train/val/test = 70/10/20 within each class, for sources that bring no split."""
+    """train/val/test in the given (train, val) shares within each class, the rest test."""
     rng = np.random.default_rng(seed)
     splits = np.full(len(labels), "test", dtype=object)
     for cls in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == cls))
-        n_train, n_val = round(shares[0] * len(members)), max(1, round(shares[1] * len(members)))
+        n_val = max(1, round(shares[1] * len(members)))
+        n_train = min(round(shares[0] * len(members)), len(members) - n_val)
         splits[members[:n_train]] = "train"
         splits[members[n_train : n_train + n_val]] = "val"
     return splits.astype(str)

@@ -52,14 +52,16 @@ def finetune(
     seed: int = 0,
 ) -> tuple[Classifier, dict]:
     """Trains for ``steps`` AdamW steps (cosine schedule); returns the model of the best val AUC."""
+    if len(np.unique(val[1])) < 2:
+        raise ValueError("model selection needs a validation split with at least two classes")
     torch.manual_seed(seed)
-    model = Classifier(encoder, n_classes)
+    model = Classifier(copy.deepcopy(encoder), n_classes)  # the caller's encoder stays as it was
     views = BatchViews(SUPERVISED_VIEWS, encoder.config.spatial_dims)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     images, labels = train[0], torch.as_tensor(train[1])
     classes = np.arange(n_classes)
-    best = {"val_auc": -1.0}
+    best = {"val_auc": -np.inf}
     for step in range(1, steps + 1):
         model.train()
         batch = torch.randint(len(images), (min(batch_size, len(images)),))
@@ -71,7 +73,9 @@ def finetune(
         schedule.step()
         if step % eval_every == 0 or step == steps:
             score = classification_metrics(val[1], predict_proba(model, val[0]), classes)["auc"]
-            if score > best["val_auc"]:
+            if not np.isnan(score) and score > best["val_auc"]:
                 best = {"val_auc": score, "step": step, "state": copy.deepcopy(model.state_dict())}
+    if "state" not in best:
+        raise ValueError("validation AUC was undefined at every evaluation; check the validation labels")
     model.load_state_dict(best.pop("state"))
     return model, best

@@ -50,9 +50,11 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: np.nd
 def _select(make_model, grid, train, val, score) -> tuple:
     """Fits one model per grid value on ``train``; returns (value, val score, model) of the best."""
     fitted = [(value, make_model(value).fit(*train)) for value in grid]
-    scored = [(score(model, *val), value, model) for value, model in fitted]
-    best = max(scored, key=lambda item: item[0])
-    return best[1], best[0], best[2]
+    scores = np.array([score(model, *val) for _, model in fitted], dtype=float)
+    if np.isnan(scores).all():
+        raise ValueError("the validation split cannot score any setting (does it hold at least two classes?)")
+    best = int(np.nanargmax(scores))
+    return fitted[best][0], float(scores[best]), fitted[best][1]
 
 
 def _classify(make_model, grid, train, val, test) -> dict:

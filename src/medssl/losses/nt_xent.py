@@ -12,9 +12,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, gathered: tu
     ``gathered`` = (all_z1, all_z2, offset) adds the other DDP ranks' projections as negatives;
     ``offset`` is where this rank's rows start in them.
     """
-    z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
     all_z1, all_z2, offset = gathered if gathered is not None else (z1, z2, 0)
     all_z1, all_z2 = F.normalize(all_z1.float(), dim=1), F.normalize(all_z2.float(), dim=1)
+    z1, z2 = all_z1[offset : offset + len(z1)], all_z2[offset : offset + len(z2)]  # this rank's rows, gradients kept
     queries = torch.cat([z1, z2])
     keys = torch.cat([all_z1, all_z2])
     logits = queries @ keys.T / temperature

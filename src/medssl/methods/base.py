@@ -40,6 +40,10 @@ class SSLMethod(L.LightningModule):
         if self.spatial_dims == 2:  # NHWC convolutions are ~1.5x faster on CPU and GPU in 2D
             self.encoder.to(memory_format=torch.channels_last)
 
+    def on_train_start(self) -> None:
+        if self.trainer.world_size > 1:  # otherwise every process would draw the same random views
+            torch.manual_seed(torch.initial_seed() + self.global_rank)
+
     @classmethod
     def check_input(cls, image_size: tuple[int, ...]) -> None:
         """Raises ValueError, naming what is needed, when the method cannot run on this input size."""

@@ -18,7 +18,6 @@ class SimCLR(SSLMethod):
 
     def __init__(self, *args, temperature: float = 0.2, hidden_dim: int = 512, projection_dim: int = 128, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.save_hyperparameters()
         self.temperature = temperature
         self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim)
 
