@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -44,10 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-random-init", action="store_true", help="skip the random-init baseline rows")
     evaluate.set_defaults(run=run_evaluate)
 
-    demo = commands.add_parser("demo", help="pretrain + evaluate on a dataset the code generates (a few minutes on a CPU)")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
-    demo.add_argument("--subjects", type=int, default=1000)
-    demo.add_argument("--epochs", type=int, default=15)
+    simulate = commands.add_parser("simulate", help="write a simulated population cohort with known ground truth")
+    simulate.add_argument("--out", type=Path, required=True)
+    simulate.add_argument("--subjects", type=int, default=2000)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--heritability", type=float, default=0.5, help="share of each trait's variance from genotypes")
+    simulate.add_argument("--snps", type=int, default=2000)
+    simulate.add_argument("--disease-groups", type=int, default=3, help="2 to 4 (nodules, fibrosis, neuro, cardiomegaly)")
+    simulate.add_argument("--modalities", nargs="+", default=["xray", "mri"], help="xray (2D) and/or mri (3D)")
+    simulate.add_argument("--xray-size", type=int, default=64)
+    simulate.add_argument("--mri-size", type=int, default=32)
+    simulate.add_argument("--xray-format", default="png", help="png or dicom")
+    simulate.add_argument("--genotypes", type=Path, help="a real PLINK .bed to use instead of simulated genotypes")
+    simulate.set_defaults(run=run_simulate)
+
+    demo = commands.add_parser("demo", help="the whole journey on a simulated cohort, with an HTML report (~10 min on 2 CPU cores)")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder; rerunning on it resumes finished stages")
+    demo.add_argument("--subjects", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=run_demo)
 
     methods = commands.add_parser("methods", help="list the self-supervised methods")
@@ -97,7 +110,7 @@ def run_scan(args: argparse.Namespace) -> None:
 def pretrain_config(args: argparse.Namespace) -> dict:
     from medssl.training import merge, resolve_config
 
-    user = yaml.safe_load(args.config.read_text()) if args.config else {}
+    user = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
     overrides = {
         "data": {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "volume_index")},
         "encoder": {"name": args.encoder_name, "width": args.width, "stem": args.stem},
@@ -120,32 +133,27 @@ def run_pretrain(args: argparse.Namespace) -> None:
 def run_evaluate(args: argparse.Namespace) -> None:
     from medssl.evaluation.evaluate import evaluate
 
-    result = evaluate(args.encoder, args.data, args.out, tuple(args.fractions), tuple(args.seeds), not args.no_random_init)
+    evaluate(args.encoder, args.data, args.out, tuple(args.fractions), tuple(args.seeds), not args.no_random_init)
     print((args.out / "evaluation.md").read_text())
     print(f"results -> {args.out / 'evaluation.json'}")
-    return None if result else 1
+
+
+def run_simulate(args: argparse.Namespace) -> None:
+    from medssl.simulation.cohort import CohortConfig, simulate_cohort
+
+    config = CohortConfig(
+        n_subjects=args.subjects, seed=args.seed, heritability=args.heritability, n_snps=args.snps, n_disease_groups=args.disease_groups,
+        modalities=tuple(args.modalities), xray_size=args.xray_size, mri_size=args.mri_size, xray_format=args.xray_format,
+        genotypes=str(args.genotypes) if args.genotypes else None,
+    )  # fmt: skip
+    for name, path in simulate_cohort(args.out, config).items():
+        print(f"{name}: {path}")
 
 
 def run_demo(args: argparse.Namespace) -> None:
-    from medssl.data.synthetic import make_synthetic_dataset
-    from medssl.evaluation.evaluate import evaluate
-    from medssl.training import pretrain, resolve_config
+    from medssl.demo import DemoConfig, run_demo as demo
 
-    stages = {}
-    start = time.perf_counter()
-    manifest = make_synthetic_dataset(args.out / "data", n=args.subjects, size=32)
-    stages["simulate"] = time.perf_counter() - start
-    config = resolve_config("simclr", {"data": {"image_size": [32, 32]}, "training": {"max_epochs": args.epochs, "batch_size": 128}})
-    start = time.perf_counter()
-    run = args.out / "pretrain"
-    result = pretrain(manifest, run, config, resume=(run / "checkpoints" / "last.ckpt").exists())
-    stages["pretrain"] = time.perf_counter() - start
-    start = time.perf_counter()
-    evaluate(result.encoder_path, manifest, args.out / "evaluate", fractions=(0.05, 0.2, 1.0), seeds=(0, 1, 2))
-    stages["evaluate"] = time.perf_counter() - start
-    print((args.out / "evaluate" / "evaluation.md").read_text())
-    print("stage durations: " + ", ".join(f"{k} {v:.0f}s" for k, v in stages.items()))
-    print(f"all outputs in {args.out}")
+    print(f"report -> {demo(args.out, DemoConfig(subjects=args.subjects, seed=args.seed))}")
 
 
 def run_methods(args: argparse.Namespace) -> None:

@@ -1,0 +1,1 @@
+"""From embeddings to phenotypes: maps, subgroups, trait recovery."""

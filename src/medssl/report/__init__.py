@@ -1,0 +1,1 @@
+"""Self-contained HTML reports (figures embedded) with the JSON behind them."""

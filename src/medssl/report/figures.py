@@ -1,0 +1,71 @@
+"""The report's figures: sample images, training curves, label efficiency."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from medssl.data.readers import read_image
+
+
+def sample_grid(manifest_rows: list[dict], groups: list[str], path: Path, per_group: int = 4) -> Path:
+    """Examples per group; 3D volumes show their three mid-slices side by side."""
+    fig, axes = plt.subplots(len(groups), per_group, figsize=(per_group * 1.9, len(groups) * 1.5), dpi=100, squeeze=False)
+    for row_axes, group in zip(axes, groups):
+        members = [r for r in manifest_rows if r.get("label") == group][:per_group]
+        for ax, member in zip(row_axes, members):
+            ax.imshow(_thumbnail(read_image(member["path"]).array[0]), cmap="gray")
+            ax.set_title(member["subject_id"], fontsize=7)
+        for ax in row_axes:
+            ax.axis("off")
+        row_axes[0].text(-0.1, 0.5, group, transform=row_axes[0].transAxes, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _thumbnail(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2:
+        return array
+    x, y, z = (s // 2 for s in array.shape)  # RAS+: show sagittal | coronal | axial with superior up
+    slices = [array[x, :, :].T[::-1], array[:, y, :].T[::-1], array[:, :, z].T[::-1]]
+    height = max(s.shape[0] for s in slices)
+    return np.concatenate([np.pad(s, ((0, height - s.shape[0]), (0, 1))) for s in slices], axis=1)
+
+
+def training_curves(runs: dict[str, Path], path: Path) -> Path:
+    """train/loss per step from each run's Lightning CSV log."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=110)
+    for name, run in runs.items():
+        with (run / "logs" / "metrics.csv").open() as handle:
+            points = [(int(r["step"]), float(r["train/loss_step"])) for r in csv.DictReader(handle) if r.get("train/loss_step")]
+        if points:
+            ax.plot(*zip(*points), label=name)
+    ax.set_xlabel("step"), ax.set_ylabel("training loss"), ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def label_efficiency(summary: list[dict], title: str, path: Path, probe: str = "linear", metric: str = "auc") -> Path:
+    """Mean ± SD over seeds against the fraction of labels, one line per encoder."""
+    fig, ax = plt.subplots(figsize=(4.8, 3.5), dpi=110)
+    for encoder in sorted({s["encoder"] for s in summary}):
+        points = sorted((s["fraction"], s[f"{metric}_mean"], s[f"{metric}_std"]) for s in summary if s["encoder"] == encoder and s["probe"] == probe)
+        if points:
+            fractions, means, stds = map(np.array, zip(*points))
+            ax.errorbar(fractions * 100, means, yerr=stds, marker="o", capsize=3, label=encoder)
+    ax.set_xscale("log"), ax.set_xlabel("labels used (%)"), ax.set_ylabel(f"test {metric.upper()} ({probe} probe)")
+    ax.set_title(title, fontsize=10), ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""A simulated population cohort with known ground truth: genotypes, heritable traits, images."""

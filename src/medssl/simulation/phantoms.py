@@ -1,0 +1,107 @@
+"""Images rendered from a subject's traits, covariates and disease group, with label masks.
+
+Chest radiograph (2D): lung fields, a heart shadow whose size is a trait, spine and ribs; nodules
+(with bounding boxes) or lower-zone fibrosis for two disease groups, a large heart for a third.
+Brain MRI (3D, T1-like, RAS+): scalp, skull, grey and white matter, ventricles whose size is a
+trait; periventricular lesions and enlarged ventricles for the neurological group.
+Mask labels: chest 1 lungs, 2 heart, 3 lesion; brain 1 brain, 2 ventricles, 3 lesion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+
+@dataclass(frozen=True)
+class Subject:
+    traits: dict[str, float]  # standardised heritable traits
+    age_z: float  # standardised age
+    male: bool
+    group: str  # "healthy" or a disease group
+
+
+def _grid(size: int, dims: int) -> list[np.ndarray]:
+    axis = np.linspace(-1, 1, size)
+    return np.meshgrid(*([axis] * dims), indexing="ij")
+
+
+def _inside(coords: list[np.ndarray], centre, radii) -> np.ndarray:
+    return sum(((c - m) / r) ** 2 for c, m, r in zip(coords, centre, radii)) < 1
+
+
+def _scale(z: float, gain: float) -> float:
+    return float(np.clip(1 + gain * z, 0.5, 1.8))
+
+
+def render_chest(rng: np.random.Generator, size: int, s: Subject) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
+    """uint8 image (H, W), uint8 mask, and lesion boxes (x0, y0, x1, y1, kind) in pixels."""
+    yy, xx = _grid(size, 2)  # rows top->bottom, columns left->right as displayed
+    width = 0.9 * (1.04 if s.male else 1.0)
+    image = np.where(_inside([yy, xx], (0.05, 0), (0.97, width)), 0.35, 0.04)
+    mask = np.zeros((size, size), np.uint8)
+    lung_scale = _scale(s.traits["lung_size"], 0.12)
+    lungs = np.zeros_like(mask, bool)
+    for side in (-1, 1):
+        lungs |= _inside([yy, xx], (-0.1, side * 0.4), (0.58 * lung_scale, 0.27 * lung_scale))
+    ribs = (np.sin(yy * 22 + 5 * xx**2) > 0.7) * 0.07
+    image = np.where(lungs, 0.12 + ribs, image)
+    mask[lungs] = 1
+    heart_scale = _scale(s.traits["heart_size"], 0.12) * (1.3 if s.group == "cardiomegaly" else 1.0)
+    heart = _inside([yy, xx], (0.32, 0.1), (0.24 * heart_scale, 0.3 * heart_scale))
+    image = np.where(heart, 0.58, image)
+    mask[heart] = 2
+    image = np.where(np.abs(xx) < 0.07, np.maximum(image, 0.62), image)
+    boxes = []
+    if s.group == "nodules":
+        candidates = np.argwhere(lungs & ~heart)
+        for _ in range(rng.integers(1, 4)):
+            cy, cx = candidates[rng.integers(len(candidates))] / (size - 1) * 2 - 1
+            radius = rng.uniform(0.05, 0.09)
+            nodule = _inside([yy, xx], (cy, cx), (radius, radius))
+            image = np.where(nodule, image + 0.35, image)
+            mask[nodule] = 3
+            rows, cols = np.nonzero(nodule)
+            boxes.append((int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1, "nodule"))
+    elif s.group == "fibrosis":
+        texture = gaussian_filter(rng.standard_normal((size, size)), 0.8)
+        scar = lungs & ~heart & (yy > 0.05) & (texture > 0.25)
+        image = np.where(scar, image + 0.25, image)
+        mask[scar] = 3
+    image = gaussian_filter(image + rng.normal(0, 0.03, image.shape), 0.6)
+    return _to_uint8(image), mask, boxes
+
+
+def render_brain(rng: np.random.Generator, size: int, s: Subject) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 T1-like volume (X, Y, Z) in RAS+ and its uint8 mask."""
+    x, y, z = _grid(size, 3)
+    head = np.array([0.82, 0.95, 0.85]) * (1.03 if s.male else 1.0)
+    coords = [x, y, z]
+    volume = np.zeros((size,) * 3)
+    volume[_inside(coords, (0, 0, 0), head)] = 0.6  # scalp
+    volume[_inside(coords, (0, 0, 0), head * 0.92)] = 0.08  # skull
+    brain_radii = head * 0.86 * _scale(s.traits["brain_size"] - 0.4 * s.age_z, 0.05)
+    brain = _inside(coords, (0, 0, 0), brain_radii)
+    volume[brain] = 0.42  # grey matter
+    volume[_inside(coords, (0, 0, 0), brain_radii * 0.78)] = 0.72  # white matter
+    mask = np.where(brain, 1, 0).astype(np.uint8)
+    grow = _scale(s.traits["ventricle_size"] + 0.5 * s.age_z, 0.25) * (1.35 if s.group == "neuro" else 1.0)
+    ventricles = np.zeros_like(brain)
+    for side in (-1, 1):
+        ventricles |= _inside(coords, (side * 0.1, 0.0, 0.12), np.array([0.07, 0.3, 0.1]) * grow)
+    volume[ventricles] = 0.1
+    mask[ventricles] = 2
+    if s.group == "neuro":
+        for _ in range(rng.integers(3, 7)):
+            centre = (rng.choice([-1, 1]) * rng.uniform(0.15, 0.3), rng.uniform(-0.3, 0.3), rng.uniform(0.05, 0.3))
+            lesion = _inside(coords, centre, (rng.uniform(0.06, 0.1),) * 3) & brain & ~ventricles
+            volume[lesion] = 0.3
+            mask[lesion] = 3
+    volume = gaussian_filter(volume + rng.normal(0, 0.03, volume.shape), 0.5)
+    return _to_uint8(volume), mask
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)

@@ -1,0 +1,70 @@
+"""`medssl demo` end to end on a tiny cohort: every stage, resume, and the report in a real browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from medssl.demo import DemoConfig, run_demo
+
+TINY_DEMO = DemoConfig(subjects=80, xray_size=32, mri_size=16, xray_epochs=1, mri_epochs=1, fractions=(0.2, 1.0), probe_seeds=(0,))
+SECTIONS = ("data", "training", "probes", "maps", "subgroups", "traits", "genetics", "skips", "config")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return out, run_demo(out, TINY_DEMO)
+
+
+def test_every_stage_lands_in_one_folder(demo_run):
+    out, report = demo_run
+    payload = json.loads((out / "report.json").read_text())
+    assert set(payload["durations_s"]) == {"simulate", "pretrain_xray", "pretrain_mri", "evaluate_xray", "evaluate_mri", "phenotypes", "genetics"}
+    assert set(payload["phenotypes"]) == {"xray/pretrained", "xray/random_init", "mri/pretrained", "mri/random_init"}
+    assert payload["genetics"]["available"] is False
+    html = report.read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in html
+    assert html.count("data:image/png;base64,") >= 9 and "http" not in html.split("<body>")[1]  # offline
+
+
+def test_rerun_resumes_finished_stages(demo_run, capsys):
+    out, _ = demo_run
+    before = json.loads((out / "report.json").read_text())["durations_s"]
+    run_demo(out, TINY_DEMO)
+    printed = capsys.readouterr().out
+    assert printed.count("done earlier") == len(before)
+    assert json.loads((out / "report.json").read_text())["durations_s"] == before
+
+
+def test_report_renders_in_headless_chromium(demo_run):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+    out, report = demo_run
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+        page = browser.new_page()
+        errors = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(report.as_uri())
+        for section in SECTIONS:
+            assert page.locator(f"section#{section}").is_visible(), section
+        loaded = page.evaluate("Array.from(document.images).every(img => img.complete && img.naturalWidth > 0)")
+        page.screenshot(path=str(out / "report.png"), full_page=True)
+        browser.close()
+    assert loaded, "an embedded figure failed to decode"
+    assert not errors, errors
+    assert (out / "report.png").stat().st_size > 10_000
+
+
+def test_a_run_folder_refuses_other_settings(demo_run):
+    out, _ = demo_run
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        run_demo(out, DemoConfig(subjects=81))
