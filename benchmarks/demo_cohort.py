@@ -13,9 +13,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image as PILImage
 
 from benchmarks.common import RESULTS, write_json
 from medssl.demo import DemoConfig, run_demo
+from medssl.report.browser import chromium_path, render
 from medssl.simulation.cohort import TRAITS
 
 SHOWN_BY = {"xray": ("heart_size", "lung_size"), "mri": ("ventricle_size", "brain_size")}
@@ -67,8 +69,20 @@ def main() -> None:
     for stage in runs[0]["durations_s"]:
         lines.append(f"| {stage} | " + " | ".join(f"{r['durations_s'][stage]:.0f}" for r in runs) + " |")
     lines.append("| total | " + " | ".join(f"{sum(r['durations_s'].values()):.0f}" for r in runs) + " |")
+    lines += screenshot(args.work / f"seed{args.seeds[0]}" / "report.html")
     (RESULTS / "demo_cohort.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def screenshot(report: Path) -> list[str]:
+    """A reduced screenshot of the first seed's report, taken in headless Chromium."""
+    if chromium_path() is None:
+        return ["", "(no chromium here: no screenshot of the report)"]
+    full = report.with_suffix(".png")
+    errors = render(report, full, sections=())["errors"]
+    image = PILImage.open(full)
+    image.resize((600, round(image.height * 600 / image.width))).save(RESULTS / "demo_report.png", optimize=True)
+    return ["", f"![the report of seed {report.parent.name}](demo_report.png) (console errors in Chromium: {len(errors)})"]
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from medssl.demo import DemoConfig, run_demo
+from medssl.report.browser import chromium_path, render
 
 TINY_DEMO = DemoConfig(subjects=80, xray_size=32, mri_size=16, xray_epochs=1, mri_epochs=1, fractions=(0.2, 1.0), probe_seeds=(0,))
 SECTIONS = ("data", "training", "probes", "maps", "subgroups", "traits", "genetics", "skips", "config")
@@ -41,26 +41,14 @@ def test_rerun_resumes_finished_stages(demo_run, capsys):
 
 
 def test_report_renders_in_headless_chromium(demo_run):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+    if chromium_path() is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium); make test installs it")
+    pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
     out, report = demo_run
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
-        page = browser.new_page()
-        errors = []
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(report.as_uri())
-        for section in SECTIONS:
-            assert page.locator(f"section#{section}").is_visible(), section
-        loaded = page.evaluate("Array.from(document.images).every(img => img.complete && img.naturalWidth > 0)")
-        page.screenshot(path=str(out / "report.png"), full_page=True)
-        browser.close()
-    assert loaded, "an embedded figure failed to decode"
-    assert not errors, errors
+    result = render(report, out / "report.png", SECTIONS)
+    assert not result["errors"], result["errors"]
+    assert all(result["visible"].values()), result["visible"]
+    assert result["images_ok"], "an embedded figure failed to decode"
     assert (out / "report.png").stat().st_size > 10_000
 
 

@@ -4,6 +4,8 @@ Chest radiograph (2D): lung fields, a heart shadow whose size is a trait, spine 
 (with bounding boxes) or lower-zone fibrosis for two disease groups, a large heart for a third.
 Brain MRI (3D, T1-like, RAS+): scalp, skull, grey and white matter, ventricles whose size is a
 trait; periventricular lesions and enlarged ventricles for the neurological group.
+Every scan also varies as real acquisitions do (positioning, gain, bias field, noise), so that an
+encoder must learn what is anatomy and what is not.
 Mask labels: chest 1 lungs, 2 heart, 3 lesion; brain 1 brain, 2 ventricles, 3 lesion.
 """
 
@@ -36,9 +38,26 @@ def _scale(z: float, gain: float) -> float:
     return float(np.clip(1 + gain * z, 0.5, 1.8))
 
 
+def _positioned(rng: np.random.Generator, coords: list[np.ndarray], shift: float, degrees: float) -> list[np.ndarray]:
+    """Patient positioning: anatomy drawn on shifted coordinates, rotated in the first plane."""
+    angle = np.deg2rad(rng.uniform(-degrees, degrees))
+    a, b = coords[0], coords[1]
+    turned = [np.cos(angle) * a - np.sin(angle) * b, np.sin(angle) * a + np.cos(angle) * b, *coords[2:]]
+    return [c - rng.uniform(-shift, shift) for c in turned]
+
+
+def _acquired(rng: np.random.Generator, image: np.ndarray, coords: list[np.ndarray]) -> np.ndarray:
+    """Scanner and protocol: gain, offset, a smooth bias field and the noise level vary per scan,
+    as in any real cohort; none of them carries biology."""
+    field = 1 + sum(rng.uniform(-0.2, 0.2) * c for c in coords)
+    image = image * field * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1)
+    return image + rng.normal(0, rng.uniform(0.02, 0.08), image.shape)
+
+
 def render_chest(rng: np.random.Generator, size: int, s: Subject) -> tuple[np.ndarray, np.ndarray, list[tuple]]:
     """uint8 image (H, W), uint8 mask, and lesion boxes (x0, y0, x1, y1, kind) in pixels."""
-    yy, xx = _grid(size, 2)  # rows top->bottom, columns left->right as displayed
+    grid = _grid(size, 2)  # rows top->bottom, columns left->right as displayed
+    yy, xx = _positioned(rng, grid, shift=0.08, degrees=6)
     width = 0.9 * (1.04 if s.male else 1.0)
     image = np.where(_inside([yy, xx], (0.05, 0), (0.97, width)), 0.35, 0.04)
     mask = np.zeros((size, size), np.uint8)
@@ -57,28 +76,28 @@ def render_chest(rng: np.random.Generator, size: int, s: Subject) -> tuple[np.nd
     boxes = []
     if s.group == "nodules":
         candidates = np.argwhere(lungs & ~heart)
-        for _ in range(rng.integers(1, 4)):
-            cy, cx = candidates[rng.integers(len(candidates))] / (size - 1) * 2 - 1
-            radius = rng.uniform(0.05, 0.09)
-            nodule = _inside([yy, xx], (cy, cx), (radius, radius))
-            image = np.where(nodule, image + 0.35, image)
+        for _ in range(rng.integers(2, 6)):
+            row, col = candidates[rng.integers(len(candidates))]
+            radius = rng.uniform(0.06, 0.1)
+            nodule = _inside([yy, xx], (yy[row, col], xx[row, col]), (radius, radius))
+            image = np.where(nodule, image + 0.4, image)
             mask[nodule] = 3
             rows, cols = np.nonzero(nodule)
             boxes.append((int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1, "nodule"))
     elif s.group == "fibrosis":
         texture = gaussian_filter(rng.standard_normal((size, size)), 0.8)
-        scar = lungs & ~heart & (yy > 0.05) & (texture > 0.25)
-        image = np.where(scar, image + 0.25, image)
+        scar = lungs & ~heart & (yy > -0.1) & (texture > 0.1)
+        image = np.where(scar, image + 0.3, image)
         mask[scar] = 3
-    image = gaussian_filter(image + rng.normal(0, 0.03, image.shape), 0.6)
+    image = gaussian_filter(_acquired(rng, image, grid), 0.6)
     return _to_uint8(image), mask, boxes
 
 
 def render_brain(rng: np.random.Generator, size: int, s: Subject) -> tuple[np.ndarray, np.ndarray]:
     """uint8 T1-like volume (X, Y, Z) in RAS+ and its uint8 mask."""
-    x, y, z = _grid(size, 3)
+    grid = _grid(size, 3)
+    coords = _positioned(rng, grid, shift=0.06, degrees=8)
     head = np.array([0.82, 0.95, 0.85]) * (1.03 if s.male else 1.0)
-    coords = [x, y, z]
     volume = np.zeros((size,) * 3)
     volume[_inside(coords, (0, 0, 0), head)] = 0.6  # scalp
     volume[_inside(coords, (0, 0, 0), head * 0.92)] = 0.08  # skull
@@ -94,12 +113,12 @@ def render_brain(rng: np.random.Generator, size: int, s: Subject) -> tuple[np.nd
     volume[ventricles] = 0.1
     mask[ventricles] = 2
     if s.group == "neuro":
-        for _ in range(rng.integers(3, 7)):
+        for _ in range(rng.integers(4, 9)):
             centre = (rng.choice([-1, 1]) * rng.uniform(0.15, 0.3), rng.uniform(-0.3, 0.3), rng.uniform(0.05, 0.3))
-            lesion = _inside(coords, centre, (rng.uniform(0.06, 0.1),) * 3) & brain & ~ventricles
+            lesion = _inside(coords, centre, (rng.uniform(0.07, 0.11),) * 3) & brain & ~ventricles
             volume[lesion] = 0.3
             mask[lesion] = 3
-    volume = gaussian_filter(volume + rng.normal(0, 0.03, volume.shape), 0.5)
+    volume = gaussian_filter(_acquired(rng, volume, grid), 0.5)
     return _to_uint8(volume), mask
 
 
