@@ -72,6 +72,12 @@ class SSLMethod(L.LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def training_progress(self) -> float:
+        """Fraction of the planned optimiser steps done (0 outside a Trainer)."""
+        if self._trainer is None:
+            return 0.0
+        return self.global_step / max(1, self.trainer.estimated_stepping_batches)
+
     def gather(self, tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
         """All ranks' rows (with gradients) and where this rank's start: negatives from every GPU."""
         if self._trainer is None or self.trainer.world_size == 1:  # also outside a Trainer (bare loops)
