@@ -5,12 +5,12 @@ against the keys of the whole (gathered) batch and adds a predictor."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from medssl.losses.info_nce import info_nce
 from medssl.methods.base import SSLMethod
 from medssl.methods.momentum import MomentumCopy
+from medssl.methods.queue import FeatureQueue
 from medssl.methods.registry import register
 from medssl.models.heads import mlp_head
 
@@ -45,23 +45,16 @@ class MoCoV2(_Momentum):
     def __init__(self, *args, hidden_dim: int = 2048, projection_dim: int = 128, temperature: float = 0.2, queue_size: int = 4096, base_momentum: float = 0.99, **kwargs) -> None:
         super().__init__(*args, hidden_dim=hidden_dim, projection_dim=projection_dim, projector_layers=2, base_momentum=base_momentum, **kwargs)
         self.temperature = temperature
-        self.register_buffer("queue", F.normalize(torch.randn(queue_size, projection_dim), dim=1))
-        self.register_buffer("queue_start", torch.zeros((), dtype=torch.long))
+        self.queue = FeatureQueue(queue_size, projection_dim)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
         online, (k1, k2) = self._two_views(images)
         q1, q2 = online.chunk(2)
         targets = torch.arange(len(q1), device=q1.device)
-        loss = (info_nce(q1, torch.cat([k2, self.queue]), self.temperature, targets) + info_nce(q2, torch.cat([k1, self.queue]), self.temperature, targets)) / 2
-        self._enqueue(torch.cat([k1, k2]))
+        negatives = self.queue.features
+        loss = (info_nce(q1, torch.cat([k2, negatives]), self.temperature, targets) + info_nce(q2, torch.cat([k1, negatives]), self.temperature, targets)) / 2
+        self.queue.push(self.gather(torch.cat([k1, k2]))[0])  # every rank enqueues the same keys
         return loss
-
-    @torch.no_grad()
-    def _enqueue(self, keys: torch.Tensor) -> None:
-        keys = F.normalize(self.gather(keys)[0], dim=1)[: len(self.queue)]  # every rank enqueues the same keys
-        index = (self.queue_start + torch.arange(len(keys), device=keys.device)) % len(self.queue)
-        self.queue[index] = keys.to(self.queue.dtype)
-        self.queue_start.copy_((self.queue_start + len(keys)) % len(self.queue))
 
 
 @register
