@@ -60,7 +60,7 @@ def _check_keys(config: dict, method_cls: type[SSLMethod]) -> None:
         "views": {f.name for f in fields(ViewConfig)},
         "optimizer": {f.name for f in fields(OptimizerConfig)},
         "method_args": set(inspect.signature(method_cls.__init__).parameters) - {"self", "args", "kwargs"},
-        "data": {"image_size", "in_channels", "modality", "ct_window", "percentiles", "spacing", "volume_index"},
+        "data": {*Preprocessing.settings(), "volume_index"},
         "training": TRAINING_KEYS,
     }
     for section, names in allowed.items():
@@ -155,13 +155,12 @@ def _check_same_run(saved_config: Path, config: dict) -> None:
 
 def preprocessing_from(data_config: dict) -> Preprocessing | None:
     """The preprocessing the settings ask for; None (native .npz images) when no image_size is given."""
-    keys = ("image_size", "in_channels", "modality", "ct_window", "percentiles", "spacing")
-    given = {k: data_config[k] for k in keys if data_config.get(k) is not None}
+    given = sorted(k for k in Preprocessing.settings() if data_config.get(k) is not None)
     if "image_size" not in given:
         if given:
-            raise ValueError(f"{sorted(given)} need an image size (--image-size) as well")
+            raise ValueError(f"{given} need an image size (--image-size) as well")
         return None
-    return Preprocessing(**given)
+    return Preprocessing.from_settings(data_config)
 
 
 def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, strict: bool, write: bool) -> ImageTable:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -32,6 +32,15 @@ class Preprocessing:
     @property
     def spatial_dims(self) -> int:
         return len(self.image_size)
+
+    @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> Preprocessing:
+        """Built from a config or an encoder's metadata; other keys and None values are ignored."""
+        return cls(**{k: settings[k] for k in cls.settings() if settings.get(k) is not None})
 
     def to_dict(self) -> dict:
         return {**asdict(self), "axis_convention": AXIS_CONVENTION[self.spatial_dims]}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +68,7 @@ def evaluate(
 
 def labelled_table(data: str | Path, metadata: dict, out_dir: Path) -> ImageTable:
     """The data preprocessed exactly as at pretraining, with labels and a train/val/test split."""
-    names = {f.name for f in fields(Preprocessing)}
-    preprocessing = Preprocessing(**{k: v for k, v in metadata["preprocessing"].items() if k in names})
+    preprocessing = Preprocessing.from_settings(metadata["preprocessing"])
     volume_index = metadata["preprocessing"].get("volume_index") or 0
     table = load_table(data, preprocessing, volume_index=volume_index, work_dir=out_dir)
     table.skips.write(out_dir)
