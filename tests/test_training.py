@@ -7,7 +7,10 @@ import csv
 import pytest
 from conftest import TINY_ENCODER
 
+from medssl.evaluation.evaluate import evaluate
+from medssl.methods import METHODS
 from medssl.models.checkpoint import load_encoder
+from medssl.models.encoders import EncoderConfig
 from medssl.training import pretrain, resolve_config
 
 
@@ -68,3 +71,15 @@ def test_unknown_settings_are_named():
         resolve_config("simclr", {"views": {"crop_scal": [0.5, 1.0]}})
     with pytest.raises(ValueError, match=r"unknown method_args setting\(s\) \['temp'\]"):
         resolve_config("simclr", {"method_args": {"temp": 0.1}})
+
+
+@pytest.mark.parametrize("npz", ["npz_2d", "npz_3d"])
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_saves_an_encoder_that_evaluate_reads(tmp_path, npz, method, request):
+    data = request.getfixturevalue(npz)
+    config = tiny_config(method, max_steps=2)
+    if EncoderConfig(**config["encoder"]).is_vit:
+        config["encoder"] = {"name": "vit_tiny", "width": 24, "patch_size": 4}
+    result = pretrain(data, tmp_path / "run", config)
+    evaluation = evaluate(result.encoder_path, data, tmp_path / "eval", fractions=(1.0,), random_init=False)
+    assert {row["probe"] for row in evaluation["rows"]} == {"linear", "knn"}

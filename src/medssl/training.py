@@ -22,6 +22,7 @@ from medssl.methods.base import OptimizerConfig, SSLMethod
 from medssl.methods.views import ViewConfig
 from medssl.models.encoders import EncoderConfig
 from medssl.models.checkpoint import save_encoder
+from medssl.report.figures import image_rows
 
 TRAINING_KEYS = {
     "batch_size", "max_epochs", "max_steps", "max_minutes", "precision", "checkpoint_every", "log_every",
@@ -56,7 +57,7 @@ def resolve_config(method: str, user_config: dict | None = None) -> dict:
 
 def _check_keys(config: dict, method_cls: type[SSLMethod]) -> None:
     allowed = {
-        "encoder": {f.name for f in fields(EncoderConfig)} - {"spatial_dims", "in_channels"},
+        "encoder": {f.name for f in fields(EncoderConfig)} - {"spatial_dims", "in_channels", "image_size"},
         "views": {f.name for f in fields(ViewConfig)},
         "optimizer": {f.name for f in fields(OptimizerConfig)},
         "method_args": set(inspect.signature(method_cls.__init__).parameters) - {"self", "args", "kwargs"},
@@ -107,10 +108,15 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         enable_model_summary=False,
     )
     table = _load_training_images(data, out_dir, config["data"], strict, write=trainer.is_global_zero)
-    method_cls.check_input(tuple(table.images.shape[2:]))
+    image_size = tuple(table.images.shape[2:])
+    encoder = {**config["encoder"], "spatial_dims": table.spatial_dims, "in_channels": table.in_channels}
+    if EncoderConfig(**config["encoder"]).is_vit:  # its positional embedding is fixed to the data's size
+        encoder["image_size"] = image_size
+    EncoderConfig(**encoder).validate()  # errors about the input size come before any training
+    method_cls.check_input(image_size, EncoderConfig(**encoder))
     loader = _loader(table, train, method_cls, trainer.world_size)
     model = method_cls(
-        encoder={**config["encoder"], "spatial_dims": table.spatial_dims, "in_channels": table.in_channels},
+        encoder=encoder,
         optimizer=config["optimizer"],
         views=config["views"],
         **config.get("method_args", {}),
@@ -131,9 +137,17 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     }
     if trainer.is_global_zero:
         save_encoder(encoder_path, model.encoder, method=config["method"], preprocessing=table.preprocessing)
+        _save_figures(model, table.images[:8], out_dir)
         (out_dir / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
         print(f"{table.skips.summary()} (report: {out_dir / 'skipped.csv'})")
     return PretrainResult(encoder_path, summary)
+
+
+@torch.no_grad()
+def _save_figures(model: SSLMethod, images: torch.Tensor, out_dir: Path) -> None:
+    model.eval()
+    for stem, rows in model.figures(images.to(model.device)).items():
+        image_rows({name: x.float().cpu().numpy() for name, x in rows.items()}, out_dir / f"{stem}.png")
 
 
 def _check_same_run(saved_config: Path, config: dict) -> None:

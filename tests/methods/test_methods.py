@@ -11,6 +11,7 @@ from conftest import TINY_ENCODER
 
 from medssl.methods import METHODS, default_config, get_method
 from medssl.methods.views import BatchViews, ViewConfig
+from medssl.models.encoders import EncoderConfig
 
 
 def structured_images(n: int, spatial_dims: int, size: int) -> torch.Tensor:
@@ -31,8 +32,9 @@ def test_loss_is_finite_and_falls(name, spatial_dims):
     torch.manual_seed(0)  # the same initial weights whatever ran before
     config = default_config(name)
     tiny_heads = {k: (64 if k.endswith("_dim") or k == "queue_size" else v) for k, v in config["method_args"].items()}
-    method = get_method(name)(encoder={**TINY_ENCODER, "spatial_dims": spatial_dims, "in_channels": 1}, views=config["views"], **tiny_heads)
-    images = structured_images(32, spatial_dims, 16 if spatial_dims == 2 else 12)
+    size = 16 if spatial_dims == 2 else 12
+    method = get_method(name)(encoder=tiny_encoder(config, spatial_dims, size), views=config["views"], **tiny_heads)
+    images = structured_images(32, spatial_dims, size)
     before = loss_on_fixed_views(method, images)
     optimizer = torch.optim.AdamW(method.parameters(), lr=2e-3)
     torch.manual_seed(1)
@@ -44,6 +46,14 @@ def test_loss_is_finite_and_falls(name, spatial_dims):
         optimizer.step()
         method.on_train_batch_end(None, (images,), 0)  # what the Trainer calls: momentum updates
     assert loss_on_fixed_views(method, images) < before
+
+
+def tiny_encoder(config: dict, spatial_dims: int, size: int) -> dict:
+    """The tiny encoder of the method's family: a small ViT for methods configured with one."""
+    encoder = {**TINY_ENCODER, "spatial_dims": spatial_dims, "in_channels": 1}
+    if EncoderConfig(**config["encoder"]).is_vit:
+        encoder.update(name="vit_tiny", width=24, patch_size=4, image_size=[size] * spatial_dims)
+    return encoder
 
 
 def loss_on_fixed_views(method, images: torch.Tensor) -> float:
@@ -63,7 +73,7 @@ def test_every_method_has_a_config():
 
 def test_rotation_refuses_unequal_sides():
     with pytest.raises(ValueError, match=r"needs equal sizes on every axis; got \(16, 24\)"):
-        get_method("rotation").check_input((16, 24))
+        get_method("rotation").check_input((16, 24), EncoderConfig())
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

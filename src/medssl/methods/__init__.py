@@ -1,6 +1,15 @@
-"""Self-supervised methods: one Lightning module per file on the shared ``SSLMethod`` base."""
+"""Self-supervised methods: one Lightning module per file on the shared ``SSLMethod`` base.
 
-from medssl.methods import barlow_twins, byol, moco, nnclr, rotation, simclr, simsiam, vicreg  # noqa: F401  (importing registers them)
+Every module in this package is imported here, and a method registers itself with ``@register``:
+a new method is one new file (plus its YAML in ``medssl/configs``).
+"""
+
+import importlib
+import pkgutil
+
 from medssl.methods.registry import METHODS, default_config, get_method
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["METHODS", "default_config", "get_method"]

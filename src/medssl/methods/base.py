@@ -45,11 +45,17 @@ class SSLMethod(L.LightningModule):
             torch.manual_seed(torch.initial_seed() + self.global_rank)
 
     @classmethod
-    def check_input(cls, image_size: tuple[int, ...]) -> None:
-        """Raises ValueError, naming what is needed, when the method cannot run on this input size."""
+    def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig) -> None:
+        """Raises ValueError, naming the minimum size or the valid values, when the method cannot
+        run on inputs of ``image_size`` with this encoder; called before training starts."""
 
     @abstractmethod
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def figures(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """Figures saved next to the encoder after training, as {file stem: {row name: (N, C,
+        *spatial) images}}, e.g. inputs and their reconstructions; none by default."""
+        return {}
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images = batch[0]

@@ -1,20 +1,34 @@
-"""ResNet encoders for 2D and 3D behind one ``spatial_dims`` switch, built on MONAI's ResNet."""
+"""Encoders for 2D and 3D behind one ``spatial_dims`` switch: MONAI's ResNet and ViT.
+
+Every encoder maps (B, C, *spatial) images to (B, out_dim) features and, for methods that decode
+or attend to places, to a spatial feature map (B, channels, *grid).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import torch
+from monai.networks.nets import ViT
 from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck
 from torch import nn
 
 # name -> (block, layers); the depths of He et al. (2016).
-ENCODERS: dict[str, tuple[type[nn.Module], list[int]]] = {
+RESNETS: dict[str, tuple[type[nn.Module], list[int]]] = {
     "resnet10": (ResNetBlock, [1, 1, 1, 1]),
     "resnet18": (ResNetBlock, [2, 2, 2, 2]),
     "resnet34": (ResNetBlock, [3, 4, 6, 3]),
     "resnet50": (ResNetBottleneck, [3, 4, 6, 3]),
 }
+
+# name -> (layers, heads); the hidden size is ``width``. Sizes of Dosovitskiy et al. (2021) and
+# DeiT are vit_tiny width 192, vit_small 384, vit_base 768.
+VITS: dict[str, tuple[int, int]] = {
+    "vit_tiny": (12, 3),
+    "vit_small": (12, 6),
+    "vit_base": (12, 12),
+}
+ENCODERS = sorted(RESNETS) + sorted(VITS)
 
 # stem -> (first conv kernel, first conv stride, skip max-pool). "small" keeps full resolution
 # for 28px inputs; "strided" halves it once (4x fewer FLOPs); "imagenet" is the classic 7x7/2 + pool.
@@ -30,18 +44,40 @@ class EncoderConfig:
     name: str = "resnet18"
     spatial_dims: int = 2
     in_channels: int = 1
-    width: int = 64
-    stem: str = "strided"
+    width: int = 64  # ResNet: channels of the first stage; ViT: hidden size
+    stem: str = "strided"  # ResNet only
+    patch_size: int = 4  # ViT only: side of a patch, in pixels/voxels
+    image_size: tuple[int, ...] | None = None  # ViT only: the positional embedding is fixed to it
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None:  # lists come back from YAML and encoder files
+            object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
+
+    @property
+    def is_vit(self) -> bool:
+        return self.name in VITS
 
     def validate(self) -> None:
         if self.name not in ENCODERS:
-            raise ValueError(f"unknown encoder '{self.name}'; choose one of {sorted(ENCODERS)}")
+            raise ValueError(f"unknown encoder '{self.name}'; choose one of {ENCODERS}")
         if self.stem not in STEMS:
             raise ValueError(f"unknown stem '{self.stem}'; choose one of {sorted(STEMS)}")
         if self.spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
         if self.in_channels < 1 or self.width < 1:
             raise ValueError("in_channels and width must be positive")
+        if self.is_vit:
+            self._validate_vit()
+
+    def _validate_vit(self) -> None:
+        heads = VITS[self.name][1]
+        if self.width % heads:
+            raise ValueError(f"{self.name} has {heads} attention heads, so its width (hidden size) must be a multiple of {heads}; got {self.width}")
+        if self.image_size is None or len(self.image_size) != self.spatial_dims:
+            raise ValueError(f"{self.name} needs the image size ({self.spatial_dims} numbers) for its positional embedding; got {self.image_size}")
+        if any(side % self.patch_size for side in self.image_size):
+            divisors = [p for p in range(1, min(self.image_size) + 1) if all(s % p == 0 for s in self.image_size)]
+            raise ValueError(f"ViT patch size {self.patch_size} does not divide the image size {self.image_size}; valid patch sizes: {divisors}")
 
 
 class Encoder(nn.Module):
@@ -51,26 +87,59 @@ class Encoder(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        block, layers = ENCODERS[config.name]
-        kernel, stride, no_max_pool = STEMS[config.stem]
-        self.backbone = ResNet(
-            block=block,
-            layers=layers,
-            block_inplanes=[config.width * 2**i for i in range(4)],
-            spatial_dims=config.spatial_dims,
-            n_input_channels=config.in_channels,
-            conv1_t_size=kernel,
-            conv1_t_stride=stride,
-            no_max_pool=no_max_pool,
-            feed_forward=False,
-        )
-        self.out_dim = config.width * 8 * block.expansion
+        if config.is_vit:
+            layers, heads = VITS[config.name]
+            self.backbone = ViT(
+                in_channels=config.in_channels,
+                img_size=config.image_size,
+                patch_size=config.patch_size,
+                hidden_size=config.width,
+                mlp_dim=4 * config.width,
+                num_layers=layers,
+                num_heads=heads,
+                pos_embed_type="sincos",
+                spatial_dims=config.spatial_dims,
+                qkv_bias=True,
+            )
+            self.out_dim = config.width
+        else:
+            block, layers = RESNETS[config.name]
+            kernel, stride, no_max_pool = STEMS[config.stem]
+            self.backbone = ResNet(
+                block=block,
+                layers=layers,
+                block_inplanes=[config.width * 2**i for i in range(4)],
+                spatial_dims=config.spatial_dims,
+                n_input_channels=config.in_channels,
+                conv1_t_size=kernel,
+                conv1_t_stride=stride,
+                no_max_pool=no_max_pool,
+                feed_forward=False,
+            )
+            self.out_dim = config.width * 8 * block.expansion
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.config.is_vit:
+            return self.backbone(images)[0].mean(dim=1)  # average of the patch tokens
         return self.backbone(images)
 
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, out_dim, *grid): the last stage's features before pooling (ViT: tokens on their grid)."""
+        if self.config.is_vit:
+            tokens = self.backbone(images)[0]
+            grid = [side // self.config.patch_size for side in images.shape[2:]]
+            return tokens.transpose(1, 2).reshape(len(images), self.out_dim, *grid)
+        net = self.backbone
+        x = net.act(net.bn1(net.conv1(images)))
+        if not net.no_max_pool:
+            x = net.maxpool(x)
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
     def to_dict(self) -> dict:
-        return asdict(self.config)
+        config = asdict(self.config)
+        if config["image_size"] is not None:
+            config["image_size"] = list(config["image_size"])
+        return config
 
 
 def build_encoder(**kwargs) -> Encoder:

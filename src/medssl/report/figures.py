@@ -31,6 +31,23 @@ def sample_grid(manifest_rows: list[dict], groups: list[str], path: Path, per_gr
     return path
 
 
+def image_rows(rows: dict[str, np.ndarray], path: Path) -> Path:
+    """One row of images per name, e.g. inputs | corrupted | restored; each array is (N, C, *spatial)
+    and 3D volumes show their three mid-slices side by side."""
+    columns = max(len(images) for images in rows.values())
+    fig, axes = plt.subplots(len(rows), columns, figsize=(columns * 1.6, len(rows) * 1.5), dpi=100, squeeze=False)
+    for row_axes, (name, images) in zip(axes, rows.items()):
+        for ax, image in zip(row_axes, images):
+            ax.imshow(_thumbnail(np.asarray(image[0], dtype=np.float32)), cmap="gray")
+        for ax in row_axes:
+            ax.axis("off")
+        row_axes[0].text(-0.1, 0.5, name, transform=row_axes[0].transAxes, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _thumbnail(array: np.ndarray) -> np.ndarray:
     if array.ndim == 2:
         return array

@@ -1,0 +1,33 @@
+"""A light convolutional decoder from an encoder's feature map back to image space, 2D or 3D.
+
+No skip connections: everything the decoder draws must pass through the encoder's features, so
+restoration and reconstruction objectives train the part that is kept (the encoder).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution
+from torch import nn
+
+
+class Decoder(nn.Module):
+    """(B, in_channels, *grid) -> (B, out_channels, *image_size): x2 upsampling conv blocks, then
+    a resize to the exact image size (any size, even one the encoder's strides do not divide)."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, width: int = 64, stages: int = 3) -> None:
+        super().__init__()
+        channels = [in_channels] + [max(8, width // 2**i) for i in range(stages)]
+        self.stages = nn.ModuleList(
+            Convolution(spatial_dims, c_in, c_out, kernel_size=3, norm="batch", act="relu")
+            for c_in, c_out in zip(channels[:-1], channels[1:])
+        )
+        self.head = Convolution(spatial_dims, channels[-1], out_channels, kernel_size=3, conv_only=True)
+
+    def forward(self, features: torch.Tensor, image_size: tuple[int, ...]) -> torch.Tensor:
+        x = features
+        for stage in self.stages:
+            x = stage(F.interpolate(x, scale_factor=2, mode="nearest"))
+        x = F.interpolate(x, size=image_size, mode="bilinear" if x.ndim == 4 else "trilinear", align_corners=False)
+        return self.head(x)
