@@ -52,6 +52,11 @@ class SSLMethod(L.LightningModule):
     @abstractmethod
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor: ...
 
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's reconstruction of ``images`` (same shape): methods with a decoder define it,
+        and its error is a per-subject anomaly score."""
+        raise NotImplementedError(f"{self.name} has no decoder, so it cannot reconstruct images; use autoencoder, vae, diffusion, models_genesis or masked_reconstruction")
+
     def figures(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         """Figures saved next to the encoder after training, as {file stem: {row name: (N, C,
         *spatial) images}}, e.g. inputs and their reconstructions; none by default."""
