@@ -9,6 +9,7 @@ import platform
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import medssl
@@ -45,3 +46,8 @@ def write_json(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2, default=float))
     return path
+
+
+def mean_sd(values: list[float]) -> str:
+    """'mean ± sample SD' over seeds (SD 0 for one value)."""
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"

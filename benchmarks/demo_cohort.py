@@ -12,19 +12,14 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 from PIL import Image as PILImage
 
-from benchmarks.common import RESULTS, write_json
+from benchmarks.common import RESULTS, mean_sd, write_json
 from medssl.demo import DemoConfig, run_demo
 from medssl.report.browser import chromium_path, render
 from medssl.simulation.cohort import TRAITS
 
 SHOWN_BY = {"xray": ("heart_size", "lung_size"), "mri": ("ventricle_size", "brain_size")}
-
-
-def mean_sd(values: list[float]) -> str:
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from medssl.cli import build_parser, main
+from medssl.cli import build_parser, main, pretrain_config
 
 TINY = ["--encoder", "resnet10", "--width", "8", "--stem", "small", "--batch-size", "16", "--precision", "32"]
 
@@ -74,3 +74,8 @@ def test_strict_turns_a_skip_into_a_failure(tmp_path, shared_data, capsys):
     assert main(args) == 2
     assert "broken.nii.gz" in capsys.readouterr().err
     assert "broken.nii.gz" in (tmp_path / "run" / "skipped.csv").read_text()
+
+
+def test_a_vit_named_on_the_command_line_gets_its_standard_width():
+    args = build_parser().parse_args(["pretrain", "--data", "x.npz", "--out", "run", "--method", "mae", "--encoder", "vit_small", "--patch-size", "7"])
+    assert pretrain_config(args)["encoder"] == {"name": "vit_small", "width": 384, "patch_size": 7}

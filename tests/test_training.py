@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY_ENCODER
 
 from medssl.evaluation.evaluate import evaluate
-from medssl.methods import METHODS
+from medssl.methods import METHODS, default_config
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import EncoderConfig
 from medssl.training import pretrain, resolve_config
@@ -78,7 +78,7 @@ def test_unknown_settings_are_named():
 def test_every_method_saves_an_encoder_that_evaluate_reads(tmp_path, npz, method, request):
     data = request.getfixturevalue(npz)
     config = tiny_config(method, max_steps=2)
-    if EncoderConfig(**config["encoder"]).is_vit:
+    if EncoderConfig(**default_config(method)["encoder"]).is_vit:  # tiny_config put a ResNet there
         config["encoder"] = {"name": "vit_tiny", "width": 24, "patch_size": 4}
     result = pretrain(data, tmp_path / "run", config)
     evaluation = evaluate(result.encoder_path, data, tmp_path / "eval", fractions=(1.0,), random_init=False)

@@ -41,7 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="label fractions")
     evaluate.add_argument("--seeds", type=int, nargs="+", default=[0])
     evaluate.add_argument("--no-random-init", action="store_true", help="skip the random-init baseline rows")
+    evaluate.add_argument(
+        "--finetune", choices=["none", "supervised", "fixmatch"], default="none",
+        help="also train encoder + linear head end to end on the labelled subset (fixmatch: plus the rest of train, unlabelled)",
+    )  # fmt: skip
+    evaluate.add_argument("--finetune-steps", type=int, default=100, help="optimizer steps per fine-tuning run")
+    evaluate.add_argument("--fixmatch-threshold", type=float, default=0.95, help="confidence a pseudo-label must exceed")
+    evaluate.add_argument("--fixmatch-mu", type=int, default=7, help="unlabelled batch = mu x labelled batch")
     evaluate.set_defaults(run=run_evaluate)
+
+    anomaly = commands.add_parser("anomaly", help="per-subject anomaly scores: reconstruction error of a generative run (autoencoder, vae, ...)")
+    anomaly.add_argument("--run", type=Path, required=True, dest="run_dir", metavar="RUN", help="run folder written by pretrain (checkpoints/last.ckpt, encoder.pt, config.yaml)")
+    anomaly.add_argument("--data", type=Path, required=True, help=".npz, manifest .csv or folder; preprocessed as in the run")
+    anomaly.add_argument("--out", type=Path, required=True, help="folder for anomaly_scores.csv and anomaly.json")
+    anomaly.add_argument("--normal-label", help="the healthy class, for the AUROC of detecting the others (default: a class named healthy or normal)")
+    anomaly.add_argument("--batch-size", type=int, default=64)
+    anomaly.set_defaults(run=run_anomaly)
 
     simulate = commands.add_parser("simulate", help="write a simulated population cohort with known ground truth")
     simulate.add_argument("--out", type=Path, required=True)
@@ -81,8 +96,9 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("method and model")
     model.add_argument("--method", default="simclr", help="see `medssl methods`")
     model.add_argument("--config", type=Path, help="YAML overriding the method's default config")
-    model.add_argument("--encoder", dest="encoder_name", help="resnet10/18/34/50")
-    model.add_argument("--width", type=int, help="channels of the first stage (64 = standard)")
+    model.add_argument("--encoder", dest="encoder_name", help="resnet10/18/34/50 or vit_tiny/small/base")
+    model.add_argument("--width", type=int, help="ResNet: channels of the first stage (64 = standard); ViT: hidden size (default: the model's standard)")
+    model.add_argument("--patch-size", type=int, help="ViT: patch side in pixels/voxels; must divide the image size")
     model.add_argument("--stem", help="small (stride 1), strided (stride 2) or imagenet (7x7/2 + pool)")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, dest="max_epochs")
@@ -107,13 +123,20 @@ def run_scan(args: argparse.Namespace) -> None:
     print(f"{len(manifest.rows)} subjects -> {args.output}")
 
 
+def vit_width(name: str | None) -> int | None:
+    """A ViT named on the command line gets its standard width (a ResNet config's 64 would not fit)."""
+    from medssl.models.encoders import VITS
+
+    return VITS[name][2] if name in VITS else None
+
+
 def pretrain_config(args: argparse.Namespace) -> dict:
     from medssl.training import merge, resolve_config
 
     user = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
     overrides = {
         "data": {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "volume_index")},
-        "encoder": {"name": args.encoder_name, "width": args.width, "stem": args.stem},
+        "encoder": {"name": args.encoder_name, "width": args.width or vit_width(args.encoder_name), "stem": args.stem, "patch_size": args.patch_size},
         "optimizer": {"lr": args.lr},
         "training": {
             k: getattr(args, k)
@@ -132,10 +155,24 @@ def run_pretrain(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from medssl.evaluation.evaluate import evaluate
+    from medssl.evaluation.finetune import FixMatchConfig
 
-    evaluate(args.encoder, args.data, args.out, tuple(args.fractions), tuple(args.seeds), not args.no_random_init)
+    fixmatch = FixMatchConfig(threshold=args.fixmatch_threshold, mu=args.fixmatch_mu)
+    evaluate(
+        args.encoder, args.data, args.out, tuple(args.fractions), tuple(args.seeds), not args.no_random_init,
+        finetune_mode=args.finetune, finetune_steps=args.finetune_steps, fixmatch=fixmatch,
+    )  # fmt: skip
     print((args.out / "evaluation.md").read_text())
     print(f"results -> {args.out / 'evaluation.json'}")
+
+
+def run_anomaly(args: argparse.Namespace) -> None:
+    from medssl.evaluation.anomaly import anomaly_scores
+
+    result = anomaly_scores(args.run_dir, args.data, args.out, args.normal_label, args.batch_size)
+    if result["auroc"]:
+        print(f"AUROC ({result['normal_label']} vs others): " + ", ".join(f"{group} {v['any']:.3f}" for group, v in result["auroc"].items() if "any" in v))
+    print(f"{result['subjects']} scores -> {args.out / 'anomaly_scores.csv'}")
 
 
 def run_simulate(args: argparse.Namespace) -> None:

@@ -60,7 +60,7 @@ def _check_keys(config: dict, method_cls: type[SSLMethod]) -> None:
         "encoder": {f.name for f in fields(EncoderConfig)} - {"spatial_dims", "in_channels", "image_size"},
         "views": {f.name for f in fields(ViewConfig)},
         "optimizer": {f.name for f in fields(OptimizerConfig)},
-        "method_args": set(inspect.signature(method_cls.__init__).parameters) - {"self", "args", "kwargs"},
+        "method_args": method_arguments(method_cls),
         "data": {*Preprocessing.settings(), "volume_index"},
         "training": TRAINING_KEYS,
     }
@@ -68,6 +68,15 @@ def _check_keys(config: dict, method_cls: type[SSLMethod]) -> None:
         unknown = set(config.get(section) or {}) - names
         if unknown:
             raise ValueError(f"unknown {section} setting(s) {sorted(unknown)}; allowed: {sorted(names)}")
+
+
+def method_arguments(method_cls: type[SSLMethod]) -> set[str]:
+    """The keyword arguments a method accepts, its parents' included (a VAE takes an autoencoder's)."""
+    names: set[str] = set()
+    for cls in method_cls.__mro__:
+        if issubclass(cls, SSLMethod) and cls is not SSLMethod and "__init__" in vars(cls):
+            names |= set(inspect.signature(cls.__init__).parameters)
+    return names - {"self", "args", "kwargs"}
 
 
 def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int = 0, resume: bool = False, strict: bool = False) -> PretrainResult:
@@ -113,7 +122,7 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     if EncoderConfig(**config["encoder"]).is_vit:  # its positional embedding is fixed to the data's size
         encoder["image_size"] = image_size
     EncoderConfig(**encoder).validate()  # errors about the input size come before any training
-    method_cls.check_input(image_size, EncoderConfig(**encoder))
+    method_cls.check_input(image_size, EncoderConfig(**encoder), **config.get("method_args", {}))
     loader = _loader(table, train, method_cls, trainer.world_size)
     model = method_cls(
         encoder=encoder,

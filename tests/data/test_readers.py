@@ -6,7 +6,6 @@ import gzip
 import pickle
 import random
 import shutil
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np

@@ -10,6 +10,7 @@ import torch
 from conftest import TINY_ENCODER
 
 from medssl.methods import METHODS, default_config, get_method
+from medssl.methods.base import SSLMethod
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.encoders import EncoderConfig
 
@@ -29,11 +30,7 @@ def structured_images(n: int, spatial_dims: int, size: int) -> torch.Tensor:
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_loss_is_finite_and_falls(name, spatial_dims):
-    torch.manual_seed(0)  # the same initial weights whatever ran before
-    config = default_config(name)
-    tiny_heads = {k: (64 if k.endswith("_dim") or k == "queue_size" else v) for k, v in config["method_args"].items()}
-    size = 16 if spatial_dims == 2 else 12
-    method = get_method(name)(encoder=tiny_encoder(config, spatial_dims, size), views=config["views"], **tiny_heads)
+    method, size = tiny_method(name, spatial_dims)
     images = structured_images(32, spatial_dims, size)
     before = loss_on_fixed_views(method, images)
     optimizer = torch.optim.AdamW(method.parameters(), lr=2e-3)
@@ -46,6 +43,30 @@ def test_loss_is_finite_and_falls(name, spatial_dims):
         optimizer.step()
         method.on_train_batch_end(None, (images,), 0)  # what the Trainer calls: momentum updates
     assert loss_on_fixed_views(method, images) < before
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_figures_and_reconstructions_keep_the_image_shape(name, spatial_dims):
+    method, size = tiny_method(name, spatial_dims)
+    images = structured_images(3, spatial_dims, size)
+    with torch.no_grad():
+        for rows in method.eval().figures(images).values():
+            assert all(row.shape == images.shape for row in rows.values())
+        try:
+            reconstruction = method.reconstruct(images)
+        except NotImplementedError:
+            return
+    assert reconstruction.shape == images.shape and torch.isfinite(reconstruction).all()
+
+
+def tiny_method(name: str, spatial_dims: int) -> tuple[SSLMethod, int]:
+    """The method with its YAML settings on a tiny encoder and heads, seeded; and the image side."""
+    torch.manual_seed(0)  # the same initial weights whatever ran before
+    config = default_config(name)
+    tiny_heads = {k: (64 if k.endswith("_dim") or k == "queue_size" else v) for k, v in config["method_args"].items()}
+    size = 16 if spatial_dims == 2 else 12
+    return get_method(name)(encoder=tiny_encoder(config, spatial_dims, size), views=config["views"], **tiny_heads), size
 
 
 def tiny_encoder(config: dict, spatial_dims: int, size: int) -> dict:

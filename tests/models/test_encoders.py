@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from medssl.models.checkpoint import EncoderMismatchError, load_encoder, load_weights_into, save_encoder
-from medssl.models.encoders import build_encoder
+from medssl.models.encoders import Encoder, EncoderConfig, build_encoder
 
 
 @pytest.mark.parametrize("spatial_dims, stem", [(2, "small"), (2, "imagenet"), (3, "strided")])
@@ -55,3 +55,32 @@ def test_foreign_file_is_refused(tmp_path):
     (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(EncoderMismatchError, match="not a readable medssl encoder file"):
         load_encoder(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("stem", ["small", "strided", "imagenet"])
+def test_stride_matches_the_feature_grid(stem):
+    config = EncoderConfig(name="resnet10", width=8, stem=stem)
+    grid = Encoder(config).feature_map(torch.rand(1, 1, 64, 64)).shape[2:]
+    assert tuple(grid) == (64 // config.stride,) * 2
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_vit_features_map_and_file_round_trip(tmp_path, spatial_dims):
+    encoder = build_encoder(name="vit_tiny", width=24, patch_size=4, image_size=[12] * spatial_dims, spatial_dims=spatial_dims)
+    images = torch.rand(2, 1, *([12] * spatial_dims))
+    assert encoder(images).shape == (2, 24)
+    assert encoder.feature_map(images).shape == (2, 24, *([3] * spatial_dims))
+    path = save_encoder(tmp_path / "vit.pt", encoder, method="mae", preprocessing={})
+    loaded, metadata = load_encoder(path)
+    assert metadata["encoder"]["image_size"] == [12] * spatial_dims
+    encoder.eval(), loaded.eval()
+    assert torch.equal(encoder(images), loaded(images))
+
+
+def test_vit_settings_that_cannot_work_are_named():
+    with pytest.raises(ValueError, match=r"patch size 5 does not divide the image size \(28, 28\); valid patch sizes: \[1, 2, 4, 7, 14, 28\]"):
+        build_encoder(name="vit_tiny", width=24, patch_size=5, image_size=[28, 28])
+    with pytest.raises(ValueError, match="width .* must be a multiple of 3; got 64"):
+        build_encoder(name="vit_tiny", width=64, image_size=[28, 28])
+    with pytest.raises(ValueError, match="needs the image size"):
+        build_encoder(name="vit_tiny", width=24)

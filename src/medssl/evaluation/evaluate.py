@@ -1,4 +1,5 @@
-"""``medssl evaluate``: probes of a pretrained encoder against the same architecture at random init."""
+"""``medssl evaluate``: probes of a pretrained encoder against the same architecture at random init,
+and optionally end-to-end fine-tuning of both (supervised, or FixMatch with the unlabelled rest of train)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import torch
 from medssl.data.datasets import ImageTable, load_table
 from medssl.data.preprocess import Preprocessing
 from medssl.evaluation.embeddings import embed
-from medssl.evaluation.probe import knn_probe, label_subset, linear_probe
+from medssl.evaluation.finetune import FixMatchConfig, finetune, predict_proba
+from medssl.evaluation.probe import classification_metrics, knn_probe, label_subset, linear_probe
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import Encoder, EncoderConfig
 
 RANDOM_INIT = "random-init"
+FINETUNE_PROBES = {"supervised": "finetune", "fixmatch": "fixmatch"}  # --finetune mode -> the rows' probe
 
 
 def evaluate(
@@ -26,25 +29,37 @@ def evaluate(
     fractions: tuple[float, ...] = (0.01, 0.1, 1.0),
     seeds: tuple[int, ...] = (0,),
     random_init: bool = True,
+    finetune_mode: str = "none",
+    finetune_steps: int = 100,
+    fixmatch: FixMatchConfig | None = None,
 ) -> dict:
+    if finetune_mode not in ("none", *FINETUNE_PROBES):
+        raise ValueError(f"finetune mode must be none, supervised or fixmatch, got {finetune_mode!r}")
+    fixmatch = fixmatch or FixMatchConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder, metadata = load_encoder(encoder_path)
     table = labelled_table(data, metadata, out_dir)
+    parts = {s: table.split(s) for s in ("train", "val", "test")} if finetune_mode != "none" else {}
     rows = []
     pretrained_features = embed(encoder, table.images)
     saved = {"pretrained": pretrained_features}  # with the first seed's random init, for later analyses
     for seed in seeds:
-        features = {f"pretrained ({metadata['method']})": pretrained_features}
+        pretrained = f"pretrained ({metadata['method']})"
+        encoders, features = {pretrained: encoder}, {pretrained: pretrained_features}
         if random_init:
             torch.manual_seed(seed)
-            features[RANDOM_INIT] = embed(Encoder(EncoderConfig(**metadata["encoder"])), table.images)
+            encoders[RANDOM_INIT] = Encoder(EncoderConfig(**metadata["encoder"]))
+            features[RANDOM_INIT] = embed(encoders[RANDOM_INIT], table.images)
             saved.setdefault("random_init", features[RANDOM_INIT])
         for fraction in fractions:
             subset = label_subset(table.labels[table.splits == "train"], fraction, seed)
             _save_subset(out_dir, table, subset, fraction, seed)
             for name, x in features.items():
                 rows += probe_rows(x, table, subset, name, fraction, seed)
+                if finetune_mode != "none":
+                    base = {"encoder": name, "fraction": fraction, "seed": seed, "n_labels": len(subset)}
+                    rows += finetune_rows(encoders[name], parts, subset, base, finetune_mode, finetune_steps, fixmatch)
     np.savez_compressed(
         out_dir / "embeddings.npz",
         subject_id=np.array(table.subject_ids),
@@ -111,6 +126,26 @@ def probe_rows(features: np.ndarray, table: ImageTable, subset: np.ndarray, name
     ]
 
 
+def finetune_rows(encoder: Encoder, parts: dict[str, ImageTable], subset: np.ndarray, base: dict, mode: str, steps: int, fixmatch: FixMatchConfig) -> list[dict]:
+    """End-to-end training on the labelled subset (FixMatch: plus the rest of train as images only),
+    the step chosen on val AUC, the test split scored once. No row where FixMatch has no unlabelled image."""
+    train, val, test = parts["train"], parts["val"], parts["test"]
+    semi = {}
+    if mode == "fixmatch":
+        unlabelled = np.setdiff1d(np.arange(len(train.labels)), subset)
+        if len(unlabelled) == 0:  # every label given (fraction 1): FixMatch would be supervised fine-tuning
+            return []
+        semi = {"unlabelled": train.images[torch.from_numpy(unlabelled)], "fixmatch": fixmatch}
+    n_classes = len(train.class_names)
+    model, best = finetune(
+        encoder, (train.images[torch.from_numpy(subset)], train.labels[subset]), (val.images, val.labels),
+        n_classes=n_classes, steps=steps, eval_every=max(1, steps // 10), seed=base["seed"], **semi,
+    )  # fmt: skip
+    metrics = classification_metrics(test.labels, predict_proba(model, test.images), np.arange(n_classes))
+    extra = {"mask_rate": best["mask_rate"]} if "mask_rate" in best else {}
+    return [{**base, "probe": FINETUNE_PROBES[mode], "chosen": best["step"], "val_auc": best["val_auc"], **metrics, **extra}]
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean and standard deviation over seeds per (encoder, probe, fraction)."""
     groups: dict[tuple, list[dict]] = {}
@@ -122,6 +157,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         for metric in ("acc", "auc"):
             values = np.array([m[metric] for m in members])
             entry[f"{metric}_mean"], entry[f"{metric}_std"] = float(values.mean()), float(values.std(ddof=1) if len(values) > 1 else 0.0)
+        if "mask_rate" in members[0]:  # FixMatch: share of unlabelled images whose pseudo-label was used
+            entry["mask_rate_mean"] = float(np.mean([m["mask_rate"] for m in members]))
         summary.append(entry)
     return summary
 

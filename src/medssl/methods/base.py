@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.encoders import Encoder, EncoderConfig
@@ -22,7 +23,7 @@ from medssl.models.encoders import Encoder, EncoderConfig
 class OptimizerConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    warmup_steps: int = 100  # linear warm-up, then cosine decay to zero over the planned steps
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to zero over the planned steps or time
 
 
 class SSLMethod(L.LightningModule):
@@ -45,9 +46,10 @@ class SSLMethod(L.LightningModule):
             torch.manual_seed(torch.initial_seed() + self.global_rank)
 
     @classmethod
-    def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig) -> None:
+    def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, **method_args) -> None:
         """Raises ValueError, naming the minimum size or the valid values, when the method cannot
-        run on inputs of ``image_size`` with this encoder; called before training starts."""
+        run on inputs of ``image_size`` with this encoder and these method_args (e.g. a patch size);
+        called before training starts."""
 
     @abstractmethod
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor: ...
@@ -78,16 +80,24 @@ class SSLMethod(L.LightningModule):
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+            return 0.5 * (1 + math.cos(math.pi * self.training_progress()))
 
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def training_progress(self) -> float:
-        """Fraction of the planned optimiser steps done (0 outside a Trainer)."""
+        """Fraction of the planned training done (0 outside a Trainer): of the planned steps, or
+        of the time budget when one is set and runs out first, so that schedules (learning rate,
+        momentum, temperatures) complete within a wall-clock budget too."""
         if self._trainer is None:
             return 0.0
-        return self.global_step / max(1, self.trainer.estimated_stepping_batches)
+        progress = self.global_step / max(1, self.trainer.estimated_stepping_batches)
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is not None:
+            elapsed = timer.time_elapsed()
+            progress = max(progress, elapsed / max(1e-9, elapsed + remaining))
+        return min(1.0, progress)
 
     def gather(self, tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
         """All ranks' rows (with gradients) and where this rank's start: negatives from every GPU."""

@@ -42,3 +42,12 @@ def grid_patches(images: torch.Tensor, grid: int, fill: float = 0.75) -> torch.T
             index.append((start.view(-1, 1) + torch.arange(side, device=images.device)).view(shape))
         out.append(channels_last[(rows, *index)].movedim(-1, 1))
     return torch.stack(out, dim=1)
+
+
+def jitter_patches(patches: torch.Tensor, brightness: float, contrast: float) -> torch.Tensor:
+    """Independent brightness and contrast per patch of (N, C, *patch): a slow intensity trend
+    across the image (bias field, the ramp of a scanner) must not give away where a patch lies."""
+    shape = (patches.shape[0],) + (1,) * (patches.ndim - 1)
+    uniform = lambda: 2 * torch.rand(shape, device=patches.device, dtype=patches.dtype) - 1  # noqa: E731
+    mean = patches.mean(dim=tuple(range(1, patches.ndim)), keepdim=True)
+    return (patches - mean) * (1 + contrast * uniform()) + mean + brightness * uniform()

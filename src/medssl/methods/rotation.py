@@ -33,7 +33,7 @@ class RotationPrediction(SSLMethod):
         self.classifier = nn.Linear(self.encoder.out_dim, len(self.rotations))
 
     @classmethod
-    def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig) -> None:
+    def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, **method_args) -> None:
         if len(set(image_size)) != 1:
             raise ValueError(f"rotation prediction turns images by 90 degrees, so it needs equal sizes on every axis; got {tuple(image_size)}")
 

@@ -6,10 +6,14 @@ restoration and reconstruction objectives train the part that is kept (the encod
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
+
+from medssl.models.encoders import Encoder
 
 
 class Decoder(nn.Module):
@@ -31,3 +35,12 @@ class Decoder(nn.Module):
             x = stage(F.interpolate(x, scale_factor=2, mode="nearest"))
         x = F.interpolate(x, size=image_size, mode="bilinear" if x.ndim == 4 else "trilinear", align_corners=False)
         return self.head(x)
+
+
+def decoder_for(encoder: Encoder, in_channels: int, width: int) -> Decoder:
+    """A Decoder with just enough x2 stages to climb back from ``encoder``'s stride (more would
+    only cost); it resizes the rest, and runs NHWC in 2D like the encoder."""
+    config = encoder.config
+    stages = max(1, math.ceil(math.log2(config.stride)))
+    decoder = Decoder(config.spatial_dims, in_channels, config.in_channels, width, stages)
+    return decoder.to(memory_format=torch.channels_last) if config.spatial_dims == 2 else decoder

@@ -21,12 +21,12 @@ RESNETS: dict[str, tuple[type[nn.Module], list[int]]] = {
     "resnet50": (ResNetBottleneck, [3, 4, 6, 3]),
 }
 
-# name -> (layers, heads); the hidden size is ``width``. Sizes of Dosovitskiy et al. (2021) and
-# DeiT are vit_tiny width 192, vit_small 384, vit_base 768.
-VITS: dict[str, tuple[int, int]] = {
-    "vit_tiny": (12, 3),
-    "vit_small": (12, 6),
-    "vit_base": (12, 12),
+# name -> (layers, heads, standard width); the hidden size is ``width``: the sizes of DeiT and
+# Dosovitskiy et al. (2021) unless a config says otherwise.
+VITS: dict[str, tuple[int, int, int]] = {
+    "vit_tiny": (12, 3, 192),
+    "vit_small": (12, 6, 384),
+    "vit_base": (12, 12, 768),
 }
 ENCODERS = sorted(RESNETS) + sorted(VITS)
 
@@ -56,6 +56,14 @@ class EncoderConfig:
     @property
     def is_vit(self) -> bool:
         return self.name in VITS
+
+    @property
+    def stride(self) -> int:
+        """How many input pixels one position of the feature map spans along each axis."""
+        if self.is_vit:
+            return self.patch_size
+        _, stride, no_max_pool = STEMS[self.stem]
+        return stride * (1 if no_max_pool else 2) * 8  # MONAI's ResNet: layers 2-4 halve the size
 
     def validate(self) -> None:
         if self.name not in ENCODERS:
@@ -88,7 +96,7 @@ class Encoder(nn.Module):
         config.validate()
         self.config = config
         if config.is_vit:
-            layers, heads = VITS[config.name]
+            layers, heads, _ = VITS[config.name]
             self.backbone = ViT(
                 in_channels=config.in_channels,
                 img_size=config.image_size,
