@@ -27,30 +27,42 @@ import torch  # noqa: E402
 
 from benchmarks.common import RESULTS, data_root, mean_sd, write_json  # noqa: E402
 from medssl.data.datasets import load_table  # noqa: E402
-from medssl.evaluation.evaluate import evaluate  # noqa: E402
+from medssl.data.preprocess import Preprocessing  # noqa: E402
+from medssl.evaluation.embeddings import embed  # noqa: E402
+from medssl.evaluation.probe import label_subset, linear_probe  # noqa: E402
 from medssl.methods import METHODS  # noqa: E402
-from medssl.models.checkpoint import save_encoder  # noqa: E402
+from medssl.models.checkpoint import load_encoder, save_encoder  # noqa: E402
 from medssl.models.encoders import Encoder, EncoderConfig  # noqa: E402
 from medssl.training import pretrain, resolve_config  # noqa: E402
 
 DATASETS = {"pneumoniamnist": ("pneumoniamnist.npz", 128), "adrenalmnist3d": ("adrenalmnist3d.npz", 32)}  # file, batch size
-CNN = {"name": "resnet18", "width": 32, "stem": "strided"}
+CNN = {"name": "resnet18", "width": 32}  # each method keeps its stem: patch methods need the stride-1 one
 FRACTION = 0.1
 
 
+def encoder_of(method: str) -> dict:
+    """The encoder a method trains here: its own ViT, or the shared ResNet-18 with its own stem."""
+    encoder = resolve_config(method)["encoder"]
+    return encoder if EncoderConfig(**encoder).is_vit else {**encoder, **CNN}
+
+
 def run_config(method: str, batch_size: int, minutes: float) -> dict:
-    config = resolve_config(method)
-    encoder = config["encoder"] if EncoderConfig(**config["encoder"]).is_vit else CNN
     return resolve_config(method, {
-        "encoder": encoder,
+        "encoder": encoder_of(method),
         "optimizer": {"warmup_steps": 10},  # a few hundred steps fit the budget
         "training": {"batch_size": batch_size, "max_minutes": minutes, "max_epochs": 1000, "precision": "bf16-mixed", "checkpoint_every": 10_000},
     })  # fmt: skip
 
 
-def probe_auc(encoder_path: Path, npz: Path, out: Path, seed: int) -> float:
-    result = evaluate(encoder_path, npz, out, fractions=(FRACTION,), seeds=(seed,), random_init=False)
-    return next(r["auc"] for r in result["rows"] if r["probe"] == "linear")
+def probe_auc(encoder_path: Path, npz: Path, seed: int) -> float:
+    """Linear probe test AUC at FRACTION of the training labels: evaluate's protocol (its label
+    subset, probe and model selection on val), embedding only the subjects the probe uses."""
+    encoder, metadata = load_encoder(encoder_path)
+    table = load_table(npz, Preprocessing.from_settings(metadata["preprocessing"]))
+    train, val, test = (table.split(s) for s in ("train", "val", "test"))
+    subset = label_subset(train.labels, FRACTION, seed)
+    parts = [(embed(encoder, t.images), t.labels) for t in (train.select(np.isin(np.arange(len(train)), subset)), val, test)]
+    return linear_probe(*parts, seed)["auc"]
 
 
 def method_run(dataset: str, method: str, seed: int, minutes: float, work: Path) -> dict:
@@ -61,16 +73,19 @@ def method_run(dataset: str, method: str, seed: int, minutes: float, work: Path)
     file, batch_size = DATASETS[dataset]
     npz, run = data_root() / "medmnist" / file, work / dataset / method / f"seed{seed}"
     start = time.perf_counter()
-    result = pretrain(npz, run, run_config(method, batch_size, minutes), seed=seed)
-    wall = time.perf_counter() - start
-    record = {"dataset": dataset, "method": method, "seed": seed, "pretrain_wall_s": wall, **result.summary, "auc": probe_auc(result.encoder_path, npz, run / "eval", seed)}
+    record = {"dataset": dataset, "method": method, "seed": seed, "encoder": encoder_of(method)}
+    try:
+        result = pretrain(npz, run, run_config(method, batch_size, minutes), seed=seed)
+        record.update(pretrain_wall_s=time.perf_counter() - start, **result.summary, auc=probe_auc(result.encoder_path, npz, seed))
+    except (FloatingPointError, ValueError) as error:  # a diverged run is a result to report, not a crash
+        record.update(failed=str(error), auc=float("nan"))
     record_path.write_text(json.dumps(record, indent=2))
     return record
 
 
 def random_init_run(dataset: str, architecture: dict, seed: int, work: Path) -> dict:
     """The probe of an untrained encoder of the same architecture, same label subset."""
-    name = f"random-init {architecture['name']}"
+    name = "random-init " + "-".join(str(architecture.get(k, "")) for k in ("name", "width", "stem", "patch_size") if k in architecture)
     record_path = work / dataset / name.replace(" ", "_") / f"seed{seed}.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
@@ -81,15 +96,14 @@ def random_init_run(dataset: str, architecture: dict, seed: int, work: Path) -> 
     if EncoderConfig(**architecture).is_vit:
         config["image_size"] = tuple(table.images.shape[2:])
     path = save_encoder(record_path.parent / f"seed{seed}" / "encoder.pt", Encoder(EncoderConfig(**config)), method=name, preprocessing=table.preprocessing)
-    record = {"dataset": dataset, "method": name, "seed": seed, "auc": probe_auc(path, npz, path.parent / "eval", seed)}
+    record = {"dataset": dataset, "method": name, "seed": seed, "encoder": architecture, "auc": probe_auc(path, npz, seed)}
     record_path.write_text(json.dumps(record, indent=2))
     return record
 
 
 def architectures(methods: list[str]) -> list[dict]:
-    """The encoders the methods train: the shared ResNet, and each ViT configured."""
-    encoders = [CNN] + [e for m in methods if EncoderConfig(**(e := resolve_config(m)["encoder"])).is_vit]
-    return list({json.dumps(e, sort_keys=True): e for e in encoders}.values())
+    """The distinct encoders the methods train, each to be probed at random init."""
+    return list({json.dumps(e, sort_keys=True): e for e in map(encoder_of, methods)}.values())
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
@@ -97,31 +111,34 @@ def summary_rows(records: list[dict]) -> list[dict]:
     for dataset in DATASETS:
         for method in dict.fromkeys(r["method"] for r in records if r["dataset"] == dataset):
             runs = [r for r in records if r["dataset"] == dataset and r["method"] == method]
-            aucs = [r["auc"] for r in runs]
+            aucs = [r["auc"] for r in runs if not r.get("failed")]
             rates = [r["train_images_per_s"] for r in runs if r.get("train_images_per_s")]
+            baseline = [r["auc"] for r in records if r["dataset"] == dataset and r["method"].startswith("random-init") and r["encoder"] == runs[0]["encoder"]]
             rows.append({
-                "dataset": dataset, "method": method, "seeds": len(runs), "auc_mean": float(np.mean(aucs)),
-                "auc_sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0, "auc": mean_sd(aucs),
-                "images_per_s": float(np.mean(rates)) if rates else None, "steps": float(np.mean([r["global_step"] for r in runs])) if rates else None,
+                "dataset": dataset, "method": method, "seeds": len(aucs), "failed": [r["failed"] for r in runs if r.get("failed")],
+                "auc_mean": float(np.mean(aucs)) if aucs else float("nan"), "auc_sd": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0,
+                "auc": mean_sd(aucs) if aucs else "failed", "random_init_auc": mean_sd(baseline), "gain": float(np.mean(aucs) - np.mean(baseline)) if aucs else float("nan"),
+                "images_per_s": float(np.mean(rates)) if rates else None, "steps": float(np.mean([r["global_step"] for r in runs if "global_step" in r])) if rates else None,
             })  # fmt: skip
     return rows
 
 
 def plot(rows: list[dict], path: Path) -> Path:
-    fig, axes = plt.subplots(2, len(DATASETS), figsize=(7 * len(DATASETS), 9), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(2, len(DATASETS), figsize=(7 * len(DATASETS), 10), dpi=100, squeeze=False)
     for column, dataset in enumerate(DATASETS):
-        members = sorted((r for r in rows if r["dataset"] == dataset and not r["method"].startswith("random")), key=lambda r: r["auc_mean"])
-        baselines = [r for r in rows if r["dataset"] == dataset and r["method"].startswith("random")]
-        names = [r["method"] for r in members]
+        members = sorted((r for r in rows if r["dataset"] == dataset and not r["method"].startswith("random")), key=lambda r: np.nan_to_num(r["auc_mean"]))
+        names, y = [r["method"] for r in members], np.arange(len(members))
         ax = axes[0, column]
-        ax.barh(names, [r["auc_mean"] for r in members], xerr=[r["auc_sd"] for r in members], color="tab:blue")
-        for baseline, style in zip(baselines, ("--", ":")):
-            ax.axvline(baseline["auc_mean"], color="tab:red", linestyle=style, label=f"{baseline['method']} {baseline['auc']}")
-        ax.set_xlim(min([r["auc_mean"] for r in members + baselines]) - 0.1, 1.0)
-        ax.set_title(f"{dataset}: linear probe, {FRACTION:.0%} labels (test AUC, mean ± SD)")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.barh(y, np.nan_to_num([r["auc_mean"] for r in members]), xerr=[r["auc_sd"] for r in members], color="tab:blue", label="pretrained (mean ± SD over seeds)")
+        baseline = [float(r["random_init_auc"].split(" ± ")[0]) for r in members]
+        ax.scatter(baseline, y, color="tab:red", marker="|", s=200, zorder=3, label="random init, same encoder")
+        ax.set_yticks(y, names)
+        ax.set_xlim(0.5, 1.0)
+        ax.set_title(f"{dataset}: linear probe, {FRACTION:.0%} labels (test AUC)", pad=24)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
         ax = axes[1, column]
-        ax.barh(names, [r["images_per_s"] or 0 for r in members], color="tab:gray")
+        ax.barh(y, [r["images_per_s"] or 0 for r in members], color="tab:gray")
+        ax.set_yticks(y, names)
         ax.set_title(f"{dataset}: training images/s (2 CPU cores, bf16)")
     fig.tight_layout()
     fig.savefig(path)
@@ -153,13 +170,15 @@ def main() -> None:
         f"Each run: {args.minutes * 60:.0f} s of pretraining (bf16), then a linear probe on {FRACTION:.0%} of the training labels (model chosen on val, test scored once).",
         "Mean ± SD over seeds; each seed pretrains anew and draws its own label subset and random init.",
         "",
-        "| dataset | method | seeds | linear AUC (10%) | images/s | steps |",
-        "|---|---|---|---|---|---|",
+        "| dataset | method | seeds | linear AUC (10%) | random init, same encoder | gain | images/s | steps |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["dataset"], -r["auc_mean"])):
+    for r in sorted((r for r in rows if not r["method"].startswith("random-init")), key=lambda r: (r["dataset"], -np.nan_to_num(r["auc_mean"]))):
         rate = f"{r['images_per_s']:.0f}" if r["images_per_s"] else "—"
         steps = f"{r['steps']:.0f}" if r["steps"] else "—"
-        lines.append(f"| {r['dataset']} | {r['method']} | {r['seeds']} | {r['auc']} | {rate} | {steps} |")
+        lines.append(f"| {r['dataset']} | {r['method']} | {r['seeds']} | {r['auc']} | {r['random_init_auc']} | {r['gain']:+.3f} | {rate} | {steps} |")
+    failures = [f"{r['dataset']} {r['method']}: {reason}" for r in rows for reason in r["failed"]]
+    lines += ["", "Failed runs: " + ("; ".join(failures) if failures else "none")]
     (RESULTS / "method_catalogue.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

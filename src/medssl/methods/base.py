@@ -54,6 +54,11 @@ class SSLMethod(L.LightningModule):
     @abstractmethod
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor: ...
 
+    def two_views(self, images: torch.Tensor) -> torch.Tensor:
+        """Two random views of every scan as one batch (all first views, then all second views),
+        so that the encoder runs once, with BatchNorm statistics over both."""
+        return torch.cat([self.views(images), self.views(images)])
+
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """The model's reconstruction of ``images`` (same shape): methods with a decoder define it,
         and its error is a per-subject anomaly score."""
@@ -69,6 +74,11 @@ class SSLMethod(L.LightningModule):
         if self.spatial_dims == 2:
             images = images.contiguous(memory_format=torch.channels_last)
         loss = self.compute_loss(images)
+        if not torch.isfinite(loss):  # stop with the cause rather than train on NaN weights
+            raise FloatingPointError(
+                f"{self.name}: the loss became {loss.item()} at step {self.global_step}; lower the learning rate "
+                "(--lr), use --precision 32, or resume from an earlier checkpoint"
+            )
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(images))
         return loss
 

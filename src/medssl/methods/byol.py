@@ -28,7 +28,7 @@ class BYOL(SSLMethod):
         return nn.Sequential(self.encoder, self.projector)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
-        views = torch.cat([self.views(images), self.views(images)])
+        views = self.two_views(images)
         p1, p2 = self.predictor(self._online()(views)).chunk(2)
         with torch.no_grad():
             t1, t2 = self.target(views).chunk(2)

@@ -57,6 +57,10 @@ class CPC(SSLMethod):
         self.grid, self.fill, self.temperature = grid, fill, temperature
         self.context = context_network(self.spatial_dims, self.encoder.out_dim, context_dim)
         self.predictors = nn.ModuleList(nn.Linear(context_dim, self.encoder.out_dim) for _ in range(steps))
+        # the targets are a linear map of the encodings: the encoder ends in a ReLU, which can zero
+        # every feature of a flat patch (image background), and a zero vector has no direction
+        # for the cosine similarity (its gradient explodes)
+        self.target = nn.Linear(self.encoder.out_dim, self.encoder.out_dim)
 
     @classmethod
     def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, grid: int = GRID, **method_args) -> None:
@@ -71,7 +75,7 @@ class CPC(SSLMethod):
         batch, dims = len(images), self.spatial_dims
         grid_shape = (batch,) + (self.grid,) * dims
         context = self.context(encodings.view(*grid_shape, -1).movedim(-1, 1)).movedim(1, -1)
-        keys, offset = self.gather(encodings)  # every patch of every scan is a candidate
+        keys, offset = self.gather(self.target(encodings))  # every patch of every scan is a candidate
         index = torch.arange(len(encodings), device=images.device).view(grid_shape) + offset
         losses = [
             info_nce(predictor(context[:, :-k].flatten(0, -2)), keys, self.temperature, index[:, k:].flatten())

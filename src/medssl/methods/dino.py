@@ -70,7 +70,7 @@ class DINO(SSLMethod):
         return start + (end - start) * min(1.0, self.training_progress() / warmup) if warmup > 0 else end
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
-        global_views = torch.cat([self.views(images), self.views(images)])
+        global_views = self.two_views(images)
         with torch.no_grad():
             teacher = self.teacher(global_views).float()
         self._batch_centre = self._mean_over_processes(teacher.mean(dim=0))

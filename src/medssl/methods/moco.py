@@ -28,7 +28,7 @@ class _Momentum(SSLMethod):
 
     def _two_views(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Online projections of both views (stacked) and the momentum keys of each view."""
-        views = torch.cat([self.views(images), self.views(images)])
+        views = self.two_views(images)
         with torch.no_grad():
             keys = self.target(views).float().chunk(2)
         return self._online()(views), keys

@@ -31,7 +31,7 @@ class NNCLR(SSLMethod):
         return support[(F.normalize(z.float(), dim=1) @ support.T).argmax(1)]
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
-        z = self.projector(self.encoder(torch.cat([self.views(images), self.views(images)])))
+        z = self.projector(self.encoder(self.two_views(images)))
         z1, z2 = z.chunk(2)
         p1, p2 = self.predictor(z).chunk(2)
         (all_p1, offset), (all_p2, _) = self.gather(p1), self.gather(p2)

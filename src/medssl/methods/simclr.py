@@ -22,7 +22,7 @@ class SimCLR(SSLMethod):
         self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
-        both = self.encoder(torch.cat([self.views(images), self.views(images)]))
+        both = self.encoder(self.two_views(images))
         z1, z2 = self.projector(both).chunk(2)
         all_z1, offset = self.gather(z1)
         all_z2, _ = self.gather(z2)

@@ -22,6 +22,6 @@ class SimSiam(SSLMethod):
         self.predictor = mlp_head(projection_dim, predictor_hidden_dim, projection_dim)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
-        z1, z2 = self.projector(self.encoder(torch.cat([self.views(images), self.views(images)]))).chunk(2)
+        z1, z2 = self.projector(self.encoder(self.two_views(images))).chunk(2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         return (negative_cosine(p1, z2) + negative_cosine(p2, z1)) / 2

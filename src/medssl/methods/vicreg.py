@@ -22,5 +22,5 @@ class VICReg(SSLMethod):
         self.projector = mlp_head(self.encoder.out_dim, projection_dim, projection_dim, layers=3)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
-        z1, z2 = self.projector(self.encoder(torch.cat([self.views(images), self.views(images)]))).chunk(2)
+        z1, z2 = self.projector(self.encoder(self.two_views(images))).chunk(2)
         return vicreg(z1, z2, **self.weights)
