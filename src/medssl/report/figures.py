@@ -65,7 +65,11 @@ def training_curves(runs: dict[str, Path], path: Path) -> Path:
             points = [(int(r["step"]), float(r["train/loss_step"])) for r in csv.DictReader(handle) if r.get("train/loss_step")]
         if points:
             ax.plot(*zip(*points), label=name)
-    ax.set_xlabel("step"), ax.set_ylabel("training loss"), ax.legend(fontsize=8)
+    ax.set_xlabel("step"), ax.set_ylabel("training loss")
+    if ax.lines:
+        ax.legend(fontsize=8)
+    else:  # a run shorter than the logging interval: say so rather than draw an empty frame
+        ax.text(0.5, 0.5, "no loss logged: fewer steps than the logging interval", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
