@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+import yaml
 from conftest import TINY_ENCODER
 
 from medssl.evaluation.evaluate import evaluate
@@ -83,3 +84,9 @@ def test_every_method_saves_an_encoder_that_evaluate_reads(tmp_path, npz, method
     result = pretrain(data, tmp_path / "run", config)
     evaluation = evaluate(result.encoder_path, data, tmp_path / "eval", fractions=(1.0,), random_init=False)
     assert {row["probe"] for row in evaluation["rows"]} == {"linear", "knn"}
+
+
+def test_gradient_clipping_is_a_training_setting(tmp_path, npz_2d):
+    result = pretrain(npz_2d, tmp_path / "run", tiny_config(max_steps=2, gradient_clip=1.0))
+    assert result.summary["global_step"] == 2
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["training"]["gradient_clip"] == 1.0

@@ -107,6 +107,7 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--precision", help="bf16-mixed (default), 32, 16-mixed")
+    train.add_argument("--gradient-clip", type=float, help="clip the gradient norm to this value (a run whose loss turns non-finite)")
     train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     train.add_argument("--samples-per-subject", type=int, help="views drawn per subject and epoch (for few large volumes)")
     train.add_argument("--devices", help="auto, or a count (DDP across GPUs)")
@@ -140,7 +141,7 @@ def pretrain_config(args: argparse.Namespace) -> dict:
         "optimizer": {"lr": args.lr},
         "training": {
             k: getattr(args, k)
-            for k in ("max_epochs", "max_steps", "max_minutes", "batch_size", "precision", "checkpoint_every", "samples_per_subject", "devices", "num_nodes")
+            for k in ("max_epochs", "max_steps", "max_minutes", "batch_size", "precision", "gradient_clip", "checkpoint_every", "samples_per_subject", "devices", "num_nodes")
         },
     }
     return resolve_config(args.method, merge(user, overrides))

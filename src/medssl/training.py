@@ -25,7 +25,7 @@ from medssl.models.checkpoint import save_encoder
 from medssl.report.figures import image_rows
 
 TRAINING_KEYS = {
-    "batch_size", "max_epochs", "max_steps", "max_minutes", "precision", "checkpoint_every", "log_every",
+    "batch_size", "max_epochs", "max_steps", "max_minutes", "precision", "gradient_clip", "checkpoint_every", "log_every",
     "samples_per_subject", "num_workers", "accelerator", "devices", "num_nodes", "strategy",
 }  # fmt: skip
 
@@ -104,6 +104,7 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         max_steps=train.get("max_steps", -1) or -1,
         max_time={"minutes": train["max_minutes"]} if train.get("max_minutes") else None,
         precision=train.get("precision", "32"),
+        gradient_clip_val=train.get("gradient_clip"),
         accelerator=train.get("accelerator", "auto"),
         devices=train.get("devices", "auto"),
         num_nodes=train.get("num_nodes", 1),

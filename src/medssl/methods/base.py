@@ -77,7 +77,7 @@ class SSLMethod(L.LightningModule):
         if not torch.isfinite(loss):  # stop with the cause rather than train on NaN weights
             raise FloatingPointError(
                 f"{self.name}: the loss became {loss.item()} at step {self.global_step}; lower the learning rate "
-                "(--lr), use --precision 32, or resume from an earlier checkpoint"
+                "(--lr), clip gradients (--gradient-clip 1.0), use --precision 32, or resume from an earlier checkpoint"
             )
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(images))
         return loss
