@@ -1,0 +1,31 @@
+"""Published supervised baselines to place our numbers against, each with its source.
+
+Only cells checked against the paper's Table 3 (test split, mean of at least three runs, 100% of
+the labels) are listed; add a dataset when its numbers have been checked the same way.
+"""
+
+from __future__ import annotations
+
+MEDMNIST_V2 = "Yang et al., MedMNIST v2, Scientific Data 10:41 (2023), Table 3"
+
+# dataset -> model -> (test AUC, test ACC), supervised with 100% of the training labels
+PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
+    "pneumoniamnist": {
+        "ResNet-18 (28)": (0.944, 0.854),
+        "ResNet-18 (224)": (0.956, 0.864),
+        "ResNet-50 (28)": (0.948, 0.854),
+        "ResNet-50 (224)": (0.962, 0.884),
+    },
+    "breastmnist": {
+        "ResNet-18 (28)": (0.901, 0.863),
+        "ResNet-50 (28)": (0.857, 0.812),
+    },
+}
+
+
+def published_rows(dataset: str) -> list[dict]:
+    """The published cells for ``dataset`` (empty when none are listed), labelled with the source."""
+    return [
+        {"model": model, "auc": auc, "acc": acc, "labels": "100%", "source": MEDMNIST_V2}
+        for model, (auc, acc) in PUBLISHED.get(dataset, {}).items()
+    ]
