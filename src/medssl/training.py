@@ -122,8 +122,9 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     encoder = {**config["encoder"], "spatial_dims": table.spatial_dims, "in_channels": table.in_channels}
     if EncoderConfig(**config["encoder"]).is_vit:  # its positional embedding is fixed to the data's size
         encoder["image_size"] = image_size
-    EncoderConfig(**encoder).validate()  # errors about the input size come before any training
-    method_cls.check_input(image_size, EncoderConfig(**encoder), **config.get("method_args", {}))
+    encoder_config = EncoderConfig(**encoder)
+    encoder_config.validate()  # errors about the input size come before any training
+    method_cls.check_input(image_size, encoder_config, **config.get("method_args", {}))
     loader = _loader(table, train, method_cls, trainer.world_size)
     model = method_cls(
         encoder=encoder,

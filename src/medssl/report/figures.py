@@ -15,30 +15,30 @@ from medssl.data.readers import read_image
 
 
 def sample_grid(manifest_rows: list[dict], groups: list[str], path: Path, per_group: int = 4) -> Path:
-    """Examples per group; 3D volumes show their three mid-slices side by side."""
-    fig, axes = plt.subplots(len(groups), per_group, figsize=(per_group * 1.9, len(groups) * 1.5), dpi=100, squeeze=False)
-    for row_axes, group in zip(axes, groups):
+    """Examples per group, titled with their subject ID; 3D volumes show their three mid-slices."""
+    rows = {}
+    for group in groups:
         members = [r for r in manifest_rows if r.get("label") == group][:per_group]
-        for ax, member in zip(row_axes, members):
-            ax.imshow(_thumbnail(read_image(member["path"]).array[0]), cmap="gray")
-            ax.set_title(member["subject_id"], fontsize=7)
-        for ax in row_axes:
-            ax.axis("off")
-        row_axes[0].text(-0.1, 0.5, group, transform=row_axes[0].transAxes, ha="right", va="center", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+        rows[group] = [(read_image(m["path"]).array[0], m["subject_id"]) for m in members]
+    return _draw_rows(rows, path, columns=per_group, column_width=1.9)
 
 
 def image_rows(rows: dict[str, np.ndarray], path: Path) -> Path:
     """One row of images per name, e.g. inputs | corrupted | restored; each array is (N, C, *spatial)
     and 3D volumes show their three mid-slices side by side."""
     columns = max(len(images) for images in rows.values())
-    fig, axes = plt.subplots(len(rows), columns, figsize=(columns * 1.6, len(rows) * 1.5), dpi=100, squeeze=False)
+    titled = {name: [(np.asarray(image[0], dtype=np.float32), "") for image in images] for name, images in rows.items()}
+    return _draw_rows(titled, path, columns=columns, column_width=1.6)
+
+
+def _draw_rows(rows: dict[str, list[tuple[np.ndarray, str]]], path: Path, columns: int, column_width: float) -> Path:
+    """A grid with one labelled row per name of (image, title) thumbnails."""
+    fig, axes = plt.subplots(len(rows), columns, figsize=(columns * column_width, len(rows) * 1.5), dpi=100, squeeze=False)
     for row_axes, (name, images) in zip(axes, rows.items()):
-        for ax, image in zip(row_axes, images):
-            ax.imshow(_thumbnail(np.asarray(image[0], dtype=np.float32)), cmap="gray")
+        for ax, (image, title) in zip(row_axes, images):
+            ax.imshow(_thumbnail(image), cmap="gray")
+            if title:
+                ax.set_title(title, fontsize=7)
         for ax in row_axes:
             ax.axis("off")
         row_axes[0].text(-0.1, 0.5, name, transform=row_axes[0].transAxes, ha="right", va="center", fontsize=9)
