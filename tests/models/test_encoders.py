@@ -84,3 +84,12 @@ def test_vit_settings_that_cannot_work_are_named():
         build_encoder(name="vit_tiny", width=64, image_size=[28, 28])
     with pytest.raises(ValueError, match="needs the image size"):
         build_encoder(name="vit_tiny", width=24)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vit_tiny"])
+def test_stage_maps_run_fine_to_coarse_with_their_channels(name):
+    encoder = build_encoder(name=name, width=24, image_size=(16, 16) if name == "vit_tiny" else None)
+    maps = encoder.stage_maps(torch.randn(2, 1, 16, 16))
+    assert [m.shape[1] for m in maps] == encoder.stage_channels()
+    assert [m.shape[-1] for m in maps] == sorted((m.shape[-1] for m in maps), reverse=True)
+    assert maps[-1].shape[2:] == encoder.feature_map(torch.randn(2, 1, 16, 16)).shape[2:]

@@ -133,15 +133,29 @@ class Encoder(nn.Module):
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
         """(B, out_dim, *grid): the last stage's features before pooling (ViT: tokens on their grid)."""
+        return self.stage_maps(images)[-1]
+
+    def stage_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps from fine to coarse, for decoders with skip connections (a U-Net): ResNet,
+        the stem and each of the four stages; ViT, its single token grid."""
         if self.config.is_vit:
             tokens = self.backbone(images)[0]
             grid = [side // self.config.patch_size for side in images.shape[2:]]
-            return tokens.transpose(1, 2).reshape(len(images), self.out_dim, *grid)
+            return [tokens.transpose(1, 2).reshape(len(images), self.out_dim, *grid)]
         net = self.backbone
-        x = net.act(net.bn1(net.conv1(images)))
-        if not net.no_max_pool:
-            x = net.maxpool(x)
-        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        maps = [net.act(net.bn1(net.conv1(images)))]
+        x = maps[0] if net.no_max_pool else net.maxpool(maps[0])
+        for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+            x = layer(x)
+            maps.append(x)
+        return maps
+
+    def stage_channels(self) -> list[int]:
+        """Channels of each of ``stage_maps``' outputs."""
+        if self.config.is_vit:
+            return [self.out_dim]
+        expansion = RESNETS[self.config.name][0].expansion
+        return [self.config.width] + [self.config.width * 2**i * expansion for i in range(4)]
 
     def to_dict(self) -> dict:
         config = asdict(self.config)
