@@ -13,13 +13,9 @@ import numpy as np
 import torch
 
 import medssl
+from medssl.data.public import data_root  # noqa: F401 (re-exported for the benchmark scripts)
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def data_root() -> Path:
-    """../shared/data next to the repository, or $MEDSSL_DATA."""
-    return Path(os.environ.get("MEDSSL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def machine() -> dict:

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import write_medmnist_npz
 from medssl.cli import build_parser, main, pretrain_config
 
 TINY = ["--encoder", "resnet10", "--width", "8", "--stem", "small", "--batch-size", "16", "--precision", "32"]
@@ -79,3 +80,14 @@ def test_strict_turns_a_skip_into_a_failure(tmp_path, shared_data, capsys):
 def test_a_vit_named_on_the_command_line_gets_its_standard_width():
     args = build_parser().parse_args(["pretrain", "--data", "x.npz", "--out", "run", "--method", "mae", "--encoder", "vit_small", "--patch-size", "7"])
     assert pretrain_config(args)["encoder"] == {"name": "vit_small", "width": 384, "patch_size": 7}
+
+
+def test_benchmark_runs_from_the_command_line_and_names_bad_settings(tmp_path, capsys):
+    npz = write_medmnist_npz(tmp_path / "toy.npz", (16, 16), n=24)
+    tiny = ["--width", "8", "--pretrain-steps", "2", "--pretrain-batch", "8", "--finetune-steps", "2", "--seeds", "0", "--fractions", "1"]
+    assert main(["benchmark", "--datasets", str(npz), "--out", str(tmp_path / "b"), *tiny]) == 0
+    assert "| supervised from scratch |" in capsys.readouterr().out
+    assert main(["benchmark", "--budget", "tpu", "--out", str(tmp_path / "c")]) == 2
+    assert "unknown budget 'tpu'" in capsys.readouterr().err
+    assert main(["benchmark", "--datasets", "nosuchmnist", "--out", str(tmp_path / "d"), *tiny]) == 2
+    assert "nosuchmnist: neither an existing file or folder nor a public dataset" in capsys.readouterr().err

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import yaml
 
+from medssl.data.public import PUBLIC
+from medssl.evaluation import DENSE_TASKS
+
 DESCRIPTION = "medssl: self-supervised pretraining and evaluation for 2D and 3D medical images"
 
 
@@ -49,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fixmatch-threshold", type=float, default=0.95, help="confidence a pseudo-label must exceed")
     evaluate.add_argument("--fixmatch-mu", type=int, default=7, help="unlabelled batch = mu x labelled batch")
     evaluate.set_defaults(run=run_evaluate)
+
+    benchmark = commands.add_parser("benchmark", help="label efficiency: SSL vs random init vs supervised from scratch at 1-100%% of labels")
+    benchmark.add_argument("--datasets", nargs="*", default=["pneumoniamnist", "breastmnist", "retinamnist"], help=f"public names ({', '.join(PUBLIC)}) or .npz / manifest .csv / class folders")
+    benchmark.add_argument("--tasks", nargs="*", default=[], help=f"segmentation/detection tasks: {', '.join(DENSE_TASKS)}")
+    benchmark.add_argument("--cohort-subjects", type=int, default=2000, help="size of the simulated cohort of the cohort-* tasks")
+    benchmark.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="results and cached runs; rerunning on it resumes")
+    benchmark.add_argument("--budget", default="cpu", help="cpu (the 2D 28 px table in ~30 min on 2 cores) or gpu")
+    benchmark.add_argument("--method", default="simclr", help="see `medssl methods`")
+    benchmark.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    benchmark.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 0.25, 1.0], help="label fractions")
+    benchmark.add_argument("--image-size", type=int, nargs="+", help="for sources without a native size (default: native, MedNIST 64)")
+    for flag, kind in (("encoder", str), ("width", int), *((f"{stage}-{what}", int) for stage in ("pretrain", "finetune", "dense") for what in ("steps", "batch"))):
+        benchmark.add_argument(f"--{flag}", type=kind, help="overrides the budget's setting")
+    benchmark.set_defaults(run=run_benchmark)
 
     anomaly = commands.add_parser("anomaly", help="per-subject anomaly scores: reconstruction error of a generative run (autoencoder, vae, ...)")
     anomaly.add_argument("--run", type=Path, required=True, dest="run_dir", metavar="RUN", help="run folder written by pretrain (checkpoints/last.ckpt, encoder.pt, config.yaml)")
@@ -165,6 +182,19 @@ def run_evaluate(args: argparse.Namespace) -> None:
     )  # fmt: skip
     print((args.out / "evaluation.md").read_text())
     print(f"results -> {args.out / 'evaluation.json'}")
+
+
+def run_benchmark(args: argparse.Namespace) -> None:
+    from medssl.evaluation.label_efficiency import budget_from, run_benchmark as benchmark
+
+    names = ("encoder", "width", *(f"{stage}_{what}" for stage in ("pretrain", "finetune", "dense") for what in ("steps", "batch")))
+    budget = budget_from(args.budget, **{name: getattr(args, name) for name in names})
+    benchmark(
+        args.datasets, args.out, budget, method=args.method, seeds=tuple(args.seeds), fractions=tuple(args.fractions),
+        image_size=args.image_size, tasks=tuple(args.tasks), cohort_subjects=args.cohort_subjects,
+    )  # fmt: skip
+    print((args.out / "benchmark.md").read_text())
+    print(f"results -> {args.out / 'benchmark.json'}")
 
 
 def run_anomaly(args: argparse.Namespace) -> None:

@@ -31,6 +31,7 @@ def evaluate(
     random_init: bool = True,
     finetune_mode: str = "none",
     finetune_steps: int = 100,
+    finetune_batch: int = 128,
     fixmatch: FixMatchConfig | None = None,
 ) -> dict:
     if finetune_mode not in ("none", *FINETUNE_PROBES):
@@ -59,7 +60,7 @@ def evaluate(
                 rows += probe_rows(x, table, subset, name, fraction, seed)
                 if finetune_mode != "none":
                     base = {"encoder": name, "fraction": fraction, "seed": seed, "n_labels": len(subset)}
-                    rows += finetune_rows(encoders[name], parts, subset, base, finetune_mode, finetune_steps, fixmatch)
+                    rows += finetune_rows(encoders[name], parts, subset, base, finetune_mode, (finetune_steps, finetune_batch), fixmatch)
     np.savez_compressed(
         out_dir / "embeddings.npz",
         subject_id=np.array(table.subject_ids),
@@ -126,7 +127,7 @@ def probe_rows(features: np.ndarray, table: ImageTable, subset: np.ndarray, name
     ]
 
 
-def finetune_rows(encoder: Encoder, parts: dict[str, ImageTable], subset: np.ndarray, base: dict, mode: str, steps: int, fixmatch: FixMatchConfig) -> list[dict]:
+def finetune_rows(encoder: Encoder, parts: dict[str, ImageTable], subset: np.ndarray, base: dict, mode: str, schedule: tuple[int, int], fixmatch: FixMatchConfig) -> list[dict]:
     """End-to-end training on the labelled subset (FixMatch: plus the rest of train as images only),
     the step chosen on val AUC, the test split scored once. No row where FixMatch has no unlabelled image."""
     train, val, test = parts["train"], parts["val"], parts["test"]
@@ -136,27 +137,30 @@ def finetune_rows(encoder: Encoder, parts: dict[str, ImageTable], subset: np.nda
         if len(unlabelled) == 0:  # every label given (fraction 1): FixMatch would be supervised fine-tuning
             return []
         semi = {"unlabelled": train.images[torch.from_numpy(unlabelled)], "fixmatch": fixmatch}
-    n_classes = len(train.class_names)
+    n_classes, (steps, batch_size) = len(train.class_names), schedule
     model, best = finetune(
         encoder, (train.images[torch.from_numpy(subset)], train.labels[subset]), (val.images, val.labels),
-        n_classes=n_classes, steps=steps, eval_every=max(1, steps // 10), seed=base["seed"], **semi,
+        n_classes=n_classes, steps=steps, batch_size=batch_size, eval_every=max(1, steps // 10), seed=base["seed"], **semi,
     )  # fmt: skip
     metrics = classification_metrics(test.labels, predict_proba(model, test.images), np.arange(n_classes))
     extra = {"mask_rate": best["mask_rate"]} if "mask_rate" in best else {}
     return [{**base, "probe": FINETUNE_PROBES[mode], "chosen": best["step"], "val_auc": best["val_auc"], **metrics, **extra}]
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds per (encoder, probe, fraction)."""
+def summarise(rows: list[dict], metrics: tuple[str, ...] = ("acc", "auc")) -> list[dict]:
+    """Mean and sample standard deviation of ``metrics`` over seeds per (encoder, probe, fraction);
+    NaN values (a structure absent from a test split) are left out of their metric's mean."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["encoder"], row["probe"], row["fraction"]), []).append(row)
     summary = []
     for (encoder, probe, fraction), members in groups.items():
         entry = {"encoder": encoder, "probe": probe, "fraction": fraction, "n_labels": members[0]["n_labels"], "seeds": len(members)}
-        for metric in ("acc", "auc"):
-            values = np.array([m[metric] for m in members])
-            entry[f"{metric}_mean"], entry[f"{metric}_std"] = float(values.mean()), float(values.std(ddof=1) if len(values) > 1 else 0.0)
+        for metric in metrics:
+            values = np.array([m[metric] for m in members], dtype=float)
+            values = values[~np.isnan(values)]
+            entry[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
+            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         if "mask_rate" in members[0]:  # FixMatch: share of unlabelled images whose pseudo-label was used
             entry["mask_rate_mean"] = float(np.mean([m["mask_rate"] for m in members]))
         summary.append(entry)

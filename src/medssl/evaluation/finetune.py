@@ -14,7 +14,6 @@ supervised fine-tuning with the same seed: the two differ by the unlabelled term
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.evaluation.probe import classification_metrics
+from medssl.evaluation.selection import train_with_selection
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.encoders import Encoder
 
@@ -153,32 +153,28 @@ def finetune(
     images, labels = train[0], torch.as_tensor(train[1])
     batch_size = min(batch_size, len(images))
     unlabelled_term = None if fixmatch is None else FixMatchTerm(fixmatch, unlabelled, dims, fixmatch.mu * batch_size, seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    classes = np.arange(n_classes)
-    best = {"val_auc": -np.inf}
-    history: dict[str, list[float]] = {"loss": []} if fixmatch is None else {"loss": [], "loss_u": [], "mask_rate": []}
-    for step in range(1, steps + 1):
-        model.train()
+    semi: dict[str, list[float]] = {"loss_u": [], "mask_rate": []}
+
+    def batch_loss() -> torch.Tensor:
         batch = torch.randint(len(images), (batch_size,))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = F.cross_entropy(model(views(images[batch])).float(), labels[batch])
-        if unlabelled_term is not None:
-            loss_u, mask_rate = unlabelled_term(model)
-            loss = loss + fixmatch.lambda_u * loss_u
-            history["loss_u"].append(loss_u.item())
-            history["mask_rate"].append(mask_rate)
-        history["loss"].append(loss.item())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % eval_every == 0 or step == steps:
-            score = classification_metrics(val[1], predict_proba(model, val[0]), classes)["auc"]
-            if not np.isnan(score) and score > best["val_auc"]:
-                best = {"val_auc": score, "step": step, "state": copy.deepcopy(model.state_dict())}
-    if "state" not in best:
-        raise ValueError("validation AUC was undefined at every evaluation; check the validation labels")
-    model.load_state_dict(best.pop("state"))
-    summary = {} if fixmatch is None else {"mask_rate": float(np.mean(history["mask_rate"]))}
-    return model, {**best, **summary, "history": history}
+        if unlabelled_term is None:
+            return loss
+        loss_u, mask_rate = unlabelled_term(model)
+        semi["loss_u"].append(loss_u.item())
+        semi["mask_rate"].append(mask_rate)
+        return loss + fixmatch.lambda_u * loss_u
+
+    def val_auc() -> float:
+        return classification_metrics(val[1], predict_proba(model, val[0]), np.arange(n_classes))["auc"]
+
+    record = train_with_selection(
+        model, batch_loss, val_auc, steps=steps, lr=lr, eval_every=eval_every,
+        undefined="validation AUC was undefined at every evaluation; check the validation labels",
+    )  # fmt: skip
+    best = {"val_auc": record["score"], "step": record["step"], "history": record["history"]}
+    if fixmatch is not None:
+        best["history"].update(semi)
+        best["mask_rate"] = float(np.mean(semi["mask_rate"]))
+    return model, best

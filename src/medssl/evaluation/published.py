@@ -20,6 +20,12 @@ PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
         "ResNet-18 (28)": (0.901, 0.863),
         "ResNet-50 (28)": (0.857, 0.812),
     },
+    "retinamnist": {
+        "ResNet-18 (28)": (0.717, 0.524),
+        "ResNet-18 (224)": (0.710, 0.493),
+        "ResNet-50 (28)": (0.726, 0.528),
+        "ResNet-50 (224)": (0.716, 0.511),
+    },
 }
 
 

@@ -76,16 +76,26 @@ def training_curves(runs: dict[str, Path], path: Path) -> Path:
     return path
 
 
-def label_efficiency(summary: list[dict], title: str, path: Path, probe: str = "linear", metric: str = "auc") -> Path:
-    """Mean ± SD over seeds against the fraction of labels, one line per encoder."""
-    fig, ax = plt.subplots(figsize=(4.8, 3.5), dpi=110)
-    for encoder in sorted({s["encoder"] for s in summary}):
-        points = sorted((s["fraction"], s[f"{metric}_mean"], s[f"{metric}_std"]) for s in summary if s["encoder"] == encoder and s["probe"] == probe)
-        if points:
-            fractions, means, stds = map(np.array, zip(*points))
-            ax.errorbar(fractions * 100, means, yerr=stds, marker="o", capsize=3, label=encoder)
-    ax.set_xscale("log"), ax.set_xlabel("labels used (%)"), ax.set_ylabel(f"test {metric.upper()} ({probe} probe)")
-    ax.set_title(title, fontsize=10), ax.legend(fontsize=8)
+def label_efficiency(
+    summary: list[dict], title: str, path: Path, probes: tuple[str, ...] = ("linear",), metric: str = "auc", references: list[dict] = ()
+) -> Path:
+    """Mean ± SD over seeds against the fraction of labels, one line per encoder (and probe, when
+    several are drawn); ``references`` (published results: model, auc/acc, labels) as dashed lines."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.8), dpi=110)
+    encoders = sorted({s["encoder"] for s in summary})
+    # an encoder name that comes with one probe only already says which (e.g. "SSL linear probe")
+    name_is_enough = len(probes) == 1 or all(len({s["probe"] for s in summary if s["encoder"] == e}) == 1 for e in encoders)
+    for probe in probes:
+        for encoder in encoders:
+            points = sorted((s["fraction"], s[f"{metric}_mean"], s[f"{metric}_std"]) for s in summary if s["encoder"] == encoder and s["probe"] == probe)
+            if points:
+                fractions, means, stds = map(np.array, zip(*points))
+                label = encoder if name_is_enough else f"{encoder} ({probe})"
+                ax.errorbar(fractions * 100, means, yerr=stds, marker="o", capsize=3, label=label, linestyle="-" if probe == probes[0] else ":")
+    for reference in references:
+        ax.axhline(reference[metric], color="grey", linestyle="--", linewidth=1, label=f"published {reference['model']}, {reference['labels']} labels")
+    ax.set_xscale("log"), ax.set_xlabel("labels used (%)"), ax.set_ylabel(f"test {metric.upper()}")
+    ax.set_title(title, fontsize=10), ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,0 +1,124 @@
+"""Segmentation and detection at fractions of the labels: the pretrained encoder against the same
+architecture at random init, both trained by the same recipe with the step chosen on validation.
+
+Tasks (``DENSE_TASKS``): the simulated cohort's chest masks (2D) and brain masks (3D) and its
+lesion boxes (2D detection, mAP@0.5), and grey/white matter of the real MNI152 template on axial
+slices (2D) or cubes (3D), split by position. Each task's encoder is pretrained on that task's
+own training images without their labels; a cohort's x-ray tasks share one pretraining.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medssl.data.public import data_root
+from medssl.evaluation import DENSE_TASKS
+from medssl.evaluation.detection import DetectionTask, cohort_detection_task, evaluate_detector, train_detector
+from medssl.evaluation.evaluate import summarise
+from medssl.evaluation.probe import label_subset
+from medssl.evaluation.segmentation import SegmentationTask, cohort_segmentation_task, dice_per_structure, mni152_tissue_task, predict_labels, train_segmentation
+from medssl.models.checkpoint import load_encoder
+from medssl.models.encoders import Encoder, EncoderConfig
+from medssl.report.figures import label_efficiency
+from medssl.simulation.cohort import CohortConfig, simulate_cohort
+
+APPROACHES = {"pretrained": "SSL + fine-tuning", "random": "supervised from scratch"}
+
+
+@dataclass
+class DenseTask:
+    name: str
+    data: SegmentationTask | DetectionTask
+    unlabelled: Path  # the images pretraining reads (its training split only)
+    metric: str  # the summary metric: mean_dice or map50
+
+
+def build_task(name: str, work: Path, cohort_subjects: int) -> DenseTask:
+    if name.startswith("cohort-"):
+        cohort = _cohort(work / "cohort", cohort_subjects)
+        xray, mri = cohort / "xray_manifest.csv", cohort / "mri_manifest.csv"
+        if name == "cohort-xray-detection":
+            return DenseTask(name, cohort_detection_task(xray, cohort / "ground_truth" / "lesion_boxes.csv"), xray, "map50")
+        manifest = xray if name == "cohort-xray-segmentation" else mri
+        return DenseTask(name, cohort_segmentation_task(manifest), manifest, "mean_dice")
+    if name in ("mni152-2d", "mni152-3d"):
+        task = mni152_tissue_task(data_root() / "nifti" / "nilearn_mni152_2009a", spatial_dims=int(name[-2]))
+        return DenseTask(name, task, _unlabelled_npz(task, work / name / "unlabelled_train.npz"), "mean_dice")
+    raise ValueError(f"unknown dense task {name!r}; choose from {DENSE_TASKS}")
+
+
+def _cohort(folder: Path, subjects: int) -> Path:
+    if not (folder / "mri_manifest.csv").exists():
+        simulate_cohort(folder, CohortConfig(n_subjects=subjects, xray_size=64, mri_size=32))
+    return folder
+
+
+def _unlabelled_npz(task: SegmentationTask, path: Path) -> Path:
+    """The task's training images alone, as a MedMNIST-style npz that pretraining reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    train = task.split("train").images[:, 0]
+    np.savez_compressed(path, train_images=(train * 255).round().to(torch.uint8).numpy(), train_labels=np.zeros((len(train), 1), int))
+    return path
+
+
+def _subset(task: DenseTask, fraction: float, seed: int) -> np.ndarray:
+    """A random ``fraction`` of the training samples; for detection stratified by whether an image
+    holds a box, so that every subset has boxes to learn from."""
+    train = task.data.split("train")
+    strata = np.array([len(b) > 0 for b in train.boxes]) if isinstance(train, DetectionTask) else np.zeros(len(train), int)
+    return label_subset(strata, fraction, seed)
+
+
+def _scores(task: DenseTask, encoder: Encoder, subset: np.ndarray, budget, seed: int) -> dict:
+    train, val, test = (task.data.split(s) for s in ("train", "val", "test"))
+    settings = {"steps": budget.dense_steps, "batch_size": budget.dense_batch, "eval_every": max(1, budget.dense_steps // 8), "seed": seed}
+    if isinstance(train, DetectionTask):
+        model, record = train_detector(encoder, train.select(subset), val, **settings)
+        return {"val": record["val_ap"], "step": record["step"], "map50": evaluate_detector(model, test)}
+    index = torch.from_numpy(subset)
+    model, record = train_segmentation(encoder, (train.images[index], train.masks[index]), (val.images, val.masks), n_classes=train.n_classes, **settings)
+    dice = dice_per_structure(predict_labels(model, test.images, settings["batch_size"]), test.masks, train.structures)
+    return {"val": record["val_dice"], "step": record["step"], "mean_dice": float(np.nanmean(list(dice.values()))), **{f"dice {k}": v for k, v in dice.items()}}
+
+
+def task_rows(task: DenseTask, encoder_path: Path, out: Path, budget, seed: int, fractions: tuple[float, ...]) -> list[dict]:
+    """One row per (fraction, pretrained / random init) for one seed, cached in ``out``."""
+    done = out / "rows.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    pretrained, metadata = load_encoder(encoder_path)
+    torch.manual_seed(seed)
+    encoders = {"pretrained": pretrained, "random": Encoder(EncoderConfig(**metadata["encoder"]))}
+    rows = []
+    for fraction in fractions:
+        subset = _subset(task, fraction, seed)
+        for kind, encoder in encoders.items():
+            scores = _scores(task, encoder, subset, budget, seed)
+            rows.append({"task": task.name, "encoder": APPROACHES[kind], "probe": "finetune", "fraction": fraction, "seed": seed, "n_labels": len(subset), **scores})
+    out.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def task_result(task: DenseTask, rows: list[dict], out_dir: Path) -> dict:
+    metrics = [task.metric, *sorted({k for row in rows for k in row if k.startswith("dice ")})]
+    summary = summarise(rows, tuple(metrics))
+    figure = label_efficiency(summary, task.name, out_dir / f"label_efficiency_{task.name}.png", probes=("finetune",), metric=task.metric)
+    return {"metric": task.metric, "metrics": metrics, "rows": rows, "summary": summary, "figure": figure.name}
+
+
+def markdown_section(name: str, result: dict, fractions: list[float]) -> list[str]:
+    lines = [f"## {name}", "", "| approach | test metric | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |", "|---" * (len(fractions) + 2) + "|"]
+    for approach in APPROACHES.values():
+        for metric in result["metrics"]:
+            cells = []
+            for f in fractions:
+                entry = next((s for s in result["summary"] if s["encoder"] == approach and s["fraction"] == f), None)
+                cells.append("" if entry is None else f"{entry[f'{metric}_mean']:.3f} ± {entry[f'{metric}_std']:.3f}")
+            lines.append(f"| {approach} | {metric} | " + " | ".join(cells) + " |")
+    return lines + ["", f"![{name}]({result['figure']})", ""]

@@ -1,0 +1,325 @@
+"""Segmentation downstream: a U-Net on any encoder, 2D and 3D, and Dice per structure.
+
+The U-Net's encoder is the given ``Encoder`` (pretrained or random-init), so a Dice gap between
+the two is the pretraining's doing. Tasks: the simulated cohort's masks, and grey/white matter
+of the MNI152 2009a template, on axial slices (2D) or cubes (3D) split by position.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceCELoss
+from monai.networks.blocks import Convolution, UnetResBlock
+from monai.transforms import DivisiblePad
+from torch import nn
+
+from medssl.data.datasets import load_table
+from medssl.data.manifest import read_manifest
+from medssl.data.preprocess import Preprocessing
+from medssl.data.readers import read_image
+from medssl.evaluation.selection import train_with_selection
+from medssl.models.encoders import Encoder
+
+CHEST_STRUCTURES = ["background", "lungs", "heart", "lesion"]
+BRAIN_STRUCTURES = ["background", "brain", "ventricles", "lesion"]
+TISSUE_STRUCTURES = ["background", "grey matter", "white matter"]
+MNI152_FILES = {
+    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
+    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
+}
+
+
+# --- model --------------------------------------------------------------------------------------
+
+
+def _block(dims: int, c_in: int, c_out: int) -> nn.Module:
+    # batch norm like the encoder's: instance norm fails on the 1-voxel maps of tiny inputs
+    return UnetResBlock(dims, c_in, c_out, kernel_size=3, stride=1, norm_name="batch")
+
+
+def _resize(x: torch.Tensor, size: tuple[int, ...] | torch.Size) -> torch.Tensor:
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear" if x.ndim == 4 else "trilinear", align_corners=False)
+
+
+class UNet(nn.Module):
+    """(B, C, *spatial) -> (B, n_classes, *spatial) logits, any input size the encoder takes.
+
+    ResNet: from the coarsest stage map, each block upsamples to the next finer stage's size,
+    concatenates it and convolves. ViT (one token grid): x2 upsampling blocks without skips.
+    Both end at the input size with a block that also sees the image itself, since the finest
+    stage map is at stride 2 (ResNet's strided stem) or coarser (ViT), then a 1x1 conv head.
+    """
+
+    def __init__(self, encoder: Encoder, n_classes: int, max_width: int = 128) -> None:
+        super().__init__()
+        self.encoder = encoder
+        config, channels = encoder.config, encoder.stage_channels()
+        dims = config.spatial_dims
+        if config.is_vit:
+            top = min(channels[0], max_width)
+            widths = [max(8, top // 2 ** (k + 1)) for k in range(max(1, math.ceil(math.log2(config.patch_size))))]
+            inputs = [channels[0]] + widths[:-1]
+        else:
+            widths = [min(c, max_width) for c in channels[-2::-1]]  # coarse to fine, one per skip
+            inputs = [c_prev + c_skip for c_prev, c_skip in zip([channels[-1]] + widths[:-1], channels[-2::-1])]
+        self.up = nn.ModuleList(_block(dims, c_in, c_out) for c_in, c_out in zip(inputs, widths))
+        full = max(8, widths[-1] // 2)  # full resolution is the costly level, in 3D above all
+        self.refine = _block(dims, widths[-1] + config.in_channels, full)
+        self.head = Convolution(dims, full, n_classes, kernel_size=1, conv_only=True)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = self.encoder.stage_maps(images)
+        x, skips = maps[-1], maps[-2::-1]  # skips: coarse to fine; none for a ViT
+        for i, block in enumerate(self.up):
+            if skips:
+                x = torch.cat([_resize(x, skips[i].shape[2:]), skips[i]], dim=1)
+            else:
+                x = _resize(x, [2 * s for s in x.shape[2:]])
+            x = block(x)
+        x = torch.cat([_resize(x, images.shape[2:]), images.to(x.dtype)], dim=1)
+        return self.head(self.refine(x))
+
+
+# --- tasks --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SegmentationTask:
+    images: torch.Tensor  # (N, C, *spatial), float32 in [0, 1]
+    masks: torch.Tensor  # (N, *spatial), int64 class index per pixel/voxel
+    splits: np.ndarray  # "train" / "val" / "test" per sample
+    structures: list[str]  # index = class id; 0 is the background
+    ids: list[str]  # subject ID (cohort) or position (template slices/cubes)
+    axial_extent: np.ndarray | None = None  # (N, 2): first and one-past-last axial slice covered
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if not len(self.masks) == len(self.splits) == len(self.ids) == n or self.images.shape[2:] != self.masks.shape[1:]:
+            raise ValueError("images, masks, splits and ids need one entry per sample, masks the images' size")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.masks.ndim - 1
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.structures)
+
+    def split(self, name: str) -> SegmentationTask:
+        index = np.flatnonzero(self.splits == name)
+        return SegmentationTask(
+            images=self.images[torch.from_numpy(index)],
+            masks=self.masks[torch.from_numpy(index)],
+            splits=self.splits[index],
+            structures=self.structures,
+            ids=[self.ids[i] for i in index],
+            axial_extent=None if self.axial_extent is None else self.axial_extent[index],
+        )
+
+
+def cohort_segmentation_task(manifest_csv: str | Path) -> SegmentationTask:
+    """The simulated cohort's images (at their native size, scaled to [0, 1] as ``load_table``
+    does) with their masks: chest x-rays (2D) or brain MRIs (3D), told apart by the data."""
+    rows = read_manifest(manifest_csv).rows
+    if "mask" not in rows[0]:
+        raise ValueError(f"{manifest_csv}: no 'mask' column; expected a simulated cohort's manifest")
+    native = read_image(rows[0]["path"]).array.shape[1:]
+    table = load_table(manifest_csv, Preprocessing(image_size=native))
+    mask_of = {row["subject_id"]: Path(manifest_csv).parent / row["mask"] for row in rows}
+    # the readers give masks the image's orientation (RAS+ for NIfTI), so they stay aligned
+    masks = np.stack([read_image(mask_of[sid]).array[0].round() for sid in table.subject_ids]).astype(np.int64)
+    return SegmentationTask(
+        images=table.images,
+        masks=torch.from_numpy(masks),
+        splits=table.splits,
+        structures=CHEST_STRUCTURES if len(native) == 2 else BRAIN_STRUCTURES,
+        ids=table.subject_ids,
+    )
+
+
+def mni152_tissue_task(
+    folder: str | Path,
+    spatial_dims: int = 2,
+    spacing_mm: float = 2.0,
+    patch: int = 16,
+    block: int = 4,
+    pattern: tuple[str, ...] | None = None,
+    min_foreground: float = 0.05,
+) -> SegmentationTask:
+    """Grey and white matter of the MNI152 2009a template: axial slices (2D) or cubes (3D).
+
+    The T1 and the GM/WM probability maps are resampled together to ``spacing_mm`` (averaging
+    the voxels each new one covers); then each voxel's label is the likeliest of background
+    (1 - GM - WM, clipped), grey and white matter. The T1 is scaled to [0, 1] by the project's
+    MR percentiles. The volume is cropped to the brain's box in the axial plane and padded to a
+    multiple of 16 (2D) or of ``patch`` (3D).
+
+    Split by position, so that no split sees a neighbour of another's samples: from the lowest
+    brain slice upwards, blocks of ``block`` slices (2D) or one layer of ``patch``-sided cubes (3D)
+    take the splits of ``pattern`` in turn, repeating; a guard slice is dropped wherever the split
+    changes. Each split so covers the brain from bottom to top. Only slices/cubes with at least
+    ``min_foreground`` brain are kept. Default pattern: train, train, train, val, test (2D);
+    train, val, train, test (3D: at 2 mm the brain is ~72 slices, 4 layers of 16-voxel cubes).
+    """
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    t1, labels = _mni152_volumes(Path(folder), spacing_mm, multiple=16 if spatial_dims == 2 else patch)
+    if pattern is None:
+        pattern = ("train", "train", "train", "val", "test") if spatial_dims == 2 else ("train", "val", "train", "test")
+    foreground = (labels > 0).any(axis=(0, 1)).nonzero()[0]
+    thickness = block if spatial_dims == 2 else patch
+    blocks = _position_blocks(int(foreground[0]), int(foreground[-1]) + 1, thickness, pattern, t1.shape[2])
+    if spatial_dims == 2:
+        samples = [(z, z + 1, (slice(None), slice(None), z), f"z{z:03d}", split) for z0, split in blocks for z in range(z0, z0 + block)]
+    else:
+        samples = [
+            (z0, z0 + patch, (slice(x, x + patch), slice(y, y + patch), slice(z0, z0 + patch)), f"x{x:03d}-y{y:03d}-z{z0:03d}", split)
+            for z0, split in blocks
+            for x in range(0, t1.shape[0], patch)
+            for y in range(0, t1.shape[1], patch)
+        ]
+    kept = [s for s in samples if (labels[s[2]] > 0).mean() >= min_foreground]
+    splits = np.array([s[4] for s in kept])
+    missing = sorted(set(pattern) - set(splits))
+    if missing:
+        raise ValueError(f"no {spatial_dims}D samples for split(s) {missing} at {spacing_mm} mm; use a smaller patch/block or a finer spacing")
+    return SegmentationTask(
+        images=torch.from_numpy(np.stack([t1[s[2]] for s in kept])[:, None]),
+        masks=torch.from_numpy(np.stack([labels[s[2]] for s in kept])),
+        splits=splits,
+        structures=TISSUE_STRUCTURES,
+        ids=[s[3] for s in kept],
+        axial_extent=np.array([[s[0], s[1]] for s in kept]),
+    )
+
+
+def _mni152_volumes(folder: Path, spacing_mm: float, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T1 in [0, 1], labels) as (X, Y, Z) RAS+ arrays, cropped to the brain in X, Y and padded."""
+    missing = [name for name in MNI152_FILES.values() if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"MNI152 template not found in {folder}: missing {missing}; expected {list(MNI152_FILES.values())} "
+            "(nilearn's MNI152 2009a files, see shared/data/MANIFEST.md)"
+        )
+    images = {key: read_image(folder / name) for key, name in MNI152_FILES.items()}
+    stacked = torch.from_numpy(np.stack([images["t1"].array[0], images["gm"].array[0] / 255.0, images["wm"].array[0] / 255.0]))
+    shape = [max(1, round(n * s / spacing_mm)) for n, s in zip(stacked.shape[1:], images["t1"].spacing)]
+    # area = the mean of the voxels each new one covers: the exact anti-aliasing filter when
+    # downsampling, and 40x faster than a Gaussian-smoothed resize of the 1 mm volumes
+    mode = "area" if spacing_mm >= max(images["t1"].spacing) else "trilinear"
+    t1, gm, wm = F.interpolate(stacked[None], size=shape, mode=mode)[0].numpy()
+    low, high = np.percentile(t1, Preprocessing.percentiles)
+    t1 = ((t1.clip(low, high) - low) / (high - low)).astype(np.float32)
+    labels = np.argmax(np.stack([np.clip(1 - gm - wm, 0, 1), gm, wm]), axis=0)
+    x, y = ((labels > 0).any(axis=tuple(a for a in range(3) if a != axis)).nonzero()[0] for axis in (0, 1))
+    box = (slice(x[0], x[-1] + 1), slice(y[0], y[-1] + 1))
+    pad = DivisiblePad((multiple, multiple, 1))  # background (0) around the brain's box
+    t1, labels = (np.asarray(pad(volume[box][None]))[0] for volume in (t1, labels))
+    return t1, labels.astype(np.int64)
+
+
+def _position_blocks(start: int, stop: int, thickness: int, pattern: tuple[str, ...], depth: int) -> list[tuple[int, str]]:
+    """(first slice, split) of blocks of ``thickness`` slices laid from ``start`` while they begin
+    before ``stop``, cycling through ``pattern``; one guard slice is skipped at each change of
+    split. Blocks running past ``depth`` (the volume) are dropped."""
+    blocks, z = [], start
+    for split in itertools.cycle(pattern):
+        if blocks and blocks[-1][1] != split:
+            z += 1
+        if z >= stop or z + thickness > depth:
+            break
+        blocks.append((z, split))
+        z += thickness
+    return blocks
+
+
+# --- metric -------------------------------------------------------------------------------------
+
+
+def dice_per_structure(pred_labels: torch.Tensor | np.ndarray, target_labels: torch.Tensor | np.ndarray, structure_names: list[str]) -> dict[str, float]:
+    """Dice of each structure but the background, pooled over all images (2 x total overlap /
+    total size), so images without the structure count without dividing by zero; NaN when the
+    structure is in neither the prediction nor the target."""
+    pred, target = (torch.as_tensor(a).cpu().reshape(-1).long() for a in (pred_labels, target_labels))
+    k = len(structure_names)
+    confusion = torch.bincount(target * k + pred, minlength=k * k).reshape(k, k).double()
+    overlap, size = confusion.diagonal(), confusion.sum(0) + confusion.sum(1)
+    return {name: (2 * overlap[c] / size[c]).item() if size[c] > 0 else math.nan for c, name in enumerate(structure_names) if c > 0}
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def jitter_intensity(images: torch.Tensor, brightness: float = 0.1, contrast: float = 0.1) -> torch.Tensor:
+    """Per-image contrast around the mean and brightness shift, as in supervised fine-tuning."""
+    shape = (len(images),) + (1,) * (images.ndim - 1)
+    mean = images.mean(dim=tuple(range(1, images.ndim)), keepdim=True)
+    scale = 1 + contrast * (2 * torch.rand(shape, device=images.device) - 1)
+    return (images - mean) * scale + mean + brightness * (2 * torch.rand(shape, device=images.device) - 1)
+
+
+@torch.no_grad()
+def predict_labels(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """(N, *spatial) int64 argmax labels, on the CPU; batches go to the model's device."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(images[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out)
+
+
+def train_segmentation(
+    encoder: Encoder,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    *,
+    n_classes: int,
+    steps: int = 200,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    eval_every: int = 20,
+    seed: int = 0,
+) -> tuple[UNet, dict]:
+    """Trains a UNet on (images, masks) for ``steps`` AdamW steps (cosine schedule) with Dice + CE;
+    returns the model of the best mean foreground Dice on ``val`` and a record: val_dice, step and
+    history (per-step loss; eval_step and val_dice at each evaluation). Runs on the images' device."""
+    torch.manual_seed(seed)
+    images, masks = train
+    device = images.device
+    model = UNet(copy.deepcopy(encoder), n_classes).to(device)  # the caller's encoder stays as it was
+    # batch=True pools Dice over the batch, as the metric pools over the split: a structure absent
+    # from one image (a lesion) then neither vanishes from nor dominates the loss
+    criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+    batch_size = min(batch_size, len(images))
+    names = [str(c) for c in range(n_classes)]
+
+    def batch_loss() -> torch.Tensor:
+        batch = torch.randint(len(images), (batch_size,)).to(device)
+        # intensity jitter only: geometry carries the anatomy (the heart's side, the axial axis),
+        # and a transform that leaves the mask alone cannot misalign it
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            logits = model(jitter_intensity(images[batch]))
+        return criterion(logits.float(), masks[batch].unsqueeze(1))
+
+    def val_dice() -> float:
+        dice = [d for d in dice_per_structure(predict_labels(model, val[0], batch_size), val[1], names).values() if not math.isnan(d)]
+        return float(np.mean(dice)) if dice else math.nan
+
+    record = train_with_selection(
+        model, batch_loss, val_dice, steps=steps, lr=lr, eval_every=eval_every,
+        undefined="validation Dice was undefined at every evaluation: the validation masks hold no foreground",
+    )  # fmt: skip
+    return model, {"val_dice": record["score"], "step": record["step"], "history": record["history"]}

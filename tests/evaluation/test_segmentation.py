@@ -1,0 +1,143 @@
+"""Segmentation downstream: U-Net shapes, pooled Dice, training, and the cohort / MNI152 tasks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_ENCODER
+
+from medssl.evaluation.segmentation import (
+    BRAIN_STRUCTURES,
+    CHEST_STRUCTURES,
+    UNet,
+    cohort_segmentation_task,
+    dice_per_structure,
+    mni152_tissue_task,
+    predict_labels,
+    train_segmentation,
+)
+from medssl.models.encoders import build_encoder
+from medssl.simulation.cohort import CohortConfig, simulate_cohort
+
+
+def tiny_encoder(spatial_dims: int, **overrides):
+    torch.manual_seed(0)
+    return build_encoder(**{**TINY_ENCODER, **overrides}, spatial_dims=spatial_dims, in_channels=1)
+
+
+def blobs(n: int, size: int, dims: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy images whose mask (class 1) is a bright ball at a random place and radius."""
+    g = torch.Generator().manual_seed(seed)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(size, dtype=torch.float32)] * dims, indexing="ij"))
+    centres = torch.rand(n, dims, generator=g) * (size - 8) + 4
+    radii = torch.rand(n, generator=g) * 2 + size / 6
+    distance = ((grid[None] - centres.view(n, dims, *[1] * dims)) ** 2).sum(1).sqrt()
+    masks = (distance < radii.view(n, *[1] * dims)).long()
+    images = 0.3 + 0.4 * masks + 0.08 * torch.randn(masks.shape, generator=g)
+    return images.unsqueeze(1).clamp(0, 1), masks
+
+
+@pytest.mark.parametrize(
+    "dims, size, overrides",
+    [
+        (2, (28, 28), {}),
+        (2, (20, 27), {"stem": "strided"}),  # odd and unequal sides
+        (3, (20, 16, 18), {"stem": "strided"}),
+        (2, (16, 16), {"name": "vit_tiny", "width": 24, "patch_size": 4, "image_size": (16, 16)}),
+        (3, (16, 16, 16), {"name": "vit_tiny", "width": 24, "patch_size": 8, "image_size": (16, 16, 16)}),
+    ],
+)
+def test_unet_returns_logits_at_the_input_size(dims, size, overrides):
+    model = UNet(tiny_encoder(dims, **overrides), n_classes=3)
+    assert model(torch.rand(2, 1, *size)).shape == (2, 3, *size)
+
+
+def test_dice_per_structure_exact_values():
+    names = ["background", "a", "b", "c"]
+    target = np.array([[0, 1, 1, 2], [2, 2, 0, 0]])
+    assert dice_per_structure(target, target, names)["a"] == 1.0
+    disjoint = dice_per_structure(np.array([[0, 0, 0, 1], [1, 1, 0, 0]]), target, names)
+    assert disjoint["a"] == 0.0 and disjoint["b"] == 0.0
+    # a: predicted 3 pixels, 2 true, overlap 1 -> 2/5; b: pooled over both images, 3 true, 2 predicted
+    # (both inside) -> 4/5; c: in neither -> NaN
+    pred = np.array([[1, 1, 0, 2], [2, 1, 0, 0]])
+    scores = dice_per_structure(torch.from_numpy(pred), torch.from_numpy(target), names)
+    assert set(scores) == {"a", "b", "c"}
+    assert scores["a"] == pytest.approx(2 / 5) and scores["b"] == pytest.approx(4 / 5) and math.isnan(scores["c"])
+
+
+def test_training_learns_a_bright_blob_in_2d():
+    train, val = blobs(64, 20, 2, seed=0), blobs(24, 20, 2, seed=1)
+    encoder = tiny_encoder(2)
+    before = dice_per_structure(predict_labels(UNet(tiny_encoder(2), 2), val[0]), val[1], ["bg", "blob"])["blob"]
+    model, record = train_segmentation(encoder, train, val, n_classes=2, steps=60, batch_size=16, lr=3e-3, eval_every=10)
+    after = dice_per_structure(predict_labels(model, val[0]), val[1], ["bg", "blob"])["blob"]
+    assert after == pytest.approx(record["val_dice"]) and record["step"] in [step for step, _ in record["history"]["val"]]
+    assert after > 0.9 and after > before + 0.3, (before, after)  # chance (all blob) is ~0.26
+    assert len(record["history"]["loss"]) == 60
+    assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), tiny_encoder(2).state_dict().values()))
+
+
+def test_training_runs_in_3d():
+    train, val = blobs(8, 16, 3, seed=0), blobs(4, 16, 3, seed=1)
+    model, record = train_segmentation(tiny_encoder(3), train, val, n_classes=2, steps=3, batch_size=4, eval_every=2)
+    assert predict_labels(model, val[0], batch_size=3).shape == (4, 16, 16, 16)
+    assert [step for step, _ in record["history"]["val"]] == [2, 3] and 0 <= record["val_dice"] <= 1
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cohort")
+    return simulate_cohort(out, CohortConfig(n_subjects=10, n_snps=50, xray_size=32, mri_size=16, seed=1))
+
+
+@pytest.mark.parametrize("manifest, structures, shape", [("xray_manifest", CHEST_STRUCTURES, (32, 32)), ("mri_manifest", BRAIN_STRUCTURES, (16, 16, 16))])
+def test_cohort_task_aligns_images_masks_and_splits(cohort, manifest, structures, shape):
+    task = cohort_segmentation_task(cohort[manifest])
+    assert task.structures == structures and task.spatial_dims == len(shape)
+    assert task.images.shape == (10, 1, *shape) and task.masks.shape == (10, *shape) and task.masks.dtype == torch.int64
+    assert 0 <= task.images.min() and task.images.max() <= 1
+    assert set(task.masks.unique().tolist()) >= {0, 1, 2} and task.masks.max() <= 3
+    assert list(task.splits) == ["train"] * 7 + ["val", "test", "test"]  # the cohort's own split
+    # aligned: the dark ventricles/lungs and the bright heart/brain differ in mean intensity
+    second, first = (task.images[:, 0][task.masks == c].mean() for c in (2, 1))
+    assert (second > first) if len(shape) == 2 else (second < first)
+    assert len(task.split("test")) == 2 and task.split("test").ids == task.ids[-2:]
+
+
+@pytest.fixture(scope="module")
+def mni_folder(shared_data):
+    folder = shared_data / "nifti" / "nilearn_mni152_2009a"
+    if not folder.is_dir():
+        pytest.skip(f"MNI152 template not found at {folder}")
+    return folder
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_mni152_task_is_split_by_position(mni_folder, dims):
+    task = mni152_tissue_task(mni_folder, spatial_dims=dims, spacing_mm=2.0, patch=16)
+    assert task.structures == ["background", "grey matter", "white matter"] and task.spatial_dims == dims
+    assert set(task.masks.unique().tolist()) == {0, 1, 2} and task.masks.dtype == torch.int64
+    assert 0 <= task.images.min() and task.images.max() <= 1 and task.images.shape[1] == 1
+    assert all(side % 16 == 0 for side in task.images.shape[2:])  # 2D: multiple of 16; 3D: the patch
+    covered = {}
+    for name in ("train", "val", "test"):
+        part = task.split(name)
+        assert len(part) > 0, name
+        covered[name] = {z for first, stop in part.axial_extent for z in range(first, stop)}
+    assert not covered["train"] & covered["val"] and not covered["train"] & covered["test"] and not covered["val"] & covered["test"]
+    # a guard slice between splits: no slice of one split touches a slice of another
+    for a, slices_a in covered.items():
+        for b, slices_b in covered.items():
+            if a != b:
+                assert not {z + 1 for z in slices_a} & slices_b, (a, b)
+    # grey matter lies outside white matter: it is darker on the T1
+    assert task.images[:, 0][task.masks == 1].mean() < task.images[:, 0][task.masks == 2].mean()
+
+
+def test_mni152_task_names_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"):
+        mni152_tissue_task(tmp_path)
