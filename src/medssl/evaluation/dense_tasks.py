@@ -93,7 +93,8 @@ def task_rows(task: DenseTask, encoder_path: Path, out: Path, budget, seed: int,
         return json.loads(done.read_text())
     pretrained, metadata = load_encoder(encoder_path)
     torch.manual_seed(seed)
-    encoders = {"pretrained": pretrained, "random": Encoder(EncoderConfig(**metadata["encoder"]))}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # the trainers follow the encoder
+    encoders = {"pretrained": pretrained.to(device), "random": Encoder(EncoderConfig(**metadata["encoder"])).to(device)}
     rows = []
     for fraction in fractions:
         subset = _subset(task, fraction, seed)

@@ -40,6 +40,8 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder, metadata = load_encoder(encoder_path)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    encoder.to(device)
     table = labelled_table(data, metadata, out_dir)
     parts = {s: table.split(s) for s in ("train", "val", "test")} if finetune_mode != "none" else {}
     rows = []
@@ -50,7 +52,7 @@ def evaluate(
         encoders, features = {pretrained: encoder}, {pretrained: pretrained_features}
         if random_init:
             torch.manual_seed(seed)
-            encoders[RANDOM_INIT] = Encoder(EncoderConfig(**metadata["encoder"]))
+            encoders[RANDOM_INIT] = Encoder(EncoderConfig(**metadata["encoder"])).to(device)
             features[RANDOM_INIT] = embed(encoders[RANDOM_INIT], table.images)
             saved.setdefault("random_init", features[RANDOM_INIT])
         for fraction in fractions:

@@ -106,15 +106,16 @@ class FixMatchTerm:
 
     def __call__(self, model: nn.Module) -> tuple[torch.Tensor, float]:
         """(unlabelled loss, share of the batch whose pseudo-label passed the threshold)."""
+        device = next(model.parameters()).device
         with self.stream.active():
-            batch = self.pool[torch.randint(len(self.pool), (self.batch_size,))]
+            batch = self.pool[torch.randint(len(self.pool), (self.batch_size,))].to(device)
             weak, strong = self.weak(batch), self.strong(batch)
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
             confidence, pseudo_labels = F.softmax(model(weak).float(), 1).max(1)
         mask = (confidence > self.config.threshold).float()
         if not mask.any():  # nothing to learn from: skip the costly strong pass, its gradient would be zero
-            return torch.zeros(()), 0.0
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return torch.zeros((), device=device), 0.0
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             losses = F.cross_entropy(model(strong).float(), pseudo_labels, reduction="none")
         return (losses * mask).mean(), mask.mean().item()
 
@@ -122,7 +123,8 @@ class FixMatchTerm:
 @torch.no_grad()
 def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
     model.eval()
-    out = [F.softmax(model(images[i : i + batch_size]).float(), 1) for i in range(0, len(images), batch_size)]
+    device = next(model.parameters()).device
+    out = [F.softmax(model(images[i : i + batch_size].to(device)).float(), 1).cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy()
 
 
@@ -155,10 +157,12 @@ def finetune(
     unlabelled_term = None if fixmatch is None else FixMatchTerm(fixmatch, unlabelled, dims, fixmatch.mu * batch_size, seed)
     semi: dict[str, list[float]] = {"loss_u": [], "mask_rate": []}
 
+    device = next(encoder.parameters()).device  # training runs where the encoder is; the images follow
+
     def batch_loss() -> torch.Tensor:
         batch = torch.randint(len(images), (batch_size,))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(views(images[batch])).float(), labels[batch])
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(views(images[batch].to(device))).float(), labels[batch].to(device))
         if unlabelled_term is None:
             return loss
         loss_u, mask_rate = unlabelled_term(model)

@@ -295,10 +295,10 @@ def train_segmentation(
 ) -> tuple[UNet, dict]:
     """Trains a UNet on (images, masks) for ``steps`` AdamW steps (cosine schedule) with Dice + CE;
     returns the model of the best mean foreground Dice on ``val`` and a record: val_dice, step and
-    history (per-step loss; eval_step and val_dice at each evaluation). Runs on the images' device."""
+    history (per-step loss; (step, val Dice) at each evaluation). Runs on the encoder's device."""
     torch.manual_seed(seed)
     images, masks = train
-    device = images.device
+    device = next(encoder.parameters()).device
     model = UNet(copy.deepcopy(encoder), n_classes).to(device)  # the caller's encoder stays as it was
     # batch=True pools Dice over the batch, as the metric pools over the split: a structure absent
     # from one image (a lesion) then neither vanishes from nor dominates the loss
@@ -307,12 +307,12 @@ def train_segmentation(
     names = [str(c) for c in range(n_classes)]
 
     def batch_loss() -> torch.Tensor:
-        batch = torch.randint(len(images), (batch_size,)).to(device)
+        batch = torch.randint(len(images), (batch_size,))
         # intensity jitter only: geometry carries the anatomy (the heart's side, the axial axis),
         # and a transform that leaves the mask alone cannot misalign it
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            logits = model(jitter_intensity(images[batch]))
-        return criterion(logits.float(), masks[batch].unsqueeze(1))
+            logits = model(jitter_intensity(images[batch].to(device)))
+        return criterion(logits.float(), masks[batch].unsqueeze(1).to(device))
 
     def val_dice() -> float:
         dice = [d for d in dice_per_structure(predict_labels(model, val[0], batch_size), val[1], names).values() if not math.isnan(d)]

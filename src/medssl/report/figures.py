@@ -94,7 +94,9 @@ def label_efficiency(
                 ax.errorbar(fractions * 100, means, yerr=stds, marker="o", capsize=3, label=label, linestyle="-" if probe == probes[0] else ":")
     for reference in references:
         ax.axhline(reference[metric], color="grey", linestyle="--", linewidth=1, label=f"published {reference['model']}, {reference['labels']} labels")
-    ax.set_xscale("log"), ax.set_xlabel("labels used (%)"), ax.set_ylabel(f"test {metric.upper()}")
+    ax.set_xscale("log"), ax.set_xlabel("labels used"), ax.set_ylabel(f"test {metric.upper()}")
+    ticks = sorted({s["fraction"] * 100 for s in summary})
+    ax.set_xticks(ticks, [f"{t:g}%" for t in ticks]), ax.minorticks_off()
     ax.set_title(title, fontsize=10), ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
