@@ -27,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="*", default=["pneumoniamnist", "breastmnist", "retinamnist"])
     parser.add_argument("--tasks", nargs="*", default=[], help="segmentation/detection tasks")
+    parser.add_argument("--image-size", type=int, nargs="+", help="for sources without a native size (MedNIST: 64 unless given)")
     parser.add_argument("--budget", default="cpu")
     parser.add_argument("--method", default="simclr")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/bench_label_efficiency"))
     args = parser.parse_args()
     start = time.perf_counter()
-    record = run_benchmark(args.datasets, args.work, budget_from(args.budget), method=args.method, seeds=tuple(args.seeds), tasks=tuple(args.tasks))
+    record = run_benchmark(args.datasets, args.work, budget_from(args.budget), method=args.method, seeds=tuple(args.seeds), tasks=tuple(args.tasks), image_size=args.image_size)
     wall = time.perf_counter() - start
     report = (args.work / "benchmark.md").read_text()
     for key, result in {**record["datasets"], **record["tasks"]}.items():
