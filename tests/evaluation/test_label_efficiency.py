@@ -60,3 +60,21 @@ def test_budgets_are_named_and_overridable():
     assert budget_from("gpu").width == 64
     with pytest.raises(ValueError, match="unknown budget 'tpu'"):
         budget_from("tpu")
+
+
+def test_a_class_folder_without_splits_gets_a_stratified_one_before_pretraining(tmp_path):
+    from PIL import Image
+
+    from medssl.data.manifest import read_manifest
+    from medssl.evaluation.label_efficiency import with_splits
+
+    for cls in ("Hand", "CXR"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(20):
+            Image.new("L", (8, 8), 10 * i).save(tmp_path / "data" / cls / f"{i:03d}.png")
+    path = with_splits(tmp_path / "data", tmp_path / "out" / "manifest.csv")
+    rows = read_manifest(path).rows
+    for cls in ("Hand", "CXR"):
+        splits = sorted(r["split"] for r in rows if r["label"] == cls)
+        assert splits.count("train") == 14 and splits.count("val") == 2 and splits.count("test") == 4
+    assert with_splits(tmp_path / "data", path) == path  # written once, reused

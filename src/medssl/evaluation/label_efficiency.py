@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.data.manifest import read_manifest, scan_folder
 from medssl.data.public import resolve_dataset
 from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows
-from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, summarise
+from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise
 from medssl.evaluation.published import published_rows
 from medssl.report.figures import label_efficiency
 from medssl.training import pretrain, resolve_config
@@ -80,8 +81,8 @@ def run_benchmark(
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in datasets:
-        data = resolve_dataset(name)
         key = Path(name).stem if Path(name).exists() else name
+        data = with_splits(resolve_dataset(name), out_dir / key / "manifest.csv")
         size = image_size or PUBLIC_IMAGE_SIZES.get(key)
         rows = []
         for seed in seeds:
@@ -94,6 +95,21 @@ def run_benchmark(
     (out_dir / "benchmark.json").write_text(json.dumps(record, indent=2, default=float))
     (out_dir / "benchmark.md").write_text(markdown_report(record))
     return record
+
+
+def with_splits(data: Path, manifest_path: Path) -> Path:
+    """A labelled source without a train/val/test split (MedNIST, a class folder) gets a stratified
+    one, written once as a manifest, so that pretraining never sees the validation or test images."""
+    if data.suffix == ".npz" or manifest_path.exists():
+        return manifest_path if manifest_path.exists() else data
+    manifest = scan_folder(data) if data.is_dir() else read_manifest(data)
+    if "label" not in manifest.columns or any(row.get("split") for row in manifest.rows):
+        return data
+    _, classes = np.unique([row["label"] for row in manifest.rows], return_inverse=True)
+    for row, split in zip(manifest.rows, stratified_splits(classes, seed=0)):
+        row["split"], row["path"] = split, str(Path(row["path"]).resolve())
+    manifest.columns = [c for c in manifest.columns if c != "split"] + ["split"]
+    return manifest.write(manifest_path)
 
 
 def _dense_task(name: str, out_dir: Path, budget: Budget, method: str, seeds: tuple[int, ...], fractions: tuple[float, ...], cohort_subjects: int) -> dict:
