@@ -141,3 +141,10 @@ def test_mni152_task_is_split_by_position(mni_folder, dims):
 def test_mni152_task_names_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"):
         mni152_tissue_task(tmp_path)
+
+
+def test_a_single_labelled_volume_still_trains():
+    train, val = blobs(1, 16, 3, seed=0), blobs(4, 16, 3, seed=1)
+    encoder = tiny_encoder(3, stem="strided")  # 16 voxels -> a 1-voxel deepest map
+    _, record = train_segmentation(encoder, train, val, n_classes=2, steps=2, batch_size=4, eval_every=1)
+    assert len(record["history"]["loss"]) == 2

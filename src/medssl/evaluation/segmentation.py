@@ -303,7 +303,9 @@ def train_segmentation(
     # batch=True pools Dice over the batch, as the metric pools over the split: a structure absent
     # from one image (a lesion) then neither vanishes from nor dominates the loss
     criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-    batch_size = min(batch_size, len(images))
+    # batches are drawn with replacement: a single labelled cube still makes a batch of two
+    # differently jittered copies, which batch norm needs when the deepest map is one voxel
+    batch_size = min(batch_size, max(2, len(images)))
     names = [str(c) for c in range(n_classes)]
 
     def batch_loss() -> torch.Tensor:
