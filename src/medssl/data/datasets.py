@@ -96,6 +96,13 @@ def load_table(
     return _load_manifest(manifest, preprocessing, volume_index)
 
 
+def load_native_size(manifest_csv: str | Path) -> ImageTable:
+    """Every image of a manifest at the size of its first one, so that annotations made in the
+    images' own pixels or voxels (boxes, masks) stay aligned with them."""
+    native = read_image(read_manifest(manifest_csv).rows[0]["path"]).array.shape[1:]
+    return load_table(manifest_csv, Preprocessing(image_size=native))
+
+
 def _load_manifest(manifest: Manifest, preprocessing: Preprocessing, volume_index: int) -> ImageTable:
     skips = SkipReport()
     images, kept = [], []

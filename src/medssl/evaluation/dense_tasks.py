@@ -19,7 +19,7 @@ import torch
 from medssl.data.public import data_root
 from medssl.evaluation import DENSE_TASKS
 from medssl.evaluation.detection import DetectionTask, cohort_detection_task, evaluate_detector, train_detector
-from medssl.evaluation.evaluate import summarise
+from medssl.evaluation.evaluate import summarise, summary_cell
 from medssl.evaluation.probe import label_subset
 from medssl.evaluation.segmentation import SegmentationTask, cohort_segmentation_task, dice_per_structure, mni152_tissue_task, predict_labels, train_segmentation
 from medssl.models.checkpoint import load_encoder
@@ -117,9 +117,6 @@ def markdown_section(name: str, result: dict, fractions: list[float]) -> list[st
     lines = [f"## {name}", "", "| approach | test metric | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |", "|---" * (len(fractions) + 2) + "|"]
     for approach in APPROACHES.values():
         for metric in result["metrics"]:
-            cells = []
-            for f in fractions:
-                entry = next((s for s in result["summary"] if s["encoder"] == approach and s["fraction"] == f), None)
-                cells.append("" if entry is None else f"{entry[f'{metric}_mean']:.3f} ± {entry[f'{metric}_std']:.3f}")
+            cells = (summary_cell(result["summary"], approach, f, metric) for f in fractions)
             lines.append(f"| {approach} | {metric} | " + " | ".join(cells) + " |")
     return lines + ["", f"![{name}]({result['figure']})", ""]

@@ -26,11 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medssl.data.datasets import load_table
-from medssl.data.manifest import read_manifest
+from medssl.data.datasets import load_native_size
 from medssl.evaluation.selection import train_with_selection
-from medssl.data.preprocess import Preprocessing
-from medssl.data.readers import read_image
 from medssl.models.encoders import STEMS, Encoder, EncoderConfig
 
 SIZE_WEIGHT, OFFSET_WEIGHT = 0.1, 1.0  # CenterNet's loss weights
@@ -80,8 +77,7 @@ class DetectionTask:
 def cohort_detection_task(manifest_csv: str | Path, boxes_csv: str | Path) -> DetectionTask:
     """Every image of a simulated cohort's x-ray manifest, at its native size (so the boxes stay in
     its pixels), with the boxes of ``ground_truth/lesion_boxes.csv``; none for lesion-free subjects."""
-    native = read_image(read_manifest(manifest_csv).rows[0]["path"]).array.shape[1:]
-    table = load_table(manifest_csv, Preprocessing(image_size=native))
+    table = load_native_size(manifest_csv)
     with open(boxes_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
     class_names = sorted({row["kind"] for row in rows})

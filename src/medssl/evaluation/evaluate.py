@@ -169,6 +169,12 @@ def summarise(rows: list[dict], metrics: tuple[str, ...] = ("acc", "auc")) -> li
     return summary
 
 
+def summary_cell(summary: list[dict], encoder: str, fraction: float, metric: str) -> str:
+    """'mean ± SD' of ``metric`` for one encoder at one label fraction; empty where not measured."""
+    entry = next((s for s in summary if s["encoder"] == encoder and s["fraction"] == fraction), None)
+    return "" if entry is None else f"{entry[f'{metric}_mean']:.3f} ± {entry[f'{metric}_std']:.3f}"
+
+
 def markdown_table(summary: list[dict]) -> str:
     lines = ["| encoder | probe | labels | n labels | seeds | ACC | AUC |", "|---|---|---|---|---|---|---|"]
     for s in sorted(summary, key=lambda e: (e["probe"], e["fraction"], e["encoder"])):

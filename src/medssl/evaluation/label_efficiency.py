@@ -20,7 +20,7 @@ import numpy as np
 from medssl.data.manifest import read_manifest, scan_folder
 from medssl.data.public import resolve_dataset
 from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows
-from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise
+from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
 from medssl.evaluation.published import published_rows
 from medssl.report.figures import label_efficiency
 from medssl.training import pretrain, resolve_config
@@ -100,8 +100,10 @@ def run_benchmark(
 def with_splits(data: Path, manifest_path: Path) -> Path:
     """A labelled source without a train/val/test split (MedNIST, a class folder) gets a stratified
     one, written once as a manifest, so that pretraining never sees the validation or test images."""
-    if data.suffix == ".npz" or manifest_path.exists():
-        return manifest_path if manifest_path.exists() else data
+    if manifest_path.exists():
+        return manifest_path
+    if data.suffix == ".npz":
+        return data
     manifest = scan_folder(data) if data.is_dir() else read_manifest(data)
     if "label" not in manifest.columns or any(row.get("split") for row in manifest.rows):
         return data
@@ -196,11 +198,6 @@ def targets(rows: list[dict], published: list[dict]) -> list[dict]:
     return checks
 
 
-def _cell(summary: list[dict], approach: str, fraction: float, metric: str) -> str:
-    entry = next((s for s in summary if s["encoder"] == approach and s["fraction"] == fraction), None)
-    return "" if entry is None else f"{entry[f'{metric}_mean']:.3f} ± {entry[f'{metric}_std']:.3f}"
-
-
 def markdown_report(record: dict) -> str:
     fractions = record["fractions"]
     lines = [f"Method {record['method']}; budget {record['budget']}; seeds {record['seeds']}. Mean ± SD over seeds; test split scored once per model.", ""]
@@ -208,7 +205,7 @@ def markdown_report(record: dict) -> str:
         lines += [f"## {key}", ""]
         for metric in ("auc", "acc"):
             lines += [f"Test {metric.upper()}:", "", "| approach | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |", "|---" * (len(fractions) + 1) + "|"]
-            lines += [f"| {a} | " + " | ".join(_cell(result["summary"], a, f, metric) for f in fractions) + " |" for a in APPROACHES.values()]
+            lines += [f"| {a} | " + " | ".join(summary_cell(result["summary"], a, f, metric) for f in fractions) + " |" for a in APPROACHES.values()]
             lines.append("")
         lines += [f"Published, supervised, 100% labels: {p['model']} AUC {p['auc']:.3f}, ACC {p['acc']:.3f} [{p['source']}]" for p in result["published"]]
         lines += ["", "Targets:", ""]

@@ -21,7 +21,7 @@ from monai.networks.blocks import Convolution, UnetResBlock
 from monai.transforms import DivisiblePad
 from torch import nn
 
-from medssl.data.datasets import load_table
+from medssl.data.datasets import load_native_size
 from medssl.data.manifest import read_manifest
 from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import read_image
@@ -137,8 +137,7 @@ def cohort_segmentation_task(manifest_csv: str | Path) -> SegmentationTask:
     rows = read_manifest(manifest_csv).rows
     if "mask" not in rows[0]:
         raise ValueError(f"{manifest_csv}: no 'mask' column; expected a simulated cohort's manifest")
-    native = read_image(rows[0]["path"]).array.shape[1:]
-    table = load_table(manifest_csv, Preprocessing(image_size=native))
+    table = load_native_size(manifest_csv)
     mask_of = {row["subject_id"]: Path(manifest_csv).parent / row["mask"] for row in rows}
     # the readers give masks the image's orientation (RAS+ for NIfTI), so they stay aligned
     masks = np.stack([read_image(mask_of[sid]).array[0].round() for sid in table.subject_ids]).astype(np.int64)
@@ -146,7 +145,7 @@ def cohort_segmentation_task(manifest_csv: str | Path) -> SegmentationTask:
         images=table.images,
         masks=torch.from_numpy(masks),
         splits=table.splits,
-        structures=CHEST_STRUCTURES if len(native) == 2 else BRAIN_STRUCTURES,
+        structures=CHEST_STRUCTURES if table.spatial_dims == 2 else BRAIN_STRUCTURES,
         ids=table.subject_ids,
     )
 
