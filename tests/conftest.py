@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 def _find_shared_data() -> Path | None:
@@ -54,3 +55,14 @@ def npz_3d(tmp_path: Path) -> Path:
 
 # A tiny ResNet and a few steps: enough to run every code path in seconds on 2 cores.
 TINY_ENCODER = {"name": "resnet10", "width": 8, "stem": "small"}
+
+
+def tiny_encoder_file(path: Path, image_size: tuple[int, ...], seed: int = 0) -> Path:
+    """A saved tiny encoder (random weights) for the given image size, as ``pretrain`` writes one."""
+    from medssl.data.preprocess import Preprocessing
+    from medssl.models.checkpoint import save_encoder
+    from medssl.models.encoders import build_encoder
+
+    torch.manual_seed(seed)
+    encoder = build_encoder(**TINY_ENCODER, spatial_dims=len(image_size), in_channels=1)
+    return save_encoder(path, encoder, method="simclr", preprocessing=Preprocessing(image_size=image_size, in_channels=1).to_dict())

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from medssl.data.datasets import load_table
+from medssl.data.datasets import ImageTable, load_table, save_npz
 from medssl.data.manifest import ManifestError
 from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import Image
@@ -89,3 +89,26 @@ def test_multi_label_npz_is_refused(tmp_path):
     np.savez(tmp_path / "chest.npz", train_images=np.zeros((4, 8, 8), np.uint8), train_labels=np.zeros((4, 14)))
     with pytest.raises(ManifestError, match="multi-label"):
         load_table(tmp_path / "chest.npz")
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_packed_table_reads_back_with_its_ids_classes_and_splits(tmp_path, channels):
+    table = ImageTable(
+        images=torch.rand(6, channels, 8, 8),
+        subject_ids=[f"sub-{i}" for i in range(6)],
+        splits=np.array(["train", "train", "val", "test", "train", "test"]),
+        labels=np.array([0, 1, 1, 0, 2, 2]),
+        class_names=["AbdomenCT", "CXR", "Hand"],
+    )
+    back = load_table(save_npz(table, tmp_path / "packed.npz"))
+    order = [0, 1, 4, 2, 3, 5]  # grouped by split
+    assert back.subject_ids == [table.subject_ids[i] for i in order]
+    assert back.labels.tolist() == table.labels[order].tolist() and back.class_names == table.class_names
+    assert back.splits.tolist() == table.splits[order].tolist()
+    assert torch.allclose(back.images, table.images[order], atol=0.5 / 255)  # stored as uint8, like MedMNIST
+
+
+def test_only_a_labelled_split_table_is_packed(tmp_path):
+    table = ImageTable(images=torch.rand(2, 1, 4, 4), subject_ids=["a", "b"], splits=np.array(["", ""]), labels=np.array([0, 1]))
+    with pytest.raises(ValueError, match="split into"):
+        save_npz(table, tmp_path / "packed.npz")

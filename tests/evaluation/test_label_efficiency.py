@@ -66,7 +66,8 @@ def test_a_class_folder_without_splits_gets_a_stratified_one_before_pretraining(
     from PIL import Image
 
     from medssl.data.manifest import read_manifest
-    from medssl.evaluation.label_efficiency import with_splits
+    from medssl.data.datasets import load_table
+    from medssl.evaluation.label_efficiency import packed, with_splits
 
     for cls in ("Hand", "CXR"):
         (tmp_path / "data" / cls).mkdir(parents=True)
@@ -78,3 +79,7 @@ def test_a_class_folder_without_splits_gets_a_stratified_one_before_pretraining(
         splits = sorted(r["split"] for r in rows if r["label"] == cls)
         assert splits.count("train") == 14 and splits.count("val") == 2 and splits.count("test") == 4
     assert with_splits(tmp_path / "data", path) == path  # written once, reused
+    table = load_table(packed(path, [4, 4], tmp_path / "out"))  # decoded once for every seed and stage
+    assert table.images.shape == (40, 1, 4, 4) and table.class_names == ["CXR", "Hand"]
+    assert sorted(table.subject_ids) == sorted(row["subject_id"] for row in rows)
+    assert (tmp_path / "out" / "skipped.csv").exists()

@@ -158,11 +158,35 @@ def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTabl
     if tensor.shape[1] != preprocessing.in_channels:
         tensor = tensor.mean(1, keepdim=True).expand(-1, preprocessing.in_channels, *tensor.shape[2:]).contiguous()
     labels = np.concatenate([p[2].reshape(len(p[2]), -1)[:, 0] for p in parts]).astype(int)
+    # a packed table (``save_npz``) keeps its subject IDs and class names; MedMNIST files have neither
+    ids = [archive[f"{s}_subject_ids"] if f"{s}_subject_ids" in archive else [f"{s}-{i:05d}" for i in range(len(imgs))] for s, imgs, _ in parts]
+    class_names = archive["class_names"] if "class_names" in archive else range(int(labels.max()) + 1)
     return ImageTable(
         images=tensor.contiguous(),
-        subject_ids=[f"{s}-{i:05d}" for s, imgs, _ in parts for i in range(len(imgs))],
+        subject_ids=[str(i) for split_ids in ids for i in split_ids],
         splits=np.concatenate([np.full(len(p[1]), p[0]) for p in parts]),
         labels=labels,
-        class_names=[str(c) for c in range(int(labels.max()) + 1)],
+        class_names=[str(c) for c in class_names],
         preprocessing=preprocessing.to_dict() | {"source": "medmnist npz, uint8 / 255"},
     )
+
+
+def save_npz(table: ImageTable, path: str | Path) -> Path:
+    """Packs a labelled, split table as a MedMNIST-style npz (uint8 images, as MedMNIST stores them)
+    with its subject IDs and class names, so that a folder of files is decoded and resized once."""
+    if table.labels is None or not set(table.splits) <= set(SPLITS) or table.in_channels not in (1, 3):
+        raise ValueError(f"only a labelled table of 1 or 3 channels, split into {SPLITS}, can be packed as npz")
+    images = (table.images * 255).round().to(torch.uint8)
+    images = images.squeeze(1) if table.in_channels == 1 else images.movedim(1, -1)
+    arrays = {"class_names": np.array(table.class_names)}
+    for split in SPLITS:
+        index = np.flatnonzero(table.splits == split)
+        arrays |= {
+            f"{split}_images": images[torch.from_numpy(index)].numpy(),
+            f"{split}_labels": table.labels[index, None],
+            f"{split}_subject_ids": np.array(table.subject_ids)[index],
+        }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path

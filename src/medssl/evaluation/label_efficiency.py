@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.data.datasets import load_table, save_npz
 from medssl.data.manifest import read_manifest, scan_folder
+from medssl.data.preprocess import Preprocessing
 from medssl.data.public import resolve_dataset
 from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows
 from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
@@ -82,8 +84,8 @@ def run_benchmark(
     results = {}
     for name in datasets:
         key = Path(name).stem if Path(name).exists() else name
-        data = with_splits(resolve_dataset(name), out_dir / key / "manifest.csv")
         size = image_size or PUBLIC_IMAGE_SIZES.get(key)
+        data = packed(with_splits(resolve_dataset(name), out_dir / key / "manifest.csv"), size, out_dir / key)
         rows = []
         for seed in seeds:
             run = out_dir / key / f"seed{seed}"
@@ -112,6 +114,21 @@ def with_splits(data: Path, manifest_path: Path) -> Path:
         row["split"], row["path"] = split, str(Path(row["path"]).resolve())
     manifest.columns = [c for c in manifest.columns if c != "split"] + ["split"]
     return manifest.write(manifest_path)
+
+
+def packed(data: Path, image_size: list[int] | None, out_dir: Path) -> Path:
+    """Files are decoded and resized once into an npz that every seed and stage reads (58,954
+    MedNIST JPEGs take minutes to decode on 2 cores); the skip report goes beside it."""
+    if data.suffix == ".npz":
+        return data
+    if image_size is None:
+        raise ValueError(f"{data}: files have no common size; give --image-size")
+    target = out_dir / f"images-{'x'.join(map(str, image_size))}.npz"
+    if not target.exists():
+        table = load_table(data, Preprocessing(image_size=image_size))
+        table.skips.write(out_dir)
+        save_npz(table, target)
+    return target
 
 
 def _dense_task(name: str, out_dir: Path, budget: Budget, method: str, seeds: tuple[int, ...], fractions: tuple[float, ...], cohort_subjects: int) -> dict:
