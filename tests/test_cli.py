@@ -91,3 +91,23 @@ def test_benchmark_runs_from_the_command_line_and_names_bad_settings(tmp_path, c
     assert "unknown budget 'tpu'" in capsys.readouterr().err
     assert main(["benchmark", "--datasets", "nosuchmnist", "--out", str(tmp_path / "d"), *tiny]) == 2
     assert "nosuchmnist: neither an existing file or folder nor a public dataset" in capsys.readouterr().err
+
+
+def test_the_phenotype_commands_chain_on_one_embedding_folder(tmp_path, npz_2d, capsys):
+    from conftest import tiny_encoder_file
+
+    encoder, embeddings = tiny_encoder_file(tmp_path / "encoder.pt", (16, 16)), tmp_path / "embed"
+    assert main(["embed", "--encoder", str(encoder), "--data", str(npz_2d), "--out", str(embeddings), "--components", "4"]) == 0
+    assert "80 subjects (0 skipped); 4 PCs explain" in capsys.readouterr().out
+    analysis = ["--embeddings", str(embeddings), "--out"]
+    assert main(["atlas", *analysis, str(tmp_path / "atlas"), "--map", "pca", "--color-by", "label", "split"]) == 0
+    assert main(["subgroups", *analysis, str(tmp_path / "groups"), "--methods", "kmeans", "--groups", "2", "3", "--bootstraps", "2"]) == 0
+    assert "kmeans: " in capsys.readouterr().out
+    assert main(["normative", *analysis, str(tmp_path / "norm"), "--reference", "label=0", "--components", "4"]) == 0
+    assert "AUROC of the deviation: 1 " in capsys.readouterr().out
+    assert main(["attribution", *analysis, str(tmp_path / "why"), "--pc", "1", "--subjects", "4", "--method", "gradient"]) == 0
+    cluster = ["--cluster", f"{tmp_path / 'groups' / 'subgroups.csv'}:kmeans", "0", "--subjects", "4"]
+    assert main(["attribution", *analysis, str(tmp_path / "why"), *cluster]) == 0
+    assert {p.name for p in (tmp_path / "why").glob("*.png")} == {"attribution_pc1.png", "attribution_kmeans_group0.png"}
+    assert main(["normative", *analysis, str(tmp_path / "norm"), "--reference", "label=healthy"]) == 2
+    assert "no subject has label=healthy" in capsys.readouterr().err

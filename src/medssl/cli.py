@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     anomaly.add_argument("--batch-size", type=int, default=64)
     anomaly.set_defaults(run=run_anomaly)
 
+    _add_phenotype_commands(commands)
+
     simulate = commands.add_parser("simulate", help="write a simulated population cohort with known ground truth")
     simulate.add_argument("--out", type=Path, required=True)
     simulate.add_argument("--subjects", type=int, default=2000)
@@ -98,6 +100,57 @@ def build_parser() -> argparse.ArgumentParser:
     methods = commands.add_parser("methods", help="list the self-supervised methods")
     methods.set_defaults(run=run_methods)
     return parser
+
+
+def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
+    """embed -> atlas, subgroups, normative, attribution: each reads the folder ``embed`` wrote."""
+    embed = commands.add_parser("embed", help="one embedding per subject (Parquet, with the manifest's columns) and its principal components")
+    embed.add_argument("--encoder", type=Path, required=True, help="encoder.pt written by pretrain")
+    embed.add_argument("--data", type=Path, required=True, help=".npz, manifest .csv or folder; preprocessed as at pretraining")
+    embed.add_argument("--out", type=Path, required=True, help="folder for embeddings.parquet, pcs.parquet, pca.npz, embedding.json")
+    embed.add_argument("--tta", type=int, default=0, help="average the embedding over this many mild random views too")
+    embed.add_argument("--components", type=int, default=20, help="principal components to keep")
+    embed.add_argument("--batch-size", type=int, default=256)
+    embed.add_argument("--workers", type=int, default=0, help="processes reading files (manifests and folders)")
+    embed.set_defaults(run=run_embed)
+
+    def analysis(name: str, help: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help)
+        parser.add_argument("--embeddings", type=Path, required=True, help="folder written by `medssl embed`")
+        parser.add_argument("--out", type=Path, required=True)
+        parser.add_argument("--covariates", type=Path, help="CSV with subject_id and more columns, joined to the embeddings")
+        parser.add_argument("--seed", type=int, default=0)
+        return parser
+
+    atlas = analysis("atlas", "a 2D map of the embeddings: PNG per colour column and an interactive HTML page")
+    atlas.add_argument("--map", default="umap", choices=["umap", "pca", "tsne"])
+    atlas.add_argument("--color-by", nargs="+", default=["label"], help="metadata or covariate columns")
+    atlas.add_argument("--max-points", type=int, default=5000, help="a seeded random sample above this many subjects")
+    atlas.set_defaults(run=run_atlas)
+
+    subgroups = analysis("subgroups", "clusters of subjects (k-means, GMM, HDBSCAN): number, stability, agreement, galleries")
+    subgroups.add_argument("--methods", nargs="+", default=["kmeans", "gmm", "hdbscan"])
+    subgroups.add_argument("--groups", type=int, nargs=2, default=[2, 8], metavar=("MIN", "MAX"), help="candidate numbers of groups")
+    subgroups.add_argument("--bootstraps", type=int, default=20)
+    subgroups.add_argument("--reference-column", default="label", help="known groups to compare with (ARI, NMI); 'none' to skip")
+    subgroups.set_defaults(run=run_subgroups)
+
+    normative = analysis("normative", "deviation of every subject from a healthy reference, adjusted for covariates")
+    normative.add_argument("--reference", default="label=healthy", help="column=value selecting the reference subjects")
+    normative.add_argument("--adjust-for", nargs="*", default=[], help="covariate columns, e.g. age sex")
+    normative.add_argument("--score", default="mahalanobis", choices=["mahalanobis", "knn"])
+    normative.add_argument("--components", type=int, default=20)
+    normative.set_defaults(run=run_normative)
+
+    attribution = commands.add_parser("attribution", help="which image regions drive a principal component or a cluster")
+    attribution.add_argument("--embeddings", type=Path, required=True, help="folder written by `medssl embed`")
+    attribution.add_argument("--out", type=Path, required=True)
+    target = attribution.add_mutually_exclusive_group(required=True)
+    target.add_argument("--pc", type=int, help="principal component, from 1")
+    target.add_argument("--cluster", nargs=2, metavar=("SUBGROUPS_CSV:METHOD", "GROUP"), help="e.g. runs/groups/subgroups.csv:kmeans 2")
+    attribution.add_argument("--method", default="occlusion", choices=["occlusion", "gradient"])
+    attribution.add_argument("--subjects", type=int, default=16, help="explain the subjects scoring highest (and lowest)")
+    attribution.set_defaults(run=run_attribution)
 
 
 def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
@@ -204,6 +257,75 @@ def run_anomaly(args: argparse.Namespace) -> None:
     if result["auroc"]:
         print(f"AUROC ({result['normal_label']} vs others): " + ", ".join(f"{group} {v['any']:.3f}" for group, v in result["auroc"].items() if "any" in v))
     print(f"{result['subjects']} scores -> {args.out / 'anomaly_scores.csv'}")
+
+
+def run_embed(args: argparse.Namespace) -> None:
+    from medssl.analysis.embed import embed_subjects
+
+    summary = embed_subjects(args.encoder, args.data, args.out, tta=args.tta, n_components=args.components, batch_size=args.batch_size, workers=args.workers)
+    explained = sum(summary["explained_variance_ratio"])
+    print(f"{summary['subjects']} subjects ({summary['skipped']} skipped); {len(summary['explained_variance_ratio'])} PCs explain {explained:.1%} -> {args.out}")
+
+
+def run_atlas(args: argparse.Namespace) -> None:
+    from medssl.analysis.atlas import build_atlas
+
+    result = build_atlas(args.embeddings, args.out, method=args.map, color_by=args.color_by, covariates=args.covariates, max_points=args.max_points, seed=args.seed)
+    print(f"{result['shown']} of {result['subjects']} subjects mapped -> {args.out / 'atlas.html'}")
+
+
+def run_subgroups(args: argparse.Namespace) -> None:
+    from medssl.analysis.subgroups import subgroup_analysis
+
+    reference = None if args.reference_column.lower() == "none" else args.reference_column
+    result = subgroup_analysis(
+        args.embeddings, args.out, tuple(args.methods), candidates=range(args.groups[0], args.groups[1] + 1),
+        bootstraps=args.bootstraps, reference_column=reference, covariates=args.covariates, seed=args.seed,
+    )  # fmt: skip
+    for method, found in result["methods"].items():
+        agreement = ", ".join(f"{k.upper()} {v:.3f}" for k, v in found["agreement"].items())
+        print(f"{method}: {found['n_groups']} groups, bootstrap ARI {found['stability'].get('ari_mean', float('nan')):.3f}" + (f"; vs {reference}: {agreement}" if agreement else ""))
+    print(f"-> {args.out / 'subgroups.json'}")
+
+
+def run_normative(args: argparse.Namespace) -> None:
+    from medssl.analysis.normative import normative_analysis
+
+    result = normative_analysis(
+        args.embeddings, args.out, args.reference, tuple(args.adjust_for), covariates_csv=args.covariates,
+        score=args.score, n_components=args.components, seed=args.seed,
+    )  # fmt: skip
+    print(f"reference {args.reference}: {result['n_reference']} subjects; AUROC of the deviation: " + ", ".join(f"{g} {v:.3f}" for g, v in result["auroc"].items()))
+    print(f"-> {args.out / 'normative_scores.csv'}")
+
+
+def run_attribution(args: argparse.Namespace) -> None:
+    from medssl.analysis.attribution import explain
+
+    centre, name = None, None
+    if args.cluster:
+        centre, name = cluster_centre(args.embeddings, *args.cluster)
+    result = explain(args.embeddings, args.out, pc=args.pc, centre=centre, name=name, method=args.method, n_subjects=args.subjects, lowest=True)
+    print("\n".join(f"-> {f}" for f in result["files"]))
+
+
+def cluster_centre(embeddings: Path, subgroups: str, group: str):
+    """The mean embedding of a group found by ``medssl subgroups`` (``subgroups.csv:method``)."""
+    import csv
+
+    from medssl.analysis.embed import read_embeddings
+
+    path, _, method = subgroups.partition(":")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if method not in rows[0]:
+        raise ValueError(f"{path} has no column '{method}'; give SUBGROUPS_CSV:METHOD with one of {list(rows[0])[1:]}")
+    members = {row["subject_id"] for row in rows if row[method] == group}
+    metadata, features = read_embeddings(embeddings)
+    chosen = [s in members for s in metadata["subject_id"]]
+    if not any(chosen):
+        raise ValueError(f"no subject of {path} is in group {group} of {method}")
+    return features[chosen].mean(0), f"{method}_group{group}"
 
 
 def run_simulate(args: argparse.Namespace) -> None:

@@ -102,7 +102,7 @@ def _pretrain(manifest: str, run: Path, modality: str, config: DemoConfig) -> di
 def _phenotypes(out: Path, subjects_csv: str, seed: int) -> dict:
     """Per modality and encoder: trait R² (ridge, test split), k-means ARI/NMI, a UMAP map."""
     from medssl.analysis.maps import embedding_map, plot_map
-    from medssl.analysis.subgroups import agreement, kmeans_subgroups
+    from medssl.analysis.subgroups import agreement, fit_groups, reduce
     from medssl.evaluation.probe import regression_probe
     from medssl.simulation.cohort import TRAITS
 
@@ -119,7 +119,7 @@ def _phenotypes(out: Path, subjects_csv: str, seed: int) -> dict:
             features = saved[encoder]
             part = {s: splits == s for s in ("train", "val", "test")}
             r2 = {t: regression_probe(*((features[part[s]], traits[part[s], i]) for s in ("train", "val", "test")))["r2"] for i, t in enumerate(TRAITS)}
-            clusters = agreement(kmeans_subgroups(features, len(set(groups)), seed), groups)
+            clusters = agreement(fit_groups(reduce(features, seed=seed), "kmeans", len(set(groups)), seed), groups)
             coords = embedding_map(features, "umap", seed)
             title = f"{MODALITY_TITLES[modality]}, {encoder.replace('_', '-')} encoder"
             plot_map(coords, groups, title, folder / f"map_{modality}_{encoder}.png")

@@ -7,8 +7,10 @@ size. Every manifest column (age, sex, site, ...) travels with the embedding as 
 
 from __future__ import annotations
 
+import csv
 import json
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from medssl.data.datasets import load_table
-from medssl.data.manifest import Manifest, read_manifest, scan_folder
+from medssl.data.manifest import Manifest, ManifestError, read_manifest, scan_folder
 from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import UnreadableImageError, read_image
 from medssl.data.skips import SkipReport
@@ -175,3 +177,43 @@ def feature_columns(names: list[str]) -> list[str]:
 
 def _matrix(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
     return np.column_stack([batch.column(c).to_numpy() for c in columns])
+
+
+def read_embeddings(folder: str | Path, covariates: str | Path | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(metadata columns by name, features (N, D)) from an ``embed`` folder; a covariates CSV is
+    joined by subject_id, its values empty for subjects it lacks."""
+    table = pq.read_table(Path(folder) / "embeddings.parquet")
+    features = feature_columns(table.column_names)
+    metadata = {name: np.array(table.column(name).to_pylist(), dtype=str) for name in table.column_names if name not in features}
+    if covariates is not None:
+        with Path(covariates).open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if "subject_id" not in (reader.fieldnames or []):
+                raise ValueError(f"{covariates}: a covariates CSV needs a subject_id column; found {reader.fieldnames}")
+            rows = {row["subject_id"]: row for row in reader}
+        for column in [c for c in reader.fieldnames if c != "subject_id"]:
+            metadata[column] = np.array([rows.get(s, {}).get(column) or "" for s in metadata["subject_id"]], dtype=str)
+    return metadata, np.column_stack([table.column(c).to_numpy() for c in features])
+
+
+def subject_images(folder: str | Path, subject_ids: Iterable[str], chunk: int = 256) -> Iterator[tuple[str, torch.Tensor]]:
+    """(subject ID, image as the encoder saw it) for the wanted subjects of an ``embed`` folder whose
+    image can still be read, in the source's order; a manifest's files are read a chunk at a time,
+    so that thousands of volumes never sit in memory at once."""
+    summary = json.loads((Path(folder) / "embedding.json").read_text())
+    source, preprocessing = Path(summary["source"]), Preprocessing.from_settings(summary["preprocessing"])
+    wanted = set(subject_ids)
+    if source.suffix == ".npz":
+        table = load_table(source, preprocessing)
+        yield from ((s, image) for s, image in zip(table.subject_ids, table.images) if s in wanted)
+        return
+    manifest = scan_folder(source) if source.is_dir() else read_manifest(source)
+    rows = [row for row in manifest.rows if row["subject_id"] in wanted]
+    with tempfile.TemporaryDirectory() as scratch:
+        for start in range(0, len(rows), chunk):
+            part = Manifest(rows[start : start + chunk], manifest.columns).write(Path(scratch) / "chosen.csv")
+            try:
+                table = load_table(part, preprocessing, volume_index=summary["preprocessing"].get("volume_index") or 0)
+            except ManifestError:  # none of this chunk's files can be read any more
+                continue
+            yield from zip(table.subject_ids, table.images)

@@ -32,13 +32,19 @@ def embedding_map(features: np.ndarray, method: str = "umap", seed: int = 0) -> 
 
 
 def plot_map(coords: np.ndarray, labels: np.ndarray, title: str, path: Path) -> Path:
+    """One colour per group; float ``labels`` (age, say) on a colour scale, NaN in grey."""
     fig, ax = plt.subplots(figsize=(5, 4.2), dpi=110)
-    for name in sorted(set(labels)):
-        chosen = labels == name
-        ax.scatter(coords[chosen, 0], coords[chosen, 1], s=5, alpha=0.7, label=f"{name} ({chosen.sum()})")
+    if np.issubdtype(labels.dtype, np.floating):
+        known = np.isfinite(labels)
+        ax.scatter(coords[~known, 0], coords[~known, 1], s=5, c="lightgrey")
+        fig.colorbar(ax.scatter(coords[known, 0], coords[known, 1], s=5, c=labels[known], cmap="viridis"), ax=ax)
+    else:
+        for name in sorted(set(labels)):
+            chosen = labels == name
+            ax.scatter(coords[chosen, 0], coords[chosen, 1], s=5, alpha=0.7, label=f"{name} ({chosen.sum()})")
+        ax.legend(fontsize=7, markerscale=2, loc="best")
     ax.set_title(title, fontsize=10)
     ax.set_xticks([]), ax.set_yticks([])
-    ax.legend(fontsize=7, markerscale=2, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -36,7 +36,7 @@ def _draw_rows(rows: dict[str, list[tuple[np.ndarray, str]]], path: Path, column
     fig, axes = plt.subplots(len(rows), columns, figsize=(columns * column_width, len(rows) * 1.5), dpi=100, squeeze=False)
     for row_axes, (name, images) in zip(axes, rows.items()):
         for ax, (image, title) in zip(row_axes, images):
-            ax.imshow(_thumbnail(image), cmap="gray")
+            ax.imshow(thumbnail(image), cmap="gray")
             if title:
                 ax.set_title(title, fontsize=7)
         for ax in row_axes:
@@ -48,7 +48,8 @@ def _draw_rows(rows: dict[str, list[tuple[np.ndarray, str]]], path: Path, column
     return path
 
 
-def _thumbnail(array: np.ndarray) -> np.ndarray:
+def thumbnail(array: np.ndarray) -> np.ndarray:
+    """A 2D image as it is; a 3D volume as its sagittal, coronal and axial mid-slices side by side."""
     if array.ndim == 2:
         return array
     x, y, z = (s // 2 for s in array.shape)  # RAS+: show sagittal | coronal | axial with superior up
