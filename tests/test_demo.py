@@ -10,7 +10,7 @@ from medssl.demo import DemoConfig, run_demo
 from medssl.report.browser import chromium_path, render
 
 TINY_DEMO = DemoConfig(subjects=80, xray_size=32, mri_size=16, xray_epochs=1, mri_epochs=1, fractions=(0.2, 1.0), probe_seeds=(0,))
-SECTIONS = ("data", "training", "probes", "maps", "subgroups", "traits", "genetics", "skips", "config")
+SECTIONS = ("data", "training", "probes", "maps", "subgroups", "normative", "attribution", "traits", "genetics", "skips", "config")
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +23,16 @@ def test_every_stage_lands_in_one_folder(demo_run):
     out, report = demo_run
     payload = json.loads((out / "report.json").read_text())
     assert set(payload["durations_s"]) == {"simulate", "pretrain_xray", "pretrain_mri", "evaluate_xray", "evaluate_mri", "phenotypes", "genetics"}
-    assert set(payload["phenotypes"]) == {"xray/pretrained", "xray/random_init", "mri/pretrained", "mri/random_init"}
+    assert set(payload["phenotypes"]["trait_r2"]) == {"xray/pretrained", "xray/random_init", "mri/pretrained", "mri/random_init"}
+    for modality in ("xray", "mri"):
+        found = payload["phenotypes"][modality]
+        assert found["atlas"]["subjects"] == 80 and set(found["subgroups"]["methods"]) == {"kmeans", "gmm", "hdbscan"}
+        assert "any" in found["normative"]["auroc"] and (out / "phenotypes" / modality / "atlas" / "atlas.html").exists()
     assert payload["genetics"]["available"] is False
     html = report.read_text()
     for section in SECTIONS:
         assert f'<section id="{section}">' in html
-    assert html.count("data:image/png;base64,") >= 9 and "http" not in html.split("<body>")[1]  # offline
+    assert html.count("data:image/png;base64,") >= 15 and "http" not in html.split("<body>")[1]  # offline
 
 
 def test_rerun_resumes_finished_stages(demo_run, capsys):

@@ -1,7 +1,7 @@
 """``medssl demo``: the whole journey on the built-in simulated cohort, in stages that resume.
 
 simulate -> pretrain (2D chest radiographs, 3D brain MRIs) -> evaluate (probes vs random init) ->
-phenotypes (trait recovery, embedding maps, subgroups) -> genetics -> report. Every stage writes
+phenotypes (embeddings, atlas, subgroups, deviation from healthy, attribution, trait recovery) -> genetics -> report. Every stage writes
 a marker with its result and duration; rerunning on the same folder skips finished stages.
 """
 
@@ -78,7 +78,7 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig()) -> Path:
     for modality, manifest in manifests.items():
         encoder = out / f"pretrain_{modality}" / "encoder.pt"
         stages.run(f"evaluate_{modality}", lambda: evaluate(encoder, manifest, out / f"evaluate_{modality}", config.fractions, config.probe_seeds)["summary"])
-    stages.run("phenotypes", lambda: _phenotypes(out, simulated["subjects"], config.seed))
+    stages.run("phenotypes", lambda: _phenotypes(out, manifests, simulated["subjects"], config.seed))
     stages.run("genetics", lambda: {"available": False, "reason": "the GWAS capability (medssl gwas) is not built yet"})
     start = time.perf_counter()
     report = _report(out, config, manifests, stages)
@@ -99,33 +99,74 @@ def _pretrain(manifest: str, run: Path, modality: str, config: DemoConfig) -> di
     return pretrain(manifest, run, settings, seed=config.seed, resume=(run / "checkpoints" / "last.ckpt").exists()).summary
 
 
-def _phenotypes(out: Path, subjects_csv: str, seed: int) -> dict:
-    """Per modality and encoder: trait R² (ridge, test split), k-means ARI/NMI, a UMAP map."""
-    from medssl.analysis.maps import embedding_map, plot_map
-    from medssl.analysis.subgroups import agreement, fit_groups, reduce
+def _phenotypes(out: Path, manifests: dict[str, str], subjects_csv: str, seed: int) -> dict:
+    """Per modality: the pretrained encoder's embedding of every subject, its atlas, subgroups,
+    deviation from the healthy group (adjusted for age and sex) and what drives PC1; then trait R²
+    of pretrained vs random-init features."""
+    from medssl.analysis.atlas import build_atlas
+    from medssl.analysis.attribution import explain
+    from medssl.analysis.embed import embed_subjects
+    from medssl.analysis.normative import normative_analysis
+    from medssl.analysis.subgroups import subgroup_analysis
+
+    results = {}
+    for modality, manifest in manifests.items():
+        folder = out / "phenotypes" / modality
+        embedding = folder / "embed"
+        embed_subjects(out / f"pretrain_{modality}" / "encoder.pt", manifest, embedding, seed=seed)
+        results[modality] = {
+            "atlas": build_atlas(embedding, folder / "atlas", color_by=("label", "age", "sex"), seed=seed),
+            "subgroups": subgroup_analysis(embedding, folder / "subgroups", bootstraps=10, seed=seed),
+            "normative": normative_analysis(embedding, folder / "normative", "label=healthy", ("age", "sex"), seed=seed),
+            "attribution": explain(embedding, folder / "attribution", pc=1, n_subjects=8, lowest=True),
+        }
+    results["trait_r2"] = _trait_recovery(out, subjects_csv)
+    return results
+
+
+def _trait_recovery(out: Path, subjects_csv: str) -> dict:
+    """Test R² of a ridge probe per heritable trait, pretrained vs random-init features."""
     from medssl.evaluation.probe import regression_probe
     from medssl.simulation.cohort import TRAITS
 
     with open(subjects_csv, newline="") as handle:
         truth = {row["subject_id"]: row for row in csv.DictReader(handle)}
-    folder = out / "phenotypes"
-    folder.mkdir(exist_ok=True)
     results = {}
     for modality in MODALITY_TITLES:
         saved = np.load(out / f"evaluate_{modality}" / "embeddings.npz")
-        splits, groups = saved["split"], saved["label"]
+        part = {s: saved["split"] == s for s in ("train", "val", "test")}
         traits = np.array([[float(truth[s][t]) for t in TRAITS] for s in saved["subject_id"]])
         for encoder in ("pretrained", "random_init"):
             features = saved[encoder]
-            part = {s: splits == s for s in ("train", "val", "test")}
-            r2 = {t: regression_probe(*((features[part[s]], traits[part[s], i]) for s in ("train", "val", "test")))["r2"] for i, t in enumerate(TRAITS)}
-            clusters = agreement(fit_groups(reduce(features, seed=seed), "kmeans", len(set(groups)), seed), groups)
-            coords = embedding_map(features, "umap", seed)
-            title = f"{MODALITY_TITLES[modality]}, {encoder.replace('_', '-')} encoder"
-            plot_map(coords, groups, title, folder / f"map_{modality}_{encoder}.png")
-            results[f"{modality}/{encoder}"] = {"trait_r2": r2, "subgroups": clusters}
-    (folder / "phenotypes.json").write_text(json.dumps(results, indent=2))
+            results[f"{modality}/{encoder}"] = {t: regression_probe(*((features[part[s]], traits[part[s], i]) for s in ("train", "val", "test")))["r2"] for i, t in enumerate(TRAITS)}
     return results
+
+
+def _phenotype_sections(out: Path, phenotypes: dict, modalities: list[str]) -> list:
+    from medssl.report.html import Section, figure, paragraph, table
+    from medssl.simulation.cohort import TRAITS
+
+    folder = lambda m: out / "phenotypes" / m  # noqa: E731
+    maps, groups, groups_html, normal, why = "", [], "", "", ""
+    for m in modalities:
+        title, found = MODALITY_TITLES[m], phenotypes[m]
+        maps += f'<h3>{title}</h3><p><a href="phenotypes/{m}/atlas/atlas.html">Interactive atlas</a>: hover a point to see the subject.</p>'
+        maps += "".join(figure(folder(m) / "atlas" / f"atlas_{c}.png", f"UMAP of the pretrained embeddings, coloured by {c}") for c in ("label", "age"))
+        for method, g in found["subgroups"]["methods"].items():
+            groups.append({"modality": m, "method": method, "groups": g["n_groups"], "chosen by": g["criterion"], "bootstrap ARI": g["stability"].get("ari_mean"),
+                           "ARI vs disease group": g["agreement"].get("ari"), "NMI": g["agreement"].get("nmi")})  # fmt: skip
+        groups_html += figure(folder(m) / "subgroups" / "subgroups_kmeans.png", f"k-means groups of {title}: mean image, then the members nearest the centre")
+        normal += figure(folder(m) / "normative" / "normative.png", f"{title}: deviation from the healthy, adjusted for age and sex")
+        normal += table([{"modality": m, **{f"AUROC {g}": v for g, v in found["normative"]["auroc"].items()}}])
+        why += figure(folder(m) / "attribution" / "attribution_pc1.png", f"{title}: occlusion maps of PC1, highest and lowest subjects")
+    trait_rows = [{"modality / encoder": k, **{t: v[t] for t in TRAITS}} for k, v in phenotypes["trait_r2"].items()]
+    return [
+        Section("maps", "Embedding atlas", maps),
+        Section("subgroups", "Subgroups vs the true disease groups", table(groups) + groups_html),
+        Section("normative", "Deviation from healthy variation", paragraph("Reference: the healthy subjects (scored out of fold). AUROC: the deviation score telling each disease group from them.") + normal),
+        Section("attribution", "What drives the first principal component", why),
+        Section("traits", "Heritable traits recovered from embeddings (test R²)", paragraph("Chest radiographs show heart and lung size; brain MRIs show ventricle and brain size. The other traits are negative controls.") + table(trait_rows)),
+    ]
 
 
 def _report(out: Path, config: DemoConfig, manifests: dict[str, str], stages: Stages) -> Path:
@@ -136,13 +177,12 @@ def _report(out: Path, config: DemoConfig, manifests: dict[str, str], stages: St
     from medssl.data.manifest import read_manifest
     from medssl.report.figures import label_efficiency, sample_grid, training_curves
     from medssl.report.html import Section, figure, paragraph, preformatted, table, write_report
-    from medssl.simulation.cohort import TRAITS
 
     figures = out / "report_figures"
     figures.mkdir(exist_ok=True)
     marker = lambda name: json.loads((stages.folder / f"{name}.json").read_text())["result"]  # noqa: E731
     phenotypes = marker("phenotypes")
-    data_html, probe_html, map_html, skip_rows = "", "", "", []
+    data_html, probe_html, skip_rows = "", "", []
     counts = []
     for modality, manifest in manifests.items():
         rows = read_manifest(manifest).rows
@@ -154,12 +194,9 @@ def _report(out: Path, config: DemoConfig, manifests: dict[str, str], stages: St
             [s for s in summary if s["probe"] == "linear"], ["encoder", "probe", "fraction", "n_labels", "seeds", "acc_mean", "acc_std", "auc_mean", "auc_std"]
         )
         probe_html += figure(label_efficiency(summary, f"subgroup classification, {MODALITY_TITLES[modality]}", figures / f"labels_{modality}.png"), "Test AUC (macro one-vs-rest over groups), mean ± SD over seeds")
-        map_html += "".join(figure(out / "phenotypes" / f"map_{modality}_{e}.png", f"UMAP of {e.replace('_', '-')} embeddings, coloured by true group") for e in ("pretrained", "random_init"))
         for folder in (f"pretrain_{modality}", f"evaluate_{modality}"):
             with (out / folder / "skipped.csv").open() as handle:
                 skip_rows += [{"stage": folder, **r} for r in csv.DictReader(handle)]
-    trait_rows = [{"modality / encoder": k, **{t: v["trait_r2"][t] for t in TRAITS}} for k, v in phenotypes.items()]
-    cluster_rows = [{"modality / encoder": k, "ARI": v["subgroups"]["ari"], "NMI": v["subgroups"]["nmi"]} for k, v in phenotypes.items()]
     curves = training_curves({MODALITY_TITLES[m]: out / f"pretrain_{m}" for m in manifests}, figures / "training.png")
     versions = {"medssl": __version__, "python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__, "lightning": lightning.__version__}
     durations = [{"stage": k, "seconds": v} for k, v in stages.durations.items()]
@@ -168,9 +205,7 @@ def _report(out: Path, config: DemoConfig, manifests: dict[str, str], stages: St
         Section("data", "Data", table(counts) + data_html),
         Section("training", "Training", figure(curves, "SimCLR training loss per step") + table([{"run": m, **marker(f"pretrain_{m}")} for m in manifests])),
         Section("probes", "Linear probe vs random init", probe_html),
-        Section("maps", "Embedding maps", map_html),
-        Section("subgroups", "Subgroups (k-means vs true groups)", table(cluster_rows)),
-        Section("traits", "Heritable traits recovered from embeddings (test R²)", paragraph("Chest radiographs show heart and lung size; brain MRIs show ventricle and brain size. The other traits are negative controls.") + table(trait_rows)),
+        *_phenotype_sections(out, phenotypes, list(manifests)),
         Section("genetics", "Genetic association", paragraph(f"Not available: {genetics['reason']}.", note=True)),
         Section("skips", "Skip report", table(skip_rows) if skip_rows else paragraph("No input was skipped.")),
         Section("config", "Configuration and versions", table(durations) + preformatted(json.dumps({"demo": asdict(config), "versions": versions}, indent=2))),

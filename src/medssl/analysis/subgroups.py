@@ -167,8 +167,10 @@ def _reference_groups(metadata: dict[str, np.ndarray], column: str | None) -> np
     return None if (values == "").all() else values
 
 
-def _gallery(embedding_dir: str | Path, ids: np.ndarray, labels: np.ndarray, nearest: dict[int, np.ndarray], path: Path, seed: int, mean_of: int = 200) -> Path:
+def _gallery(embedding_dir: str | Path, ids: np.ndarray, labels: np.ndarray, nearest: dict[int, np.ndarray], path: Path, seed: int, mean_of: int = 200) -> Path | None:
     """Per group: the mean of (up to ``mean_of``) members' images, then the members nearest the centre."""
+    if not nearest:  # HDBSCAN called every subject noise
+        return None
     rng = np.random.default_rng(seed)
     rows = {}
     for group, typical in nearest.items():
