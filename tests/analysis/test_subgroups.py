@@ -47,3 +47,13 @@ def test_the_analysis_writes_groups_galleries_and_agreement(tmp_path, npz_2d):
         assert (tmp_path / "groups" / name).stat().st_size > 1000
     with pytest.raises(ValueError, match="no column 'diagnosis'"):
         subgroup_analysis(tmp_path / "embed", tmp_path / "groups", ("kmeans",), reference_column="diagnosis")
+
+
+@pytest.mark.parametrize("method", ["kmeans", "gmm", "hdbscan"])
+def test_above_the_fitting_limit_the_rest_are_assigned_to_the_same_groups(method, monkeypatch):
+    import medssl.analysis.subgroups as subgroups
+
+    features, truth = blobs(n_per_group=100)
+    monkeypatch.setattr(subgroups, "MAX_FIT", 90)  # fit on 90 of 300 subjects, assign the other 210
+    labels = subgroups.fit_groups(reduce(features), method, 3, seed=0)
+    assert len(labels) == 300 and subgroups.agreement(labels, truth)["ari"] > 0.95

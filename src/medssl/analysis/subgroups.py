@@ -19,6 +19,7 @@ from sklearn.cluster import HDBSCAN, KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from medssl.analysis.embed import read_embeddings, subject_images
@@ -26,6 +27,7 @@ from medssl.report.figures import _draw_rows
 
 CLUSTERERS = ("kmeans", "gmm", "hdbscan")
 SILHOUETTE_SAMPLE = 5000  # silhouette is quadratic in subjects: estimate it on a sample
+MAX_FIT = 20_000  # subjects a clustering is fitted on; a million-subject cohort is assigned, not fitted
 
 
 def gaussian_mixture(n_groups: int, seed: int) -> GaussianMixture:
@@ -58,12 +60,17 @@ def reduce(features: np.ndarray, n_components: int = 20, seed: int = 0) -> np.nd
 
 
 def fit_groups(x: np.ndarray, method: str, n_groups: int | None, seed: int) -> np.ndarray:
+    """Each subject's group. Above ``MAX_FIT`` subjects the model is fitted on a seeded sample and
+    the rest are assigned: k-means and GMM by their own prediction, HDBSCAN (which cannot predict)
+    by the group of the nearest fitted subject."""
+    fitted = np.arange(len(x)) if len(x) <= MAX_FIT else np.sort(np.random.default_rng(seed).choice(len(x), MAX_FIT, replace=False))
     if method == "kmeans":
-        return KMeans(n_clusters=n_groups, n_init=10, random_state=seed).fit_predict(x)
+        return KMeans(n_clusters=n_groups, n_init=10, random_state=seed).fit(x[fitted]).predict(x)
     if method == "gmm":
-        return gaussian_mixture(n_groups, seed).fit_predict(x)
+        return gaussian_mixture(n_groups, seed).fit(x[fitted]).predict(x)
     if method == "hdbscan":
-        return HDBSCAN(min_cluster_size=max(5, len(x) // 50), copy=True).fit_predict(x)
+        labels = HDBSCAN(min_cluster_size=max(5, len(fitted) // 50), copy=True).fit_predict(x[fitted])
+        return labels if len(fitted) == len(x) else labels[NearestNeighbors(n_neighbors=1).fit(x[fitted]).kneighbors(x)[1][:, 0]]
     raise ValueError(f"unknown clustering method '{method}'; choose from {CLUSTERERS}")
 
 
