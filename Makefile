@@ -5,7 +5,7 @@ VENV := .venv
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: demo test browser clean
+.PHONY: demo test tools clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,15 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/medssl demo --out runs/demo
 
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed tools
 	$(VENV)/bin/python -m pytest -q
 
-# the report test opens the demo's HTML in Debian's chromium; without it that one test skips
-browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-		|| echo "chromium not installed: the browser test will skip"
+# Debian's chromium (the report test opens the demo's HTML) and plink2 (the GWAS is checked against
+# it); without them those tests skip and say why
+tools:
+	@(command -v chromium >/dev/null && command -v plink2 >/dev/null) || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium plink2 >/dev/null) \
+		|| echo "chromium or plink2 not installed: the tests that need them will skip"
 
 clean:
 	rm -rf $(VENV) runs
