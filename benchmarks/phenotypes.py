@@ -113,7 +113,7 @@ def analyse(folder: Path, settings: dict, seed: int, bootstraps: int) -> dict:
     row = {f"kmeans_k_true_{k}": v for k, v in agreement(fit_groups(reduce(features, seed=seed), "kmeans", len(set(classes)), seed), classes).items()}
     found = subgroup_analysis(folder / "embed", folder / "subgroups", METHODS, bootstraps=bootstraps, seed=seed)["methods"]
     for method, result in found.items():
-        row |= {f"{method}_groups": result["n_groups"], f"{method}_ari": result["agreement"]["ari"], f"{method}_stability": result["stability"]["ari_mean"]}
+        row |= {f"{method}_groups": result["n_groups"], f"{method}_ari": result["agreement"]["ari"], f"{method}_stability": result["stability"].get("ari_mean")}
     if settings["normal"] is not None:
         normative = normative_analysis(folder / "embed", folder / "normative", f"label={settings['normal']}", settings.get("covariates", ()), seed=seed)
         row |= {"normative_auroc_all": normative["auroc"]["any"], "normative_auroc_test": test_auroc(folder / "normative" / "normative_scores.csv")}

@@ -57,3 +57,10 @@ def test_above_the_fitting_limit_the_rest_are_assigned_to_the_same_groups(method
     monkeypatch.setattr(subgroups, "MAX_FIT", 90)  # fit on 90 of 300 subjects, assign the other 210
     labels = subgroups.fit_groups(reduce(features), method, 3, seed=0)
     assert len(labels) == 300 and subgroups.agreement(labels, truth)["ari"] > 0.95
+
+
+def test_no_groups_have_no_stability_to_report():
+    from medssl.analysis.subgroups import bootstrap_stability
+
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    assert bootstrap_stability(x, np.full(40, -1), "hdbscan", 0, bootstraps=3, seed=0) == {}

@@ -90,7 +90,10 @@ def choose_n_groups(x: np.ndarray, method: str, candidates: range, seed: int) ->
 
 
 def bootstrap_stability(x: np.ndarray, labels: np.ndarray, method: str, n_groups: int, bootstraps: int, seed: int) -> dict[str, float]:
-    """Refit on bootstrap resamples; the ARI with the full fit, on the subjects each resample drew."""
+    """Refit on bootstrap resamples; the ARI with the full fit, on the subjects each resample drew.
+    Without groups (HDBSCAN calling everyone noise) there is nothing whose stability to measure."""
+    if n_groups == 0:
+        return {}
     rng = np.random.default_rng(seed)
     aris = []
     for b in range(bootstraps):

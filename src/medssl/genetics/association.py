@@ -1,0 +1,122 @@
+"""Linear regression of many phenotypes on one SNP at a time, for a chunk of SNPs at once.
+
+Model, per SNP and phenotype: y = a + C b + g beta + e, the same as ``plink2 --glm`` (quantitative
+traits). By Frisch-Waugh-Lovell, beta and its SE follow from y and g residualised on [1, C]; with
+an orthonormal basis Q of [1, C] (QR, computed once) that is two matrix products per chunk, and
+all SNPs x phenotypes come from one product of the residuals.
+
+Missing calls: ``missing="mean"`` fills them with the SNP's mean dosage and keeps every sample
+(REGENIE's choice). ``missing="drop"`` leaves a SNP's uncalled samples out of its fit, as plink2
+does; rather than refit on the remaining samples, the full-sample products are downdated by the
+uncalled samples' rows (k x k algebra per SNP), which is exact and costs their number, not N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+MISSING = ("drop", "mean")
+CHI2_MEDIAN_1DF = 0.45493642311957283  # median of chi-square with 1 df: the lambda of a null GWAS
+# a genotype whose residual variance is below this share of its variance is constant given the
+# covariates (e.g. monomorphic among the samples used): no test, like plink2's NA
+COLLINEAR = 1e-8
+
+
+@dataclass(frozen=True)
+class AssociationResult:
+    """Per SNP (rows) and phenotype (columns); NaN where a SNP cannot be tested."""
+
+    beta: np.ndarray
+    se: np.ndarray
+    t_stat: np.ndarray
+    p: np.ndarray
+    n: np.ndarray
+    a1_freq: np.ndarray
+
+
+class LinearAssociation:
+    """Phenotypes (N, P) and covariates (N, q) fixed once; ``test`` runs a chunk of SNPs."""
+
+    def __init__(self, phenotypes: np.ndarray, covariates: np.ndarray, missing: str = "drop") -> None:
+        if missing not in MISSING:
+            raise ValueError(f"missing must be one of {MISSING}; got {missing!r}")
+        phenotypes = np.asarray(phenotypes, dtype=np.float64)
+        if not np.isfinite(phenotypes).all():
+            raise ValueError("phenotypes contain missing or infinite values; drop those samples first")
+        self.missing = missing
+        self.basis = covariate_basis(np.asarray(covariates, dtype=np.float64), len(phenotypes))
+        self.residuals = phenotypes - self.basis @ (self.basis.T @ phenotypes)
+        self.residual_ss = (self.residuals**2).sum(0)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.residuals)
+
+    def test(self, dosages: np.ndarray) -> AssociationResult:
+        """Every SNP of an (N, SNPs) dosage chunk (NaN = missing call) against every phenotype."""
+        genotypes = np.asarray(dosages, dtype=np.float64)
+        called = ~np.isnan(genotypes)
+        n = called.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, np.nansum(genotypes, 0) / n, 0.0)
+        filled = np.where(called, genotypes, mean)
+        centred_ss = ((filled - mean) ** 2).sum(0)
+        g = filled - self.basis @ (self.basis.T @ filled)
+        gy, gg = g.T @ self.residuals, (g**2).sum(0)
+        yy = np.broadcast_to(self.residual_ss, gy.shape).copy()
+        if self.missing == "drop":
+            for snp in np.flatnonzero(n < self.n_samples):
+                gy[snp], gg[snp], yy[snp] = self._downdate(~called[:, snp], g[:, snp], gy[snp], gg[snp])
+        else:
+            n = np.full_like(n, self.n_samples)
+        return _statistics(gy, gg, yy, n - self.basis.shape[1] - 1, centred_ss, n, mean / 2)
+
+    def _downdate(self, uncalled: np.ndarray, g: np.ndarray, gy: np.ndarray, gg: float) -> tuple[np.ndarray, float, np.ndarray]:
+        """g'My, g'Mg and y'My on the called samples only, M their residual maker of [1, C].
+
+        Replacing y and g by their full-sample residuals changes neither beta nor the residuals of
+        a fit that contains [1, C]; on the called rows S, Q_S still spans [1, C], and
+        Q_S'Q_S = I - Q_m'Q_m, Q_S'r_S = -Q_m'r_m (r is orthogonal to Q over all rows)."""
+        q, y, gm = self.basis[uncalled], self.residuals[uncalled], g[uncalled]
+        gram = np.eye(q.shape[1]) - q.T @ q
+        if np.linalg.eigvalsh(gram)[0] < COLLINEAR:  # [1, C] is rank deficient on the called samples
+            return np.full_like(gy, np.nan), np.nan, np.full_like(gy, np.nan)
+        qg, qy = q.T @ gm, q.T @ y
+        solved_g, solved_y = np.linalg.solve(gram, qg), np.linalg.solve(gram, qy)
+        gy_s = gy - gm @ y - solved_g @ qy
+        gg_s = gg - gm @ gm - qg @ solved_g
+        yy_s = self.residual_ss - (y**2).sum(0) - (qy * solved_y).sum(0)
+        return gy_s, gg_s, yy_s
+
+
+def covariate_basis(covariates: np.ndarray, n_samples: int) -> np.ndarray:
+    """Orthonormal basis (N, q + 1) of [1, covariates]; an error if the covariates are collinear."""
+    design = np.column_stack([np.ones(n_samples), covariates.reshape(n_samples, -1)])
+    if not np.isfinite(design).all():
+        raise ValueError("covariates contain missing or infinite values; drop those samples first")
+    basis, r = np.linalg.qr(design)
+    diagonal = np.abs(np.diag(r))
+    if (diagonal <= COLLINEAR * np.linalg.norm(design, axis=0).clip(1e-300)).any():
+        raise ValueError("the covariates are collinear (with each other or the intercept, e.g. a constant column); drop the redundant ones")
+    return basis
+
+
+def _statistics(gy: np.ndarray, gg: np.ndarray, yy: np.ndarray, df: np.ndarray, centred_ss: np.ndarray, n: np.ndarray, a1_freq: np.ndarray) -> AssociationResult:
+    testable = (gg > COLLINEAR * centred_ss) & (centred_ss > 0) & (df > 0)
+    gg_safe, df_safe = np.where(testable, gg, 1.0)[:, None], np.where(testable, df, 1)[:, None]
+    beta = gy / gg_safe
+    se = np.sqrt(np.maximum(yy - beta * gy, 0) / df_safe / gg_safe)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_stat = beta / se
+    p = 2 * stats.t.sf(np.abs(t_stat), df_safe)
+    beta, se, t_stat, p = (np.where(testable[:, None], a, np.nan) for a in (beta, se, t_stat, p))
+    return AssociationResult(beta, se, t_stat, p, n, a1_freq)
+
+
+def genomic_inflation(p: np.ndarray) -> float:
+    """lambda_GC: the median chi-square (1 df) implied by the p-values over its null median."""
+    p = p[np.isfinite(p)]
+    return float(np.median(stats.chi2.isf(p, 1)) / CHI2_MEDIAN_1DF) if len(p) else float("nan")

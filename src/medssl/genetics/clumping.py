@@ -1,0 +1,53 @@
+"""Lead SNPs: significant SNPs clumped around the most significant one of each locus.
+
+Greedy, as ``plink --clump``: the SNP with the smallest p-value leads; every other significant SNP
+within the window on its chromosome joins its clump (by distance alone, or only when its r^2 with
+the lead exceeds ``r2``); repeat with the SNPs left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from medssl.genetics.genotypes import Genotypes
+
+LdFunction = Callable[[int, np.ndarray], np.ndarray]
+
+
+def clump(
+    chrom: np.ndarray, pos: np.ndarray, p: np.ndarray, *, threshold: float = 5e-8, window_kb: float = 250, r2: float | None = None, ld: LdFunction | None = None
+) -> list[tuple[int, np.ndarray]]:
+    """(lead's position in the arrays, positions of the SNPs its clump absorbed), best lead first.
+
+    ``ld(lead, others)`` gives r^2 between SNPs (by position in the arrays); needed with ``r2``."""
+    if r2 is not None and ld is None:
+        raise ValueError("LD clumping (r2) needs an LD function")
+    left = np.flatnonzero(p < threshold)
+    left = left[np.argsort(p[left], kind="stable")]
+    leads = []
+    while len(left):
+        lead, others = left[0], left[1:]
+        near = others[(chrom[others] == chrom[lead]) & (np.abs(pos[others] - pos[lead]) <= window_kb * 1000)]
+        if r2 is not None and len(near):
+            near = near[ld(lead, near) > r2]
+        leads.append((int(lead), near))
+        left = others[~np.isin(others, near)]
+    return leads
+
+
+def genotype_r2(genotypes: Genotypes, samples: np.ndarray, snps: np.ndarray) -> LdFunction:
+    """r^2 from the genotypes of the given samples; ``snps`` maps array positions to .bim rows.
+    Missing calls are set to the SNP's mean, which leaves the other samples' covariance intact."""
+
+    def r2(lead: int, others: np.ndarray) -> np.ndarray:
+        dosages = genotypes.read(samples, snps[np.concatenate([[lead], others])]).astype(np.float64)
+        dosages = np.where(np.isnan(dosages), np.nanmean(dosages, 0), dosages)
+        centred = dosages - dosages.mean(0)
+        norms = np.sqrt((centred**2).sum(0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = centred[:, 1:].T @ centred[:, 0] / (norms[1:] * norms[0])
+        return np.nan_to_num(r**2)
+
+    return r2

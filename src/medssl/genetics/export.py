@@ -1,0 +1,137 @@
+"""The same GWAS for plink2, REGENIE and BOLT-LMM: their phenotype and covariate files, and
+``commands.sh`` with their command lines on the same samples, SNPs, phenotypes and covariates.
+
+Only complete samples are written (every tool would otherwise apply its own missing-value rules),
+so no file holds a missing value. Categorical covariates are coded per tool:
+* plink2 and REGENIE get the 0/1 indicators ``medssl gwas`` itself fits (``column_level``, first
+  level left out), plain numbers that every version reads the same way; plink2's own categorical
+  handling and REGENIE's ``--catCovarList`` would build the same indicators, but only in newer
+  versions and with their own naming.
+* BOLT-LMM gets the levels themselves in ``--covarCol`` (it builds the indicators), numbers in
+  ``--qCovarCol``.
+Numbers are written in full (shortest round-trip form), so each tool sees exactly our values.
+Caveats left to the user: plink2 reads a phenotype whose values are all 0/1/2 as case/control,
+and BOLT-LMM reads a value of exactly -9 as missing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from medssl.genetics.phenotypes import encode_covariates, is_numeric
+
+
+def write_exports(
+    out_dir: str | Path,
+    bed_prefix: str | Path,
+    fid: np.ndarray,
+    iid: np.ndarray,
+    phenotypes: Mapping[str, np.ndarray],
+    covariates: Mapping[str, np.ndarray],
+    *,
+    removed_samples: tuple[np.ndarray, np.ndarray] = (np.array([]), np.array([])),
+    excluded_snps: Sequence[str] = (),
+) -> dict[str, Path]:
+    """Writes every tool's files and ``commands.sh`` into ``out_dir``; returns them by name.
+
+    ``removed_samples``: (FID, IID) of the genotyped samples left out of the analysis (BOLT-LMM
+    reads every .fam sample unless told); ``excluded_snps``: IDs of the SNPs QC removed. Lists
+    and covariate files that would be empty are not written (the tools reject empty ones)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    design, design_names = encode_covariates(covariates, len(iid))
+    numeric = dict(zip(design_names, design.T))
+    files = {"samples.keep": _write_lines(out / "samples.keep", [f"{f} {i}" for f, i in zip(fid, iid)])}
+    for tool, header in (("plink2", "#FID IID"), ("regenie", "FID IID"), ("bolt", "FID IID")):
+        files[f"{tool}.pheno"] = _write(out / f"{tool}.pheno", fid, iid, phenotypes, header)
+        if covariates:
+            columns = _bolt_columns(covariates) if tool == "bolt" else numeric
+            files[f"{tool}.covar"] = _write(out / f"{tool}.covar", fid, iid, columns, header)
+    if len(removed_samples[1]):
+        files["samples.remove"] = _write_lines(out / "samples.remove", [f"{f} {i}" for f, i in zip(*removed_samples)])
+    if len(excluded_snps):
+        files["snps.exclude"] = _write_lines(out / "snps.exclude", list(excluded_snps))
+    files["commands.sh"] = _write_lines(out / "commands.sh", commands_script(Path(bed_prefix).resolve(), list(phenotypes), covariates, set(files)))
+    files["commands.sh"].chmod(0o755)
+    return files
+
+
+def plink2_command(bed_prefix: Path, written: set[str], out: str = "plink2/gwas") -> list[str]:
+    """plink2 --glm as ``medssl gwas`` runs it: linear, missing calls dropped per SNP; 'omit-ref'
+    makes A1 the .bim's allele 1 (as ours) rather than each SNP's minor allele, and standardising
+    the covariates (which leaves every SNP's BETA, SE and P unchanged) keeps plink2's
+    multicollinearity check from failing on covariates such as a year of birth. No value is ever
+    missing in the files, so -9 is read as a number, and the .fam's phenotype column is ignored.
+    ``written``: the export's file names, run from its folder."""
+    covar = ["--covar", "plink2.covar", "--covar-variance-standardize"] if "plink2.covar" in written else []
+    return [
+        "plink2", "--bfile", str(bed_prefix), "--keep", "samples.keep", *_option("--exclude", "snps.exclude", written),
+        "--pheno", "plink2.pheno", "--no-psam-pheno", *covar, "--no-input-missing-phenotype",
+        "--glm", "hide-covar", "omit-ref", "cols=+a1freq", *([] if covar else ["allow-no-covars"]), "--out", out,
+    ]  # fmt: skip
+
+
+def commands_script(bed_prefix: Path, phenotype_names: list[str], covariates: Mapping[str, np.ndarray], written: set[str]) -> list[str]:
+    """The lines of ``commands.sh``: each tool's run on the exported files (``written``, by name)."""
+    regenie = ["--bed", str(bed_prefix), "--keep", "samples.keep", *_option("--exclude", "snps.exclude", written), "--phenoFile", "regenie.pheno"]
+    regenie += _option("--covarFile", "regenie.covar", written)
+    lines = [
+        "#!/usr/bin/env bash",
+        "# The GWAS of medssl gwas, run by plink2 (same model: its BETA/SE/P match ours), REGENIE and",
+        "# BOLT-LMM (mixed models: their statistics differ by design), on the files beside this script.",
+        "set -euo pipefail",
+        'cd "$(dirname "$0")"',
+        "mkdir -p plink2 regenie bolt",
+        _join(plink2_command(bed_prefix, written)),
+        "# REGENIE: step 1 fits the whole-genome ridge regression (leave-one-chromosome-out predictions),",
+        "# step 2 tests each SNP given them; quantitative traits are its default",
+        _join(["regenie", "--step", "1", *regenie, "--bsize", "1000", "--out", "regenie/step1"]),
+        _join(["regenie", "--step", "2", *regenie, "--bsize", "400", "--pred", "regenie/step1_pred.list", "--out", "regenie/step2"]),
+        "# BOLT-LMM: one phenotype per run; --LDscoresUseChip as no LD-score file is assumed",
+    ]
+    covar = [f"--qCovarCol={n}" if is_numeric(v) else f"--covarCol={n}" for n, v in covariates.items()]
+    for name in phenotype_names:
+        bolt = [f"--bfile={bed_prefix}", *_option("--remove", "samples.remove", written, "="), *_option("--exclude", "snps.exclude", written, "=")]
+        bolt += ["--phenoFile=bolt.pheno", f"--phenoCol={name}", *_option("--covarFile", "bolt.covar", written, "="), *covar]
+        lines.append(_join(["bolt", *bolt, "--lmm", "--LDscoresUseChip", f"--statsFile=bolt/{name}.stats.gz"]))
+    return lines
+
+
+def _option(flag: str, file: str, written: set[str], joiner: str = " ") -> list[str]:
+    """``flag file`` as two words (``flag=file`` for BOLT-LMM) if the file was written, else nothing."""
+    if file not in written:
+        return []
+    return [f"{flag}={file}"] if joiner == "=" else [flag, file]
+
+
+def _bolt_columns(covariates: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    # levels become whitespace-delimited tokens; a level's spelling does not change the model
+    return {name: values if is_numeric(values) else np.array(["_".join(str(v).split()) for v in values]) for name, values in covariates.items()}
+
+
+def _write(path: Path, fid: np.ndarray, iid: np.ndarray, columns: Mapping[str, np.ndarray], id_header: str) -> Path:
+    """Space-delimited FID IID + columns, which plink2, REGENIE and BOLT-LMM all read."""
+    text = [" ".join([id_header, *columns])]
+    formatted = [[_format(v) for v in values] for values in columns.values()]
+    text += [" ".join([f, i, *row]) for f, i, *row in zip(fid, iid, *formatted)]
+    return _write_lines(path, text)
+
+
+def _format(value: object) -> str:
+    try:
+        return repr(float(value))
+    except ValueError:
+        return str(value)
+
+
+def _write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def _join(words: list[str]) -> str:
+    return " ".join(shlex.quote(w) for w in words)

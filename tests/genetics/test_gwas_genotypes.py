@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from gwas_helpers import chr2  # noqa: F401  (fixture)
+from medssl.genetics.genotypes import GenotypeFileError, Genotypes, bed_prefix
+
+
+def test_reads_metadata_and_dosages_of_the_real_fileset(chr2):
+    genotypes = Genotypes(chr2)
+    variants = genotypes.variants
+    assert (len(genotypes.iid), genotypes.n_snps) == (503, 10025)
+    assert (genotypes.iid == genotypes.fid).all()
+    # first .bim line: 2 rs113106463 0 11320 A G; allele 1 (A) is the counted one
+    assert (variants.chrom[0], variants.id[0], variants.pos[0], variants.a1[0], variants.a2[0]) == ("2", "rs113106463", 11320, "A", "G")
+    everyone = np.arange(503)
+    chunks = list(genotypes.chunks(everyone, 4000))
+    assert [c.shape for _, c in chunks] == [(503, 4000), (503, 4000), (503, 2025)]
+    dosages = np.concatenate([c for _, c in chunks], axis=1)
+    assert dosages.dtype == np.float32 and set(np.unique(dosages[~np.isnan(dosages)])) == {0.0, 1.0, 2.0}
+    assert np.isnan(dosages).sum() == 5108 and np.isnan(dosages).any(0).sum() == 51
+    # a subset of samples in any order reads those samples' rows, in that order
+    chosen = np.array([502, 7, 100])
+    assert np.array_equal(genotypes.read(chosen, slice(0, 50)), dosages[chosen, :50], equal_nan=True)
+
+
+def test_any_of_the_three_files_or_the_prefix_names_the_fileset(chr2):
+    assert bed_prefix(str(chr2) + ".bim") == chr2 == bed_prefix(chr2)
+
+
+def test_missing_or_truncated_files_raise_an_error_naming_the_file(chr2, tmp_path):
+    for ext in (".bed", ".bim"):
+        shutil.copy(chr2.with_name("chr2" + ext), tmp_path / f"chr2{ext}")
+    with pytest.raises(GenotypeFileError, match=r"chr2\.fam: no such file"):
+        Genotypes(tmp_path / "chr2")
+    shutil.copy(chr2.with_name("chr2.fam"), tmp_path / "chr2.fam")
+    data = (tmp_path / "chr2.bed").read_bytes()
+    (tmp_path / "chr2.bed").write_bytes(data[:-10])
+    with pytest.raises(GenotypeFileError, match=r"chr2\.bed: .* bytes, but 503 samples x 10025 SNPs"):
+        Genotypes(tmp_path / "chr2")
+    (tmp_path / "chr2.bed").write_bytes(b"not a bed file")
+    with pytest.raises(GenotypeFileError, match=r"chr2\.bed: cannot be read"):
+        Genotypes(tmp_path / "chr2")
+    (tmp_path / "chr2.bed").write_bytes(data)
+    (tmp_path / "chr2.bim").write_text("2\trs1\t0\n")
+    with pytest.raises(GenotypeFileError, match=r"chr2\.bim: cannot be read"):
+        Genotypes(tmp_path / "chr2")

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import csv
+import json
+import shlex
+import subprocess
+
+import numpy as np
+import pytest
+
+from gwas_helpers import chr2, plink2, read_plink_table  # noqa: F401  (fixtures)
+from medssl.genetics.clumping import clump, genotype_r2
+from medssl.genetics.genotypes import Genotypes
+from medssl.genetics.gwas import run_gwas
+
+CAUSAL = 4308  # rs35684682, A1 frequency 0.32, no missing calls
+GLM_COLUMNS = ["CHR", "POS", "ID", "A1", "A2", "A1_FREQ", "N", "BETA", "SE", "T_STAT", "P"]
+
+
+@pytest.fixture(scope="module")
+def gwas(chr2, tmp_path_factory):
+    """One run on the real genotypes: a null phenotype and one with a planted causal SNP, as a
+    CSV table with gaps; age and a M/F sex as covariates; 2 genetic PCs; LD clumping."""
+    genotypes = Genotypes(chr2)
+    rng = np.random.default_rng(0)
+    n = len(genotypes.iid)
+    g = genotypes.read(np.arange(n), [CAUSAL])[:, 0]
+    causal = 0.8 * (g - g.mean()) + rng.normal(0, 1, n)
+    tmp = tmp_path_factory.mktemp("gwas")
+    rows = [("subject_id", "PC01", "PC02", "age", "sex")]
+    rows += [(s, f"{a:.6f}", f"{b:.6f}", f"{age:.1f}", sex) for s, a, b, age, sex in zip(genotypes.iid, rng.normal(0, 1, n), causal, rng.normal(55, 8, n), rng.choice(["F", "M"], n))]
+    rows[5] = (rows[5][0], "", *rows[5][2:])  # no PC01
+    rows[9] = (*rows[9][:3], "NA", rows[9][4])  # no age
+    rows.append(("NOT_GENOTYPED", "1", "2", "50", "F"))
+    with (tmp / "table.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    summary = run_gwas(
+        chr2, tmp / "table.csv", tmp / "table.csv", tmp / "out", phenotype_columns=["PC01", "PC02"], covariate_columns=["age", "sex"],
+        inverse_normal=True, genetic_pcs=2, clump_r2=0.1, progress=False,
+    )  # fmt: skip
+    return summary, tmp / "out", genotypes
+
+
+def test_every_output_is_written(gwas):
+    summary, out, genotypes = gwas
+    expected = ["samples.tsv", "qc_removed.tsv", "genetic_pcs.tsv", "gwas.json"]
+    expected += [f"PC0{i}.{kind}" for i in (1, 2) for kind in ("glm.tsv", "leads.tsv", "manhattan.png", "qq.png")]
+    expected += [f"export/{name}" for name in ("commands.sh", "plink2.pheno", "plink2.covar", "regenie.pheno", "regenie.covar", "bolt.pheno", "bolt.covar", "samples.keep", "samples.remove", "snps.exclude")]
+    assert all((out / name).is_file() and (out / name).stat().st_size for name in expected), [n for n in expected if not (out / n).is_file()]
+    assert json.loads((out / "gwas.json").read_text()) == summary
+    assert summary["samples"] == {"used": 501, "no phenotype": 1, "missing covariate": 1, "not genotyped": 1}
+    assert summary["covariates"] == ["age", "sex_M", "GPC1", "GPC2"] and summary["genetic_pcs"]["snps"] > 1000
+    assert summary["snps"]["tested"] + summary["snps"]["removed"] == genotypes.n_snps and summary["snps"]["removed"] > 0
+    glm = read_plink_table(out / "PC01.glm.tsv")
+    assert list(glm) == GLM_COLUMNS and len(glm["ID"]) == summary["snps"]["tested"] and (glm["N"] <= 501).all()
+    removed = read_plink_table(out / "qc_removed.tsv")
+    assert len(removed["ID"]) == summary["snps"]["removed"] and all(removed["REASON"])
+    assert not set(removed["ID"]) & set(glm["ID"])
+    pcs = read_plink_table(out / "genetic_pcs.tsv")
+    assert list(pcs) == ["FID", "IID", "GPC1", "GPC2"] and len(pcs["IID"]) == 501
+    samples = read_plink_table(out / "samples.tsv")
+    assert dict(zip(samples["subject_id"], samples["status"]))["NOT_GENOTYPED"] == "not genotyped"
+
+
+def test_the_planted_causal_snp_leads_and_null_lambda_is_near_one(gwas):
+    summary, out, genotypes = gwas
+    causal = summary["results"]["PC02"]
+    assert causal["leads"][0]["ID"] == genotypes.variants.id[CAUSAL] and causal["leads"][0]["P"] < 1e-20
+    assert causal["n_significant"] >= len(causal["leads"])
+    leads = read_plink_table(out / "PC02.leads.tsv")
+    assert list(leads) == [*GLM_COLUMNS, "N_CLUMPED"] and leads["ID"][0] == genotypes.variants.id[CAUSAL]
+    assert 0.8 < summary["results"]["PC01"]["lambda_gc"] < 1.2 and summary["results"]["PC01"]["leads"] == []
+
+
+def test_the_exported_plink2_files_give_plink2_our_results(gwas, plink2):
+    _, out, _ = gwas
+    command = next(line for line in (out / "export/commands.sh").read_text().splitlines() if line.startswith("plink2 "))
+    (out / "export/plink2").mkdir()
+    done = subprocess.run([plink2, *shlex.split(command)[1:]], cwd=out / "export", capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    for name in ("PC01", "PC02"):
+        theirs, ours = read_plink_table(out / f"export/plink2/gwas.{name}.glm.linear"), read_plink_table(out / f"{name}.glm.tsv")
+        assert (theirs["ID"] == ours["ID"]).all() and (theirs["A1"] == ours["A1"]).all() and (theirs["OBS_CT"] == ours["N"]).all()
+        for column in ("A1_FREQ", "BETA", "SE", "T_STAT", "P"):
+            np.testing.assert_allclose(ours[column], theirs[column], rtol=2e-5, err_msg=f"{name} {column}")
+
+
+def test_regenie_and_bolt_files_have_the_columns_they_read(gwas):
+    _, out, _ = gwas
+    export = out / "export"
+    first = {name: (export / name).read_text().splitlines()[:2] for name in ("plink2.pheno", "plink2.covar", "regenie.pheno", "regenie.covar", "bolt.pheno", "bolt.covar")}
+    assert first["plink2.pheno"][0] == "#FID IID PC01 PC02" and first["plink2.covar"][0] == "#FID IID age sex_M GPC1 GPC2"
+    assert first["regenie.pheno"][0] == "FID IID PC01 PC02" and first["regenie.covar"][0] == "FID IID age sex_M GPC1 GPC2"
+    assert first["bolt.pheno"][0] == "FID IID PC01 PC02" and first["bolt.covar"][0] == "FID IID age sex GPC1 GPC2"
+    assert first["bolt.covar"][1].split()[3] in ("F", "M") and first["regenie.covar"][1].split()[3] in ("0.0", "1.0")
+    assert all(len(line.split()) == len(lines[0].split()) for lines in first.values() for line in lines)
+    commands = (export / "commands.sh").read_text()
+    assert "--phenoFile regenie.pheno --covarFile regenie.covar" in commands and "--bsize" in commands and "--pred regenie/step1_pred.list" in commands
+    assert "--phenoCol=PC02" in commands and "--qCovarCol=age" in commands and "--covarCol=sex" in commands and "--lmm" in commands
+    assert len((export / "samples.keep").read_text().splitlines()) == 501 and len((export / "samples.remove").read_text().splitlines()) == 2
+
+
+def test_clumping_by_distance_and_by_ld():
+    chrom = np.array(["1", "1", "1", "1", "2"])
+    pos = np.array([1_000_000, 1_100_000, 1_400_000, 1_200_000, 1_100_000])
+    p = np.array([1e-10, 1e-9, 1e-12, 1e-3, 1e-9])
+    leads = clump(chrom, pos, p, threshold=5e-8, window_kb=250)
+    # 1.4 Mb leads alone (1.1 Mb is 300 kb away, 1.2 Mb not significant); 1.0 Mb absorbs 1.1 Mb;
+    # chr2's SNP at the same position as 1.1 Mb is on another chromosome
+    assert [(lead, near.tolist()) for lead, near in leads] == [(2, []), (0, [1]), (4, [])]
+    low_ld = clump(chrom, pos, p, window_kb=250, r2=0.1, ld=lambda lead, others: np.zeros(len(others)))
+    assert [lead for lead, _ in low_ld] == [2, 0, 1, 4]  # nothing in LD: every significant SNP leads
+
+
+def test_ld_clumping_uses_r2_from_the_genotypes(chr2):
+    genotypes = Genotypes(chr2)
+    samples = np.arange(0, 503, 2)
+    window = np.arange(CAUSAL - 20, CAUSAL + 21)  # .bim rows around the causal SNP
+    r2 = genotype_r2(genotypes, samples, window)
+    dosages = genotypes.read(samples, window).astype(float)
+    dosages = np.where(np.isnan(dosages), np.nanmean(dosages, 0), dosages)
+    lead = 20
+    expected = np.corrcoef(dosages.T)[lead] ** 2
+    np.testing.assert_allclose(r2(lead, np.arange(41)), expected, rtol=1e-10)
+    p = np.full(41, 1e-9)
+    p[lead] = 1e-30
+    chrom, pos = genotypes.variants.chrom[window], genotypes.variants.pos[window]
+    (first, absorbed), *_ = clump(chrom, pos, p, window_kb=1e6, r2=0.1, ld=r2)
+    assert first == lead and sorted(absorbed.tolist()) == [i for i in range(41) if i != lead and expected[i] > 0.1]
