@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gwas_helpers import chr2, padding_cleared_copy, plink2, read_plink_table, run_plink2, write_plink_table  # noqa: F401  (fixtures)
+from gwas_helpers import chr2_fileset, padding_cleared_copy, plink2_path, read_plink_table, run_plink2, write_plink_table
 from medssl.genetics.association import LinearAssociation, covariate_basis, genomic_inflation
 from medssl.genetics.genotypes import Genotypes
 
@@ -48,7 +48,9 @@ def max_relative_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(np.max(np.abs(ours[both] - theirs[both]) / np.abs(theirs[both])))
 
 
-def test_agrees_with_plink2_glm_on_every_snp_including_missing_calls(chr2, plink2, tmp_path):
+def test_agrees_with_plink2_glm_on_every_snp_including_missing_calls(shared_data, tmp_path):
+    chr2 = chr2_fileset(shared_data)
+    plink2 = plink2_path()
     genotypes = Genotypes(chr2)
     phenotypes, covariates, causal = simulate(genotypes)
     phenotypes[population(chr2) == "IBS"] = np.nan  # plink2 drops them; we drop them before
@@ -66,7 +68,9 @@ def test_agrees_with_plink2_glm_on_every_snp_including_missing_calls(chr2, plink
     assert reports[2]["P"][causal] < 1e-8  # the causal SNP: small p-values agree too
 
 
-def test_snps_monomorphic_among_the_samples_are_untested_as_in_plink2(chr2, plink2, tmp_path):
+def test_snps_monomorphic_among_the_samples_are_untested_as_in_plink2(shared_data, tmp_path):
+    chr2 = chr2_fileset(shared_data)
+    plink2 = plink2_path()
     genotypes = Genotypes(chr2)
     phenotypes, _, _ = simulate(genotypes, seed=1)
     phenotypes[population(chr2) != "FIN"] = np.nan
@@ -79,7 +83,9 @@ def test_snps_monomorphic_among_the_samples_are_untested_as_in_plink2(chr2, plin
     assert max_relative_difference(result.beta[:, 0], report["BETA"]) < PLINK2_DIGITS
 
 
-def test_plink2_reports_the_minor_allele_as_a1_unless_told_omit_ref(chr2, plink2, tmp_path):
+def test_plink2_reports_the_minor_allele_as_a1_unless_told_omit_ref(shared_data, tmp_path):
+    chr2 = chr2_fileset(shared_data)
+    plink2 = plink2_path()
     genotypes = Genotypes(chr2)
     phenotypes, covariates, _ = simulate(genotypes)
     # plink2 2.00a3.5 picks the major allele from counts its .bed padding bug skews (see the
@@ -139,7 +145,8 @@ def test_collinear_covariates_and_missing_values_are_refused():
         LinearAssociation(np.ones((3, 1)), np.zeros((3, 0)), missing="zero")
 
 
-def test_null_phenotypes_on_the_real_genotypes_have_lambda_near_one(chr2):
+def test_null_phenotypes_on_the_real_genotypes_have_lambda_near_one(shared_data):
+    chr2 = chr2_fileset(shared_data)
     genotypes = Genotypes(chr2)
     rng = np.random.default_rng(5)
     n = len(genotypes.iid)

@@ -5,11 +5,12 @@ import shutil
 import numpy as np
 import pytest
 
-from gwas_helpers import chr2  # noqa: F401  (fixture)
+from gwas_helpers import chr2_fileset
 from medssl.genetics.genotypes import GenotypeFileError, Genotypes, bed_prefix
 
 
-def test_reads_metadata_and_dosages_of_the_real_fileset(chr2):
+def test_reads_metadata_and_dosages_of_the_real_fileset(shared_data):
+    chr2 = chr2_fileset(shared_data)
     genotypes = Genotypes(chr2)
     variants = genotypes.variants
     assert (len(genotypes.iid), genotypes.n_snps) == (503, 10025)
@@ -27,11 +28,13 @@ def test_reads_metadata_and_dosages_of_the_real_fileset(chr2):
     assert np.array_equal(genotypes.read(chosen, slice(0, 50)), dosages[chosen, :50], equal_nan=True)
 
 
-def test_any_of_the_three_files_or_the_prefix_names_the_fileset(chr2):
+def test_any_of_the_three_files_or_the_prefix_names_the_fileset(shared_data):
+    chr2 = chr2_fileset(shared_data)
     assert bed_prefix(str(chr2) + ".bim") == chr2 == bed_prefix(chr2)
 
 
-def test_missing_or_truncated_files_raise_an_error_naming_the_file(chr2, tmp_path):
+def test_missing_or_truncated_files_raise_an_error_naming_the_file(shared_data, tmp_path):
+    chr2 = chr2_fileset(shared_data)
     for ext in (".bed", ".bim"):
         shutil.copy(chr2.with_name("chr2" + ext), tmp_path / f"chr2{ext}")
     with pytest.raises(GenotypeFileError, match=r"chr2\.fam: no such file"):

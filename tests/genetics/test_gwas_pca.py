@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from gwas_helpers import chr2  # noqa: F401  (fixture)
+from gwas_helpers import chr2_fileset
 from medssl.genetics.genotypes import Genotypes
 from medssl.genetics.pca import genetic_pcs
 
 
-def test_genetic_pcs_find_ancestry_and_do_not_depend_on_the_chunk_size(chr2):
+def test_genetic_pcs_find_ancestry_and_do_not_depend_on_the_chunk_size(shared_data):
+    chr2 = chr2_fileset(shared_data)
     genotypes = Genotypes(chr2)
     samples = np.arange(len(genotypes.iid))
     pcs, eigenvalues, n_snps = genetic_pcs(genotypes, samples, 3, chunk=700, progress=False)
@@ -23,7 +24,8 @@ def test_genetic_pcs_find_ancestry_and_do_not_depend_on_the_chunk_size(chr2):
     assert roc_auc_score(finnish, pcs[:, 0]) > 0.95  # all five populations are European; Finns stand apart
 
 
-def test_impossible_pc_requests_are_clear_errors(chr2):
+def test_impossible_pc_requests_are_clear_errors(shared_data):
+    chr2 = chr2_fileset(shared_data)
     genotypes = Genotypes(chr2)
     with pytest.raises(ValueError, match="between 1 and 9"):
         genetic_pcs(genotypes, np.arange(10), 10, progress=False)

@@ -58,18 +58,22 @@ def test_too_few_samples_and_bad_columns_are_clear_errors():
         match_samples(FAM, FAM, {"subject_id": FAM, "label": np.array(["a"] * 8)}, min_samples=1)
     with pytest.raises(ValueError, match="whitespace"):
         match_samples(FAM, FAM, {"subject_id": FAM, "brain volume": np.ones(8)}, min_samples=1)
+    with pytest.raises(ValueError, match=r"phenotype\(s\) \['PC01'\] are constant"):
+        match_samples(FAM, FAM, {"subject_id": FAM, "PC01": np.ones(8)}, min_samples=1)
     with pytest.raises(ValueError, match="constant"):
         encode_covariates({"site": np.array(["A"] * 4)}, 4)
+    assert encode_covariates({"site": np.array(["site A", "site B", "site A"])}, 3)[1] == ["site_site_B"]
 
 
 def test_tables_are_read_from_csv_tsv_and_parquet_with_ids_kept_as_text(tmp_path):
-    (tmp_path / "p.csv").write_text("subject_id,PC01\n007,1.5\n008,\n")
-    (tmp_path / "p.tsv").write_text("subject_id\tPC01\n007\t1.5\n008\tNA\n")
-    pq.write_table(pa.table({"subject_id": ["007", "008"], "PC01": [1.5, None]}), tmp_path / "p.parquet")
+    (tmp_path / "p.csv").write_text("subject_id,PC01\n007,1.5\n008,\n009,2\n")
+    (tmp_path / "p.tsv").write_text("subject_id\tPC01\n007\t1.5\n008\tNA\n009\t2\n")
+    pq.write_table(pa.table({"subject_id": ["007", "008", "009"], "PC01": [1.5, None, 2.0]}), tmp_path / "p.parquet")
     for name in ("p.csv", "p.tsv", "p.parquet"):
         table = read_table(tmp_path / name)
-        assert table["subject_id"].tolist() == ["007", "008"] and table["PC01"][0] == "1.5", name
-        samples = match_samples(np.array(["007", "008"]), np.array(["007", "008"]), table, min_samples=1)
-        assert samples.iid.tolist() == ["007"]
+        assert table["subject_id"].tolist() == ["007", "008", "009"] and table["PC01"][0] == "1.5", name
+        ids = np.array(["007", "008", "009"])
+        samples = match_samples(ids, ids, table, min_samples=1)
+        assert samples.iid.tolist() == ["007", "009"] and samples.phenotypes[:, 0].tolist() == [1.5, 2.0]
     with pytest.raises(FileNotFoundError, match="no such table"):
         read_table(tmp_path / "absent.csv")

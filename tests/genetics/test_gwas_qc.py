@@ -4,7 +4,7 @@ from math import factorial
 
 import numpy as np
 
-from gwas_helpers import chr2, padding_cleared_copy, plink2, read_plink_table, run_plink2  # noqa: F401  (fixtures)
+from gwas_helpers import chr2_fileset, padding_cleared_copy, plink2_path, read_plink_table, run_plink2
 from medssl.genetics.genotypes import Genotypes
 from medssl.genetics.qc import QcFilters, hwe_exact, snp_stats
 
@@ -28,7 +28,9 @@ def test_hwe_exact_matches_the_definition_including_ties_and_edges():
     np.testing.assert_allclose(hwe_exact(*np.array(cases).T), [exact_p_by_enumeration(*c) for c in cases], rtol=1e-10)
 
 
-def test_hwe_exact_agrees_with_plink2_hardy_on_the_real_genotypes(chr2, plink2, tmp_path):
+def test_hwe_exact_agrees_with_plink2_hardy_on_the_real_genotypes(shared_data, tmp_path):
+    chr2 = chr2_fileset(shared_data)
+    plink2 = plink2_path()
     # plink2 2.00a3.5 miscounts this .bed's nonzero padding bits in --hardy (see the helper)
     prefix = padding_cleared_copy(chr2, tmp_path / "clean")
     run_plink2(plink2, ["--bfile", str(prefix), "--hardy", "--out", "hardy"], tmp_path)

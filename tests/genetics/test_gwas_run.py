@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from gwas_helpers import chr2, plink2, read_plink_table  # noqa: F401  (fixtures)
+from gwas_helpers import chr2_fileset, plink2_path, read_plink_table
 from medssl.genetics.clumping import clump, genotype_r2
 from medssl.genetics.genotypes import Genotypes
 from medssl.genetics.gwas import run_gwas
@@ -18,9 +18,10 @@ GLM_COLUMNS = ["CHR", "POS", "ID", "A1", "A2", "A1_FREQ", "N", "BETA", "SE", "T_
 
 
 @pytest.fixture(scope="module")
-def gwas(chr2, tmp_path_factory):
+def gwas(shared_data, tmp_path_factory):
     """One run on the real genotypes: a null phenotype and one with a planted causal SNP, as a
     CSV table with gaps; age and a M/F sex as covariates; 2 genetic PCs; LD clumping."""
+    chr2 = chr2_fileset(shared_data)
     genotypes = Genotypes(chr2)
     rng = np.random.default_rng(0)
     n = len(genotypes.iid)
@@ -72,11 +73,12 @@ def test_the_planted_causal_snp_leads_and_null_lambda_is_near_one(gwas):
     assert 0.8 < summary["results"]["PC01"]["lambda_gc"] < 1.2 and summary["results"]["PC01"]["leads"] == []
 
 
-def test_the_exported_plink2_files_give_plink2_our_results(gwas, plink2):
+def test_the_exported_plink2_files_give_plink2_our_results(gwas):
+    plink2 = plink2_path()
     _, out, _ = gwas
     command = next(line for line in (out / "export/commands.sh").read_text().splitlines() if line.startswith("plink2 "))
     (out / "export/plink2").mkdir()
-    done = subprocess.run([plink2, *shlex.split(command)[1:]], cwd=out / "export", capture_output=True, text=True)
+    done = subprocess.run([plink2, *shlex.split(command)[1:]], cwd=out / "export", capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-3000:]
     for name in ("PC01", "PC02"):
         theirs, ours = read_plink_table(out / f"export/plink2/gwas.{name}.glm.linear"), read_plink_table(out / f"{name}.glm.tsv")
@@ -112,7 +114,8 @@ def test_clumping_by_distance_and_by_ld():
     assert [lead for lead, _ in low_ld] == [2, 0, 1, 4]  # nothing in LD: every significant SNP leads
 
 
-def test_ld_clumping_uses_r2_from_the_genotypes(chr2):
+def test_ld_clumping_uses_r2_from_the_genotypes(shared_data):
+    chr2 = chr2_fileset(shared_data)
     genotypes = Genotypes(chr2)
     samples = np.arange(0, 503, 2)
     window = np.arange(CAUSAL - 20, CAUSAL + 21)  # .bim rows around the causal SNP

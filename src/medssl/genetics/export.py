@@ -4,14 +4,14 @@
 Only complete samples are written (every tool would otherwise apply its own missing-value rules),
 so no file holds a missing value. Categorical covariates are coded per tool:
 * plink2 and REGENIE get the 0/1 indicators ``medssl gwas`` itself fits (``column_level``, first
-  level left out), plain numbers that every version reads the same way; plink2's own categorical
-  handling and REGENIE's ``--catCovarList`` would build the same indicators, but only in newer
-  versions and with their own naming.
+  level left out): plain numbers that every version of both reads the same way. (plink2 2.00a3.5
+  would split a text column into the same indicators itself; REGENIE needs ``--catCovarList``,
+  which older versions lack.)
 * BOLT-LMM gets the levels themselves in ``--covarCol`` (it builds the indicators), numbers in
   ``--qCovarCol``.
 Numbers are written in full (shortest round-trip form), so each tool sees exactly our values.
-Caveats left to the user: plink2 reads a phenotype whose values are all 0/1/2 as case/control,
-and BOLT-LMM reads a value of exactly -9 as missing.
+Caveats left to the user: plink2 reads a phenotype whose values are all 0/1/2 as case/control
+(0 missing), and BOLT-LMM reads a value of exactly -9 as missing.
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ def commands_script(bed_prefix: Path, phenotype_names: list[str], covariates: Ma
     regenie += _option("--covarFile", "regenie.covar", written)
     lines = [
         "#!/usr/bin/env bash",
-        "# The GWAS of medssl gwas, run by plink2 (same model: its BETA/SE/P match ours), REGENIE and",
-        "# BOLT-LMM (mixed models: their statistics differ by design), on the files beside this script.",
+        "# The GWAS of medssl gwas, run by plink2 (the same model: its BETA/SE/P match those of medssl",
+        "# gwas with missing='drop'), REGENIE and BOLT-LMM (mixed models: their statistics differ by",
+        "# design), on the files beside this script.",
         "set -euo pipefail",
         'cd "$(dirname "$0")"',
         "mkdir -p plink2 regenie bolt",

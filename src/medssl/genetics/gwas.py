@@ -1,8 +1,8 @@
 """``medssl gwas``: association of imaging phenotypes (embedding PCs, or any table columns) with
 PLINK 1 genotypes, one linear regression per SNP and phenotype, as ``plink2 --glm`` computes it.
 
-The genotypes are read a chunk of SNPs at a time (memory N x chunk); each chunk is QC'd among the
-analysed samples and its passing SNPs tested against every phenotype at once. Outputs, in
+The genotypes are read a chunk of SNPs at a time (about 40 bytes x N x chunk of memory); each chunk
+is QC'd among the analysed samples and its passing SNPs tested against every phenotype at once. Outputs, in
 ``out_dir``:
 * ``samples.tsv``: every subject of the phenotype table or .fam, used or why not;
 * ``qc_removed.tsv``: every SNP QC removed, with its reason;
@@ -73,7 +73,7 @@ def run_gwas(
     genetic_pcs: int = 0,
     missing: str = "drop",
     chunk: int = 1000,
-    filters: QcFilters = QcFilters(),
+    filters: QcFilters | None = None,
     min_samples: int = 50,
     p_threshold: float = 5e-8,
     clump_kb: float = 250,
@@ -85,7 +85,9 @@ def run_gwas(
     written to ``gwas.json``. Tables are mappings of columns or CSV/TSV/Parquet paths, matched to
     the .fam's IID by ``id_column``; columns default to every column but that one. Categorical
     covariates enter as indicators; ``genetic_pcs`` > 0 adds that many genetic PCs. ``clump_r2``
-    clumps by LD (r^2 above it, within ``clump_kb``) instead of by distance alone."""
+    clumps by LD (r^2 above it, within ``clump_kb``) instead of by distance alone. ``filters``
+    default to call rate >= 0.95, MAF >= 0.01 and HWE p >= 1e-6."""
+    filters = filters or QcFilters()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     genotypes = Genotypes(bed_prefix)
@@ -156,7 +158,7 @@ def _scan(genotypes: Genotypes, samples: Samples, association: LinearAssociation
     qc_writer = pacsv.CSVWriter(out / "qc_removed.tsv", QC_SCHEMA, write_options=TSV)
     total = -(-genotypes.n_snps // chunk)
     for snps, dosages in tqdm(genotypes.chunks(samples.fam_index, chunk), total=total, desc="gwas", unit="chunk", disable=not progress):
-        rows = np.arange(genotypes.n_snps)[snps]
+        rows = np.arange(snps.start, snps.stop)
         stats = snp_stats(dosages)
         reasons = filters.reasons(stats)
         keep = reasons == ""

@@ -22,13 +22,15 @@ def genetic_pcs(
     samples: np.ndarray,
     n_pcs: int,
     *,
-    filters: QcFilters = QcFilters(),
+    filters: QcFilters | None = None,
     min_maf: float = 0.05,
     min_distance: int = 50_000,
     chunk: int = 1000,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(PCs (len(samples), n_pcs) as unit eigenvectors, their eigenvalues, SNPs used)."""
+    """(PCs (len(samples), n_pcs) as unit eigenvectors, their eigenvalues, SNPs used); SNPs must
+    pass ``filters`` (the QC defaults when None) as well as ``min_maf``."""
+    filters = filters or QcFilters()
     if not 0 < n_pcs < len(samples):
         raise ValueError(f"genetic PCs: {n_pcs} requested for {len(samples)} samples; ask for between 1 and {len(samples) - 1}")
     grm, used, last = np.zeros((len(samples), len(samples))), 0, (None, -np.inf)

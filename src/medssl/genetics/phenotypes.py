@@ -103,13 +103,16 @@ def match_samples(
         raise ValueError(f"only {len(used)} genotyped sample(s) have every phenotype and covariate; at least {min_samples} are needed")
     used = np.array(used, dtype=np.int64)
     values = np.column_stack([_numeric(phenotypes[name][[pheno_rows[iid[i]] for i in used]], name) for name in pheno_names])
+    if constant := [name for name, column in zip(pheno_names, values.T) if np.ptp(column) == 0]:
+        raise ValueError(f"phenotype(s) {constant} are constant among the analysed samples; nothing to test")
     covariate_values = {name: np.asarray(covariates[name])[[covar_rows[iid[i]] for i in used]] for name in covar_names}
     return Samples(used, fid[used], iid[used], values, pheno_names, covariate_values, report)
 
 
 def encode_covariates(columns: Mapping[str, np.ndarray], n_samples: int) -> tuple[np.ndarray, list[str]]:
     """Design matrix (N, q): numeric columns as they are, any other column as 0/1 indicators of its
-    levels but the first (sorted), named ``column_level``."""
+    levels but the first (sorted), named ``column_level`` (a numeric code such as a site number
+    is a number here: give its levels names to make it categorical)."""
     parts, names = [np.zeros((n_samples, 0))], []
     for name, values in columns.items():
         values = np.asarray(values)
@@ -121,7 +124,7 @@ def encode_covariates(columns: Mapping[str, np.ndarray], n_samples: int) -> tupl
         else:
             levels = sorted(set(values.astype(str)))
             parts += [(values.astype(str) == level).astype(float)[:, None] for level in levels[1:]]
-            names += [f"{name}_{level}" for level in levels[1:]]
+            names += [f"{name}_{'_'.join(level.split())}" for level in levels[1:]]  # names go in headers
     return np.hstack(parts), names
 
 

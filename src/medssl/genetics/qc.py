@@ -10,6 +10,7 @@ so it costs about the width of the distribution rather than the sample size per 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.special import gammaln
@@ -46,7 +47,7 @@ class SnpStats:
     def maf(self) -> np.ndarray:
         return np.minimum(self.a1_freq, 1 - self.a1_freq)
 
-    @property
+    @cached_property  # the slowest summary, needed by the filters and the QC report alike
     def hwe_p(self) -> np.ndarray:
         return hwe_exact(self.hom_a1, self.het, self.hom_a2)
 
