@@ -111,3 +111,25 @@ def test_the_phenotype_commands_chain_on_one_embedding_folder(tmp_path, npz_2d, 
     assert {p.name for p in (tmp_path / "why").glob("*.png")} == {"attribution_pc1.png", "attribution_kmeans_group0.png"}
     assert main(["normative", *analysis, str(tmp_path / "norm"), "--reference", "label=healthy"]) == 2
     assert "no subject has label=healthy" in capsys.readouterr().err
+
+
+def test_gwas_of_embedding_pcs_on_real_genotypes_finds_a_planted_snp(tmp_path, shared_data, capsys):
+    from bed_reader import open_bed
+
+    prefix = shared_data / "genotypes" / "gaston_1000G_chr2" / "chr2"
+    bed = open_bed(f"{prefix}.bed")
+    dosage = bed.read(index=np.s_[:, 500], dtype="float64")[:, 0]
+    rng = np.random.default_rng(0)
+    planted = np.nan_to_num(dosage - np.nanmean(dosage)) + rng.normal(0, 0.5, len(dosage))
+    with (tmp_path / "pcs.csv").open("w") as handle:
+        handle.write("subject_id,split,PC01,PC02\n")
+        handle.writelines(f"{iid},train,{a:.6f},{b:.6f}\n" for iid, a, b in zip(bed.iid, planted, rng.normal(size=len(dosage))))
+    out = tmp_path / "gwas"
+    assert main(["gwas", "--bed", str(prefix), "--phenotypes", str(tmp_path / "pcs.csv"), "--out", str(out), "--genetic-pcs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "PC01: lambda" in printed and "PC02: lambda" in printed
+    summary = json.loads((out / "gwas.json").read_text())
+    assert summary["results"]["PC01"]["leads"][0]["ID"] == bed.sid[500] and not summary["results"]["PC02"]["leads"]
+    assert (out / "PC01.glm.tsv").exists() and (out / "export" / "commands.sh").exists()
+    assert main(["gwas", "--bed", str(prefix), "--phenotypes", str(tmp_path / "pcs.csv"), "--out", str(out), "--columns", "height"]) == 2
+    assert "height" in capsys.readouterr().err

@@ -77,6 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_phenotype_commands(commands)
 
+    gwas = commands.add_parser("gwas", help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm")
+    gwas.add_argument("--bed", type=Path, required=True, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam)")
+    gwas.add_argument("--phenotypes", type=Path, required=True, help="CSV/TSV/Parquet with subject IDs (e.g. pcs.parquet from embed)")
+    gwas.add_argument("--columns", nargs="+", help="phenotype columns (default: the PCs of an embed table)")
+    gwas.add_argument("--covariates", type=Path, help="CSV/TSV/Parquet with subject IDs and covariates (age, sex, ...)")
+    gwas.add_argument("--covariate-columns", nargs="+", help="default: every column of --covariates but the ID")
+    gwas.add_argument("--id-column", default="subject_id", help="matched to the .fam's IID")
+    gwas.add_argument("--out", type=Path, required=True)
+    gwas.add_argument("--inverse-normal", action="store_true", help="rank-based inverse-normal transform of each phenotype")
+    gwas.add_argument("--genetic-pcs", type=int, default=10, help="genetic PCs computed from the genotypes, added as covariates (0: none)")
+    gwas.add_argument("--missing", default="drop", choices=["drop", "mean"], help="missing calls: leave the sample out for that SNP (as plink2) or mean-impute")
+    gwas.add_argument("--min-call-rate", type=float, default=0.95)
+    gwas.add_argument("--min-maf", type=float, default=0.01)
+    gwas.add_argument("--min-hwe-p", type=float, default=1e-6)
+    gwas.add_argument("--p-threshold", type=float, default=5e-8, help="lead SNPs: genome-wide significance")
+    gwas.add_argument("--clump-kb", type=float, default=250)
+    gwas.add_argument("--clump-r2", type=float, help="clump by LD (r² above this within the window), not distance alone")
+    gwas.add_argument("--chunk", type=int, default=1000, help="SNPs read at a time (memory ~40 bytes x samples x chunk)")
+    gwas.set_defaults(run=run_gwas)
+
     simulate = commands.add_parser("simulate", help="write a simulated population cohort with known ground truth")
     simulate.add_argument("--out", type=Path, required=True)
     simulate.add_argument("--subjects", type=int, default=2000)
@@ -326,6 +346,27 @@ def cluster_centre(embeddings: Path, subgroups: str, group: str):
     if not any(chosen):
         raise ValueError(f"no subject of {path} is in group {group} of {method}")
     return features[chosen].mean(0), f"{method}_group{group}"
+
+
+def run_gwas(args: argparse.Namespace) -> None:
+    from medssl.genetics.gwas import run_gwas as gwas
+    from medssl.genetics.phenotypes import read_table
+    from medssl.genetics.qc import QcFilters
+
+    phenotypes = read_table(args.phenotypes)
+    columns = args.columns or [c for c in phenotypes if c.startswith("PC") and c[2:].isdigit()]
+    if not columns:
+        raise ValueError(f"{args.phenotypes} has no PC columns; name the phenotypes with --columns (columns: {', '.join(phenotypes)})")
+    filters = QcFilters(min_call_rate=args.min_call_rate, min_maf=args.min_maf, min_hwe_p=args.min_hwe_p)
+    summary = gwas(
+        args.bed, phenotypes, args.covariates, args.out, phenotype_columns=columns, covariate_columns=args.covariate_columns,
+        id_column=args.id_column, inverse_normal=args.inverse_normal, genetic_pcs=args.genetic_pcs, missing=args.missing,
+        chunk=args.chunk, filters=filters, p_threshold=args.p_threshold, clump_kb=args.clump_kb, clump_r2=args.clump_r2,
+    )  # fmt: skip
+    print(f"{summary['samples']}; {summary['snps']['tested']} SNPs tested ({summary['snps']['removed']} removed by QC)")
+    for name, result in summary["results"].items():
+        print(f"{name}: lambda {result['lambda_gc']:.3f}, {len(result['leads'])} lead SNP(s)")
+    print(f"-> {args.out / 'gwas.json'}; plink2/REGENIE/BOLT-LMM inputs and commands in {args.out / 'export'}")
 
 
 def run_simulate(args: argparse.Namespace) -> None:
