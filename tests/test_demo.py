@@ -28,7 +28,9 @@ def test_every_stage_lands_in_one_folder(demo_run):
         found = payload["phenotypes"][modality]
         assert found["atlas"]["subjects"] == 80 and set(found["subgroups"]["methods"]) == {"kmeans", "gmm", "hdbscan"}
         assert "any" in found["normative"]["auroc"] and (out / "phenotypes" / modality / "atlas" / "atlas.html").exists()
-    assert payload["genetics"]["available"] is False
+    genetics = payload["genetics"]
+    assert genetics["available"] and {"traits/heart_size", "xray/PC01", "mri/PC05"} <= set(genetics["results"])
+    assert all(0 < r["lambda_gc"] < 5 for r in genetics["results"].values())
     html = report.read_text()
     for section in SECTIONS:
         assert f'<section id="{section}">' in html
