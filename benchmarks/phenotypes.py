@@ -46,7 +46,7 @@ DATASETS = {
     "retinamnist": {"normal": "0"},  # diabetic retinopathy grade 0 to 4
     "mednist": {"normal": None, "image_size": [32, 32]},  # six body regions / modalities, no disease
     "adrenalmnist3d": {"normal": "0"},  # 0 normal, 1 adrenal mass
-    "cohort-xray": {"normal": "healthy", "covariates": ("age", "sex"), "image_size": [64, 64]},  # simulated: 2000 subjects
+    "cohort-xray": {"normal": "healthy", "covariates": ("age", "sex"), "image_size": [32, 32]},  # simulated: 2000 subjects, 64 px files
 }
 ENCODERS = ("pretrained", "random init")
 METHODS = ("kmeans", "gmm", "hdbscan")

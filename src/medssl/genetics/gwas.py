@@ -79,6 +79,7 @@ def run_gwas(
     clump_kb: float = 250,
     clump_r2: float | None = None,
     export: bool = True,
+    plots: bool = True,
     progress: bool = True,
 ) -> dict:
     """GWAS of every phenotype column on the genotypes at ``bed_prefix``; returns the summary
@@ -110,7 +111,7 @@ def run_gwas(
     tested = np.concatenate(scan.tested)
     p = np.concatenate(scan.p)
     results = {
-        name: _report(name, genotypes, samples, genotypes.variants.take(tested), p[:, j], scan.significant[j], out, p_threshold, clump_kb, clump_r2)
+        name: _report(name, genotypes, samples, genotypes.variants.take(tested), p[:, j], scan.significant[j], out, p_threshold, clump_kb, clump_r2, plots)
         for j, name in enumerate(samples.phenotype_names)
     }
     if export:
@@ -200,11 +201,13 @@ def _report(
     p_threshold: float,
     clump_kb: float,
     clump_r2: float | None,
+    plots: bool,
 ) -> dict:
     """One phenotype's lambda_GC, plots and lead SNPs (``<name>.leads.tsv``)."""
     inflation = genomic_inflation(p)
-    manhattan(variants.chrom, variants.pos, p, out / f"{name}.manhattan.png", name, p_threshold)
-    qq(p, out / f"{name}.qq.png", name, inflation)
+    if plots:
+        manhattan(variants.chrom, variants.pos, p, out / f"{name}.manhattan.png", name, p_threshold)
+        qq(p, out / f"{name}.qq.png", name, inflation)
     snps = np.concatenate([rows for rows, _ in significant])
     candidates = pa.concat_tables([table for _, table in significant])
     ld = genotype_r2(genotypes, samples.fam_index, snps) if clump_r2 is not None else None
