@@ -350,7 +350,7 @@ def cluster_centre(embeddings: Path, subgroups: str, group: str):
 
 def run_gwas(args: argparse.Namespace) -> None:
     from medssl.genetics.gwas import run_gwas as gwas
-    from medssl.genetics.phenotypes import read_table
+    from medssl.data.tables import read_table
     from medssl.genetics.qc import QcFilters
 
     phenotypes = read_table(args.phenotypes)

@@ -47,7 +47,7 @@ def test_reference_subjects_are_scored_out_of_sample():
 
 def test_categorical_covariates_are_one_hot_and_missing_values_refused():
     design, names = covariate_matrix({"sex": np.array(["F", "M", "M"]), "site": np.array(["a", "b", "c"])}, 3)
-    assert names == ["sex=M", "site=b", "site=c"] and design.tolist() == [[0, 0, 0], [1, 1, 0], [1, 0, 1]]
+    assert names == ["sex_M", "site_b", "site_c"] and design.tolist() == [[0, 0, 0], [1, 1, 0], [1, 0, 1]]
     with pytest.raises(ValueError, match="'age' is missing for 1"):
         covariate_matrix({"age": np.array(["50", ""])}, 2)
 
@@ -61,7 +61,7 @@ def test_the_analysis_writes_scores_aurocs_and_a_figure(tmp_path, npz_2d):
         for split, n in (("train", 40), ("val", 20), ("test", 20)):
             writer.writerows([f"{split}-{i:05d}", round(rng.uniform(40, 80), 1), "FM"[i % 2]] for i in range(n))
     result = normative_analysis(tmp_path / "embed", tmp_path / "norm", "label=0", ("age", "sex"), covariates_csv=tmp_path / "covariates.csv", n_components=5)
-    assert result["n_reference"] == 40 and result["covariates"] == ["age", "sex=M"] and set(result["auroc"]) == {"1", "any"}
+    assert result["n_reference"] == 40 and result["covariates"] == ["age", "sex_M"] and set(result["auroc"]) == {"1", "any"}
     with (tmp_path / "norm" / "normative_scores.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 80 and all(float(r["deviation"]) >= 0 for r in rows)

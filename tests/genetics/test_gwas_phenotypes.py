@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from medssl.genetics.phenotypes import encode_covariates, inverse_normal_transform, match_samples, read_table
+from medssl.data.tables import encode_covariates, read_table
+from medssl.genetics.phenotypes import inverse_normal_transform, match_samples
 
 FAM = np.array([f"S{i}" for i in range(8)])
 

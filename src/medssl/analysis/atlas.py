@@ -26,6 +26,7 @@ from PIL import Image
 
 from medssl.analysis.embed import read_embeddings, subject_images
 from medssl.analysis.maps import embedding_map, plot_map
+from medssl.data.tables import read_table
 from medssl.report.figures import thumbnail
 
 THUMBNAIL_PX = 64  # tall; a 3D volume's three mid-slices make it three times as wide
@@ -139,10 +140,8 @@ def _sample(n: int, max_points: int, seed: int) -> np.ndarray:
 
 
 def _missing_covariates(covariates: str | Path, subject_ids: np.ndarray) -> int:
-    """How many embedded subjects the covariates CSV does not list (read_embeddings has checked it)."""
-    with Path(covariates).open(newline="", encoding="utf-8-sig") as handle:
-        listed = [row["subject_id"] for row in csv.DictReader(handle)]
-    return int((~np.isin(subject_ids, listed)).sum())
+    """How many embedded subjects the covariates table does not list (read_embeddings has checked it)."""
+    return int((~np.isin(subject_ids, read_table(covariates)["subject_id"])).sum())
 
 
 def _colouring(values: np.ndarray) -> Colouring:

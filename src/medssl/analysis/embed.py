@@ -7,7 +7,6 @@ size. Every manifest column (age, sex, site, ...) travels with the embedding as 
 
 from __future__ import annotations
 
-import csv
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -27,6 +26,7 @@ from medssl.data.manifest import Manifest, ManifestError, read_manifest, scan_fo
 from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import UnreadableImageError, read_image
 from medssl.data.skips import SkipReport
+from medssl.data.tables import read_table
 from medssl.evaluation.embeddings import embed
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.checkpoint import load_encoder
@@ -186,13 +186,13 @@ def read_embeddings(folder: str | Path, covariates: str | Path | None = None) ->
     features = feature_columns(table.column_names)
     metadata = {name: np.array(table.column(name).to_pylist(), dtype=str) for name in table.column_names if name not in features}
     if covariates is not None:
-        with Path(covariates).open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            if "subject_id" not in (reader.fieldnames or []):
-                raise ValueError(f"{covariates}: a covariates CSV needs a subject_id column; found {reader.fieldnames}")
-            rows = {row["subject_id"]: row for row in reader}
-        for column in [c for c in reader.fieldnames if c != "subject_id"]:
-            metadata[column] = np.array([rows.get(s, {}).get(column) or "" for s in metadata["subject_id"]], dtype=str)
+        extra = read_table(covariates)
+        if "subject_id" not in extra:
+            raise ValueError(f"{covariates}: a covariates table needs a subject_id column; found {list(extra)}")
+        row = {subject: i for i, subject in enumerate(extra["subject_id"])}
+        found = np.array([row.get(s, -1) for s in metadata["subject_id"]])
+        for column in [c for c in extra if c != "subject_id"]:
+            metadata[column] = np.where(found >= 0, extra[column][found], "")
     return metadata, np.column_stack([table.column(c).to_numpy() for c in features])
 
 

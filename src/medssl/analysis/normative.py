@@ -29,25 +29,17 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
 from medssl.analysis.embed import read_embeddings
+from medssl.data.tables import encode_covariates, is_numeric
 
 SCORES = ("mahalanobis", "knn")
 
 
 def covariate_matrix(columns: dict[str, np.ndarray], n_subjects: int) -> tuple[np.ndarray, list[str]]:
-    """Numeric columns standardised, any other column one-hot without its first level."""
-    parts, names = [np.zeros((n_subjects, 0))], []
+    """The design matrix of the covariates (categorical ones as indicators); missing values refused."""
     for name, values in columns.items():
         if (values == "").any():
             raise ValueError(f"covariate '{name}' is missing for {int((values == '').sum())} subject(s); impute or drop them first")
-        if _is_numeric(values):
-            numeric = values.astype(float)
-            parts.append(((numeric - numeric.mean()) / (numeric.std() or 1.0))[:, None])
-            names.append(name)
-        else:
-            levels = sorted(set(values))
-            parts += [(values == level).astype(float)[:, None] for level in levels[1:]]
-            names += [f"{name}={level}" for level in levels[1:]]
-    return np.hstack(parts), names
+    return encode_covariates(columns, n_subjects)
 
 
 class NormativeModel:
@@ -163,7 +155,7 @@ def _reference_subjects(metadata: dict[str, np.ndarray], reference: str) -> tupl
 
 def _figure(deviation: np.ndarray, groups: np.ndarray, covariates: dict[str, np.ndarray], reference: str, path: Path) -> Path:
     """Deviation per group (box plots), then against each numeric covariate (coloured by group)."""
-    numeric = {name: values.astype(float) for name, values in covariates.items() if _is_numeric(values)}
+    numeric = {name: values.astype(float) for name, values in covariates.items() if is_numeric(values)}
     fig, axes = plt.subplots(1, 1 + len(numeric), figsize=(4 * (1 + len(numeric)), 3.4), dpi=110, squeeze=False)
     names = sorted(set(groups))
     axes[0, 0].boxplot([deviation[groups == g] for g in names], showfliers=False)
@@ -178,11 +170,3 @@ def _figure(deviation: np.ndarray, groups: np.ndarray, covariates: dict[str, np.
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def _is_numeric(values: np.ndarray) -> bool:
-    try:
-        values.astype(float)
-        return True
-    except ValueError:
-        return False

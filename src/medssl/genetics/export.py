@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medssl.genetics.phenotypes import encode_covariates, is_numeric
+from medssl.data.tables import encode_covariates, is_numeric
 
 
 def write_exports(

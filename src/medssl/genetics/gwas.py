@@ -32,7 +32,8 @@ from medssl.genetics.association import AssociationResult, LinearAssociation, ge
 from medssl.genetics.clumping import clump, genotype_r2
 from medssl.genetics.export import write_exports
 from medssl.genetics.genotypes import Genotypes, Variants
-from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples, read_table
+from medssl.data.tables import read_table
+from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples
 from medssl.genetics.plots import manhattan, qq
 from medssl.genetics.qc import QcFilters, SnpStats, snp_stats
 
