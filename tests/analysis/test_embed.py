@@ -77,3 +77,15 @@ def test_nothing_readable_is_a_clear_error(tmp_path):
         handle.write(f"subject_id,path\ns1,{tmp_path / 'a.png'}\n")
     with pytest.raises(ValueError, match="no readable images"):
         embed_subjects(tiny_encoder_file(tmp_path / "encoder.pt", (16, 16)), tmp_path / "cohort.csv", tmp_path / "out")
+
+
+def test_images_come_back_for_a_manifest_given_by_a_relative_path(tmp_path, monkeypatch):
+    from medssl.analysis.embed import subject_images
+
+    (tmp_path / "scans").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 20), 40 * i, dtype=np.uint8)).save(tmp_path / "scans" / f"{i}.png")
+    (tmp_path / "cohort.csv").write_text("subject_id,path\n" + "".join(f"s{i},scans/{i}.png\n" for i in range(3)))
+    monkeypatch.chdir(tmp_path)  # the manifest and its paths are relative to the working folder
+    embed_subjects(tiny_encoder_file(tmp_path / "encoder.pt", (16, 16)), "cohort.csv", "embed", n_components=2)
+    assert [s for s, _ in subject_images("embed", ["s2", "s0"])] == ["s0", "s2"]

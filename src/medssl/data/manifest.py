@@ -64,7 +64,7 @@ def read_manifest(csv_path: str | Path) -> Manifest:
         )
     for row in rows:
         path = Path(row["path"])
-        row["path"] = str(path if path.is_absolute() else csv_path.parent / path)
+        row["path"] = str(path if path.is_absolute() else csv_path.parent.absolute() / path)  # absolute: rows get rewritten elsewhere
     if not any(Path(r["path"]).exists() for r in rows):
         raise ManifestError(
             f"{csv_path}: none of the {len(rows)} paths exist (first: {rows[0]['path']}); "
