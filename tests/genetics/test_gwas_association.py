@@ -153,3 +153,14 @@ def test_null_phenotypes_on_the_real_genotypes_have_lambda_near_one(shared_data)
     result = LinearAssociation(rng.normal(size=(n, 20)), rng.normal(size=(n, 2))).test(genotypes.read(np.arange(n), slice(None)))
     lambdas = [genomic_inflation(result.p[:, j]) for j in range(20)]
     assert 0.85 < np.mean(lambdas) < 1.15, lambdas
+
+
+@pytest.mark.parametrize("n", [1, 2, 999, 1000])
+def test_lambda_is_the_median_chi_square_over_its_null_median(n):
+    from scipy import stats
+
+    from medssl.genetics.association import CHI2_MEDIAN_1DF
+
+    p = np.random.default_rng(n).uniform(size=n)
+    expected = np.median(stats.chi2.isf(p, 1)) / CHI2_MEDIAN_1DF
+    assert genomic_inflation(np.append(p, np.nan)) == pytest.approx(expected, rel=1e-12)  # NaN: untested SNPs

@@ -118,5 +118,9 @@ def _statistics(gy: np.ndarray, gg: np.ndarray, yy: np.ndarray, df: np.ndarray, 
 
 def genomic_inflation(p: np.ndarray) -> float:
     """lambda_GC: the median chi-square (1 df) implied by the p-values over its null median."""
-    p = p[np.isfinite(p)]
-    return float(np.median(stats.chi2.isf(p, 1)) / CHI2_MEDIAN_1DF) if len(p) else float("nan")
+    p = np.sort(p[np.isfinite(p)])
+    if not len(p):
+        return float("nan")
+    # the chi-square is monotone in p: the median's conversion only (scipy's isf of every SNP is slow)
+    middle = p[[(len(p) - 1) // 2, len(p) // 2]]
+    return float(stats.chi2.isf(middle, 1).mean() / CHI2_MEDIAN_1DF)
