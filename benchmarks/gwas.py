@@ -204,7 +204,7 @@ def markdown(record: dict, json_name: str) -> str:
         "",
         f"- lambda_GC over {c['null_phenotypes']} null phenotypes: {c['lambda_mean']:.3f} ± {c['lambda_sd']:.3f} (range {c['lambda_range'][0]:.3f}-{c['lambda_range'][1]:.3f}).",
         f"- A trait of heritability {c['trait']['heritability']} from {c['trait']['causal_snps']} causal SNPs: {c['trait']['found_at_5e-8']} reach p < 5e-8 "
-        f"({c['trait']['leads']} lead SNPs after 250 kb clumping; lambda {c['trait']['lambda']:.3f}, inflated by the polygenic signal itself).",
+        f"({c['trait']['leads']} lead SNPs after 250 kb clumping; lambda {c['trait']['lambda']:.3f}).",
         "",
         f"![calibration]({c['figure']})",
         "",
