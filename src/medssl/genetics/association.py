@@ -60,12 +60,15 @@ class LinearAssociation:
         genotypes = np.asarray(dosages, dtype=np.float64)
         called = ~np.isnan(genotypes)
         n = called.sum(0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(n > 0, np.nansum(genotypes, 0) / n, 0.0)
-        filled = np.where(called, genotypes, mean)
-        centred_ss = ((filled - mean) ** 2).sum(0)
+        if (n == self.n_samples).all():  # the usual chunk: no missing call to fill
+            filled, mean = genotypes, genotypes.mean(0)
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = np.where(n > 0, np.nansum(genotypes, 0) / n, 0.0)
+            filled = np.where(called, genotypes, mean)
+        centred_ss = np.einsum("ij,ij->j", filled, filled) - self.n_samples * mean**2
         g = filled - self.basis @ (self.basis.T @ filled)
-        gy, gg = g.T @ self.residuals, (g**2).sum(0)
+        gy, gg = g.T @ self.residuals, np.einsum("ij,ij->j", g, g)
         yy = np.broadcast_to(self.residual_ss, gy.shape).copy()
         if self.missing == "drop":
             for snp in np.flatnonzero(n < self.n_samples):
