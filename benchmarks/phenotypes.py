@@ -32,7 +32,7 @@ from medssl.analysis.attribution import explain
 from medssl.analysis.embed import embed_subjects, read_embeddings
 from medssl.analysis.normative import normative_analysis
 from medssl.analysis.subgroups import agreement, fit_groups, reduce, subgroup_analysis
-from medssl.data.manifest import read_manifest
+from medssl.data.manifest import Manifest, read_manifest
 from medssl.data.public import resolve_dataset
 from medssl.evaluation.label_efficiency import BUDGETS, packed, pretrained_encoder, with_splits
 from medssl.models.checkpoint import load_encoder, save_encoder
@@ -194,7 +194,7 @@ def streaming(work: Path, sizes: tuple[int, ...] = (2000, 10000, 58954)) -> None
     rows = []
     for n in sizes:
         part = work / f"manifest_{n}.csv"
-        type(manifest)(manifest.rows[:n], manifest.columns).write(part)
+        Manifest(manifest.rows[:n], manifest.columns).write(part)
         code = (
             "import json, resource, time; from medssl.analysis.embed import embed_subjects; start = time.perf_counter(); "
             f"s = embed_subjects({str(encoder)!r}, {str(part)!r}, {str(work / f'embed_{n}')!r}, workers=1); "

@@ -331,16 +331,14 @@ def run_attribution(args: argparse.Namespace) -> None:
 
 def cluster_centre(embeddings: Path, subgroups: str, group: str):
     """The mean embedding of a group found by ``medssl subgroups`` (``subgroups.csv:method``)."""
-    import csv
-
     from medssl.analysis.embed import read_embeddings
+    from medssl.data.tables import read_table
 
     path, _, method = subgroups.partition(":")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if method not in rows[0]:
-        raise ValueError(f"{path} has no column '{method}'; give SUBGROUPS_CSV:METHOD with one of {list(rows[0])[1:]}")
-    members = {row["subject_id"] for row in rows if row[method] == group}
+    groups = read_table(path)
+    if method not in groups:
+        raise ValueError(f"{path} has no column '{method}'; give SUBGROUPS_CSV:METHOD with one of {[c for c in groups if c != 'subject_id']}")
+    members = set(groups["subject_id"][groups[method] == group])
     metadata, features = read_embeddings(embeddings)
     chosen = [s in members for s in metadata["subject_id"]]
     if not any(chosen):

@@ -26,7 +26,7 @@ from PIL import Image
 
 from medssl.analysis.embed import read_embeddings, subject_images
 from medssl.analysis.maps import embedding_map, plot_map
-from medssl.data.tables import read_table
+from medssl.data.tables import is_numeric, read_table
 from medssl.report.figures import thumbnail
 
 THUMBNAIL_PX = 64  # tall; a 3D volume's three mid-slices make it three times as wide
@@ -147,11 +147,7 @@ def _missing_covariates(covariates: str | Path, subject_ids: np.ndarray) -> int:
 def _colouring(values: np.ndarray) -> Colouring:
     """A colour scale when every value present is a number and there are many; groups otherwise."""
     present = values[values != ""]
-    try:
-        numbers = present.astype(float)
-    except ValueError:
-        numbers = None
-    if numbers is not None and len(np.unique(numbers)) > MIN_CONTINUOUS_VALUES:
+    if is_numeric(present) and len(np.unique(present.astype(float))) > MIN_CONTINUOUS_VALUES:
         return _continuous(np.array([float(v) if v else np.nan for v in values]))
     return _categorical(values)
 

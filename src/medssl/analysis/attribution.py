@@ -26,6 +26,7 @@ from torch import nn
 
 from medssl.analysis.embed import feature_columns, subject_images
 from medssl.models.checkpoint import load_encoder
+from medssl.models.encoders import best_device
 
 Target = Callable[[torch.Tensor], torch.Tensor]  # features (B, D) -> scores (B,)
 METHODS = ("occlusion", "gradient")
@@ -172,10 +173,11 @@ def explain(
     target = pc_target(pca, pc) if pc is not None else cluster_target(centre, pca["mean"])
     name = name or (f"pc{pc}" if pc is not None else "cluster")
     encoder, _ = load_encoder(summary["encoder_file"])
-    encoder.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    encoder.to(best_device())
+    chosen = _chosen_subjects(embedding_dir, target, n_subjects, lowest)
+    found = dict(subject_images(embedding_dir, [s for ids, _ in chosen.values() for s in ids]))  # an unreadable file drops out
     groups = {}
-    for group, (ids, scores) in _chosen_subjects(embedding_dir, target, n_subjects, lowest).items():
-        found = dict(subject_images(embedding_dir, ids))  # a file that cannot be read any more drops out
+    for group, (ids, scores) in chosen.items():
         ids, scores = [s for s in ids if s in found], scores[[s in found for s in ids]]
         images = torch.stack([found[s] for s in ids])
         if method == "gradient":

@@ -30,7 +30,7 @@ from medssl.data.tables import read_table
 from medssl.evaluation.embeddings import embed
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.checkpoint import load_encoder
-from medssl.models.encoders import Encoder
+from medssl.models.encoders import Encoder, best_device
 
 FEATURE_PREFIX, PC_PREFIX = "f", "PC"
 # test-time views: mild, label-preserving changes only
@@ -105,7 +105,7 @@ def embed_subjects(
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     encoder, metadata = load_encoder(encoder_path)
-    encoder.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    encoder.to(best_device())
     preprocessing = Preprocessing.from_settings(metadata["preprocessing"])
     if source.suffix != ".npz" and preprocessing.in_channels is None:
         preprocessing = replace(preprocessing, in_channels=1)

@@ -182,13 +182,14 @@ def _gallery(embedding_dir: str | Path, ids: np.ndarray, labels: np.ndarray, nea
     if not nearest:  # HDBSCAN called every subject noise
         return None
     rng = np.random.default_rng(seed)
+    samples = {group: rng.choice(np.flatnonzero(labels == group), min(mean_of, int((labels == group).sum())), replace=False) for group in nearest}
+    wanted = np.concatenate([*samples.values(), *nearest.values()])
+    images = dict(subject_images(embedding_dir, ids[wanted]))  # one pass over the source for every group
     rows = {}
     for group, typical in nearest.items():
-        members = np.flatnonzero(labels == group)
-        sample = rng.choice(members, min(mean_of, len(members)), replace=False)
-        mean = torch.stack([image for _, image in subject_images(embedding_dir, ids[sample])]).mean(0)
-        examples = dict(subject_images(embedding_dir, ids[typical]))
-        rows[f"group {group}\n(n={len(members)})"] = [(mean[0].numpy(), "mean")] + [(examples[s][0].numpy(), s) for s in ids[typical] if s in examples]
+        mean = torch.stack([images[s] for s in ids[samples[group]] if s in images]).mean(0)
+        examples = [(images[s][0].numpy(), s) for s in ids[typical] if s in images]
+        rows[f"group {group}\n(n={int((labels == group).sum())})"] = [(mean[0].numpy(), "mean"), *examples]
     return _draw_rows(rows, path, columns=1 + max(len(t) for t in nearest.values()), column_width=1.6)
 
 

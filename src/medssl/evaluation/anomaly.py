@@ -21,6 +21,7 @@ from medssl.data.preprocess import Preprocessing
 from medssl.methods import get_method
 from medssl.methods.base import SSLMethod
 from medssl.models.checkpoint import read_encoder_file
+from medssl.models.encoders import best_device
 
 NORMAL_NAMES = ("healthy", "normal")
 
@@ -65,7 +66,7 @@ def load_run(run: Path) -> SSLMethod:
             raise FileNotFoundError(f"{run} is not a finished medssl run: {path} is missing")
     method_cls = get_method(yaml.safe_load(config_file.read_text())["method"])
     model = method_cls.load_from_checkpoint(checkpoint, map_location="cpu")
-    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model.to(best_device()).eval()
 
 
 def run_table(run: Path, data: str | Path, out_dir: Path) -> ImageTable:

@@ -23,7 +23,7 @@ from medssl.evaluation.evaluate import summarise, summary_cell
 from medssl.evaluation.probe import label_subset
 from medssl.evaluation.segmentation import SegmentationTask, cohort_segmentation_task, dice_per_structure, mni152_tissue_task, predict_labels, train_segmentation
 from medssl.models.checkpoint import load_encoder
-from medssl.models.encoders import Encoder, EncoderConfig
+from medssl.models.encoders import Encoder, EncoderConfig, best_device
 from medssl.report.figures import label_efficiency
 from medssl.simulation.cohort import CohortConfig, simulate_cohort
 
@@ -93,7 +93,7 @@ def task_rows(task: DenseTask, encoder_path: Path, out: Path, budget, seed: int,
         return json.loads(done.read_text())
     pretrained, metadata = load_encoder(encoder_path)
     torch.manual_seed(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # the trainers follow the encoder
+    device = best_device()  # the trainers follow the encoder
     encoders = {"pretrained": pretrained.to(device), "random": Encoder(EncoderConfig(**metadata["encoder"])).to(device)}
     rows = []
     for fraction in fractions:

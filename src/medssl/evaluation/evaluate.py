@@ -16,7 +16,7 @@ from medssl.evaluation.embeddings import embed
 from medssl.evaluation.finetune import FixMatchConfig, finetune, predict_proba
 from medssl.evaluation.probe import classification_metrics, knn_probe, label_subset, linear_probe
 from medssl.models.checkpoint import load_encoder
-from medssl.models.encoders import Encoder, EncoderConfig
+from medssl.models.encoders import Encoder, EncoderConfig, best_device
 
 RANDOM_INIT = "random-init"
 FINETUNE_PROBES = {"supervised": "finetune", "fixmatch": "fixmatch"}  # --finetune mode -> the rows' probe
@@ -40,7 +40,7 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder, metadata = load_encoder(encoder_path)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = best_device()
     encoder.to(device)
     table = labelled_table(data, metadata, out_dir)
     parts = {s: table.split(s) for s in ("train", "val", "test")} if finetune_mode != "none" else {}

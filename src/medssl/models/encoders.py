@@ -166,3 +166,8 @@ class Encoder(nn.Module):
 
 def build_encoder(**kwargs) -> Encoder:
     return Encoder(EncoderConfig(**kwargs))
+
+
+def best_device() -> torch.device:
+    """The GPU when there is one, else the CPU: where evaluation and analyses put an encoder."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
