@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 MISSING = ("drop", "mean")
 CHI2_MEDIAN_1DF = 0.45493642311957283  # median of chi-square with 1 df: the lambda of a null GWAS
@@ -57,22 +57,26 @@ class LinearAssociation:
 
     def test(self, dosages: np.ndarray) -> AssociationResult:
         """Every SNP of an (N, SNPs) dosage chunk (NaN = missing call) against every phenotype."""
-        genotypes = np.asarray(dosages, dtype=np.float64)
-        called = ~np.isnan(genotypes)
+        called = ~np.isnan(dosages)
         n = called.sum(0)
         if (n == self.n_samples).all():  # the usual chunk: no missing call to fill
-            filled, mean = genotypes, genotypes.mean(0)
+            filled = np.asarray(dosages, dtype=np.float64)
+            mean = filled.sum(0) / self.n_samples
         else:
             with np.errstate(invalid="ignore", divide="ignore"):
-                mean = np.where(n > 0, np.nansum(genotypes, 0) / n, 0.0)
-            filled = np.where(called, genotypes, mean)
-        centred_ss = np.einsum("ij,ij->j", filled, filled) - self.n_samples * mean**2
-        g = filled - self.basis @ (self.basis.T @ filled)
-        gy, gg = g.T @ self.residuals, np.einsum("ij,ij->j", g, g)
+                mean = np.where(n > 0, np.nansum(dosages, 0, dtype=np.float64) / n, 0.0)
+            filled = np.where(called, dosages, mean)
+        # the phenotype residuals are orthogonal to the covariates, so g'My = g'(My) and
+        # g'Mg = g'g - |Q'g|^2: the genotypes are never residualised (an N x SNPs pass saved)
+        projections = self.basis.T @ filled
+        sum_sq = np.einsum("ij,ij->j", filled, filled)
+        centred_ss = sum_sq - self.n_samples * mean**2
+        gy, gg = filled.T @ self.residuals, sum_sq - np.einsum("ij,ij->j", projections, projections)
         yy = np.broadcast_to(self.residual_ss, gy.shape).copy()
         if self.missing == "drop":
             for snp in np.flatnonzero(n < self.n_samples):
-                gy[snp], gg[snp], yy[snp] = self._downdate(~called[:, snp], g[:, snp], gy[snp], gg[snp])
+                g = filled[:, snp] - self.basis @ projections[:, snp]
+                gy[snp], gg[snp], yy[snp] = self._downdate(~called[:, snp], g, gy[snp], gg[snp])
         else:
             n = np.full_like(n, self.n_samples)
         return _statistics(gy, gg, yy, n - self.basis.shape[1] - 1, centred_ss, n, mean / 2)
@@ -114,7 +118,7 @@ def _statistics(gy: np.ndarray, gg: np.ndarray, yy: np.ndarray, df: np.ndarray, 
     se = np.sqrt(np.maximum(yy - beta * gy, 0) / df_safe / gg_safe)
     with np.errstate(invalid="ignore", divide="ignore"):
         t_stat = beta / se
-    p = 2 * stats.t.sf(np.abs(t_stat), df_safe)
+    p = 2 * special.stdtr(df_safe, -np.abs(t_stat))
     beta, se, t_stat, p = (np.where(testable[:, None], a, np.nan) for a in (beta, se, t_stat, p))
     return AssociationResult(beta, se, t_stat, p, n, a1_freq)
 
@@ -124,6 +128,6 @@ def genomic_inflation(p: np.ndarray) -> float:
     p = np.sort(p[np.isfinite(p)])
     if not len(p):
         return float("nan")
-    # the chi-square is monotone in p: the median's conversion only (scipy's isf of every SNP is slow)
+    # the chi-square is monotone in p: the median's conversion only (converting every SNP's is slow)
     middle = p[[(len(p) - 1) // 2, len(p) // 2]]
-    return float(stats.chi2.isf(middle, 1).mean() / CHI2_MEDIAN_1DF)
+    return float(special.chdtri(1, middle).mean() / CHI2_MEDIAN_1DF)

@@ -7,8 +7,8 @@ is QC'd among the analysed samples and its passing SNPs tested against every phe
 * ``samples.tsv``: every subject of the phenotype table or .fam, used or why not;
 * ``qc_removed.tsv``: every SNP QC removed, with its reason;
 * ``genetic_pcs.tsv``: the genetic PCs used as covariates (with ``genetic_pcs``);
-* per phenotype: ``<name>.glm.tsv`` (CHR POS ID A1 A2 A1_FREQ N BETA SE T_STAT P; A1 is the
-  .bim's allele 1, the allele counted), ``<name>.manhattan.png``, ``<name>.qq.png`` and
+* per phenotype: ``<name>.glm.tsv`` (CHR POS ID A1 A2 A1_FREQ N BETA SE T_STAT P, statistics to 6
+  significant digits as plink2 prints them; A1 is the .bim's allele 1, the allele counted), ``<name>.manhattan.png``, ``<name>.qq.png`` and
   ``<name>.leads.tsv`` (lead SNPs after clumping);
 * ``gwas.json``: the summary (samples, SNPs tested and removed, lambda_GC and leads per phenotype);
 * ``export/``: the same analysis's input files for plink2, REGENIE and BOLT-LMM, and ``commands.sh``.
@@ -18,7 +18,9 @@ Per-phenotype p-values stay in memory for the plots and lambda: 8 bytes x SNPs x
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,7 +36,6 @@ from medssl.genetics.export import write_exports
 from medssl.genetics.genotypes import Genotypes, Variants
 from medssl.data.tables import read_table
 from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples
-from medssl.genetics.plots import manhattan, qq
 from medssl.genetics.qc import QcFilters, SnpStats, snp_stats
 
 GENETIC_PC_PREFIX = "GPC"  # not "PC": embedding PCs, the usual phenotypes, are called PC01, PC02, ...
@@ -46,6 +47,7 @@ QC_SCHEMA = pa.schema(
     [("CHR", pa.string()), ("POS", pa.int64()), ("ID", pa.string()), ("A1", pa.string()), ("A2", pa.string())]
     + [("CALL_RATE", pa.float64()), ("A1_FREQ", pa.float64()), ("HWE_P", pa.float64()), ("REASON", pa.string())]
 )
+SIGNIFICANT_DIGITS = 6  # of BETA, SE, T_STAT and P in the .glm.tsv, as plink2 prints them
 TSV = pacsv.WriteOptions(delimiter="\t", quoting_style="none", quoting_header="none", null_string="NA")
 
 
@@ -159,36 +161,61 @@ def _scan(genotypes: Genotypes, samples: Samples, association: LinearAssociation
     writers = [pacsv.CSVWriter(out / f"{name}.glm.tsv", GLM_SCHEMA, write_options=TSV) for name in names]
     qc_writer = pacsv.CSVWriter(out / "qc_removed.tsv", QC_SCHEMA, write_options=TSV)
     total = -(-genotypes.n_snps // chunk)
-    for snps, dosages in tqdm(genotypes.chunks(samples.fam_index, chunk), total=total, desc="gwas", unit="chunk", disable=not progress):
-        rows = np.arange(snps.start, snps.stop)
-        stats = snp_stats(dosages)
-        reasons = filters.reasons(stats)
-        keep = reasons == ""
-        qc_writer.write_table(_qc_table(genotypes.variants.take(rows[~keep]), stats, ~keep, reasons[~keep]))
-        scan.removed += int((~keep).sum())
-        result = association.test(dosages[:, keep])
-        variants = genotypes.variants.take(rows[keep])
-        for j, writer in enumerate(writers):
-            table = _glm_table(variants, result, j)
-            writer.write_table(table)
-            significant = result.p[:, j] < p_threshold
-            scan.significant[j].append((rows[keep][significant], table.filter(significant)))
-        scan.tested.append(rows[keep])
-        scan.p.append(result.p)
+    # formatting numbers as text is most of a many-phenotype run: arrow does it without the GIL,
+    # in threads, while the next chunk is read and tested
+    writing: list[Future] = []
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        for snps, dosages in tqdm(genotypes.chunks(samples.fam_index, chunk), total=total, desc="gwas", unit="chunk", disable=not progress):
+            rows = np.arange(snps.start, snps.stop)
+            stats = snp_stats(dosages)
+            reasons = filters.reasons(stats)
+            keep = reasons == ""
+            qc_writer.write_table(_qc_table(genotypes.variants.take(rows[~keep]), stats, ~keep, reasons[~keep]))
+            scan.removed += int((~keep).sum())
+            result = association.test(dosages[:, keep])
+            tables = _glm_tables(genotypes.variants.take(rows[keep]), result)
+            wait(writing)  # a file's chunks must be written in order
+            writing = [pool.submit(writer.write_table, table) for writer, table in zip(writers, tables)]
+            for j in np.flatnonzero((result.p < p_threshold).any(0)):  # filtering every table costs as much as testing
+                significant = result.p[:, j] < p_threshold
+                scan.significant[j].append((rows[keep][significant], tables[j].filter(significant)))
+            scan.tested.append(rows[keep])
+            scan.p.append(result.p)
+        for future in writing:
+            future.result()  # raise any writing error
     for writer in [*writers, qc_writer]:
         writer.close()
     return scan
 
 
-def _glm_table(variants: Variants, result: AssociationResult, phenotype: int) -> pa.Table:
+def _glm_tables(variants: Variants, result: AssociationResult) -> list[pa.Table]:
+    """One result table per phenotype; the per-SNP columns are converted once and shared."""
+    shared = _arrow_columns(variants.columns() | {"A1_FREQ": result.a1_freq, "N": result.n}, GLM_SCHEMA)
     statistics = {"BETA": result.beta, "SE": result.se, "T_STAT": result.t_stat, "P": result.p}
-    columns = variants.columns() | {"A1_FREQ": result.a1_freq, "N": result.n} | {k: v[:, phenotype] for k, v in statistics.items()}
-    return pa.table({f.name: pa.array(columns[f.name], f.type, from_pandas=True) for f in GLM_SCHEMA}, schema=GLM_SCHEMA)
+    statistics = {k: significant_digits(v) for k, v in statistics.items()}
+    return [
+        pa.table(shared | _arrow_columns({k: v[:, j] for k, v in statistics.items()}, GLM_SCHEMA), schema=GLM_SCHEMA)
+        for j in range(result.p.shape[1])
+    ]
+
+
+def significant_digits(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits, so that they print as short as plink2's
+    (and print about twice as fast); values too small to scale (below ~1e-300) are kept."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values))))
+        rounded = np.round(values * scale) / scale
+    return np.where(np.isfinite(rounded), rounded, values)
 
 
 def _qc_table(variants: Variants, stats: SnpStats, removed: np.ndarray, reasons: np.ndarray) -> pa.Table:
     columns = variants.columns() | {"CALL_RATE": stats.call_rate[removed], "A1_FREQ": stats.a1_freq[removed], "HWE_P": stats.hwe_p[removed], "REASON": reasons}
-    return pa.table({f.name: pa.array(columns[f.name], f.type, from_pandas=True) for f in QC_SCHEMA}, schema=QC_SCHEMA)
+    return pa.table(_arrow_columns(columns, QC_SCHEMA), schema=QC_SCHEMA)
+
+
+def _arrow_columns(columns: dict[str, np.ndarray], schema: pa.Schema) -> dict[str, pa.Array]:
+    """The given columns as arrow arrays of the schema's types (NaN becomes null, written NA)."""
+    return {name: pa.array(values, schema.field(name).type, from_pandas=True) for name, values in columns.items()}
 
 
 def _report(
@@ -207,10 +234,12 @@ def _report(
     """One phenotype's lambda_GC, plots and lead SNPs (``<name>.leads.tsv``)."""
     inflation = genomic_inflation(p)
     if plots:
+        from medssl.genetics.plots import manhattan, qq  # matplotlib: 0.5 s of start-up a plot-free run skips
+
         manhattan(variants.chrom, variants.pos, p, out / f"{name}.manhattan.png", name, p_threshold)
         qq(p, out / f"{name}.qq.png", name, inflation)
-    snps = np.concatenate([rows for rows, _ in significant])
-    candidates = pa.concat_tables([table for _, table in significant])
+    snps = np.concatenate([np.zeros(0, np.int64), *(rows for rows, _ in significant)])
+    candidates = pa.concat_tables([GLM_SCHEMA.empty_table(), *(table for _, table in significant)])
     ld = genotype_r2(genotypes, samples.fam_index, snps) if clump_r2 is not None else None
     columns = {c: candidates[c].to_numpy(zero_copy_only=False) for c in ("CHR", "POS", "P")}
     clumps = clump(columns["CHR"], columns["POS"], columns["P"], threshold=p_threshold, window_kb=clump_kb, r2=clump_r2, ld=ld)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from medssl.data.tables import encode_covariates
 
@@ -95,12 +95,14 @@ def match_samples(
 def inverse_normal_transform(values: np.ndarray) -> np.ndarray:
     """Rank-based inverse-normal transform of each column: Phi^-1((rank - 3/8) / (n + 1/4)) (Blom),
     tied values sharing their average rank."""
-    ranks = stats.rankdata(values, axis=0, method="average")
-    return stats.norm.ppf((ranks - BLOM_OFFSET) / (len(values) + 1 - 2 * BLOM_OFFSET))
+    from scipy.stats import rankdata  # scipy.stats: 0.6 s of start-up a run without the transform skips
+
+    ranks = rankdata(values, axis=0, method="average")
+    return special.ndtri((ranks - BLOM_OFFSET) / (len(values) + 1 - 2 * BLOM_OFFSET))
 
 
 def is_missing(values: np.ndarray) -> np.ndarray:
-    return np.array([str(v).strip().lower() in MISSING_VALUES for v in np.asarray(values)], dtype=bool)
+    return np.isin(np.char.lower(np.char.strip(np.asarray(values).astype(str))), list(MISSING_VALUES))
 
 
 def _status(subject: str, pheno_rows: dict[str, int], pheno_missing: dict[str, np.ndarray], covar_rows: dict[str, int] | None, covar_missing: dict[str, np.ndarray]) -> tuple[str, str]:
