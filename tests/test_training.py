@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import yaml
 from conftest import TINY_ENCODER
 
 from medssl.evaluation.evaluate import evaluate
-from medssl.methods import METHODS, default_config
+from medssl.methods import METHODS, default_config, get_method
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import EncoderConfig
 from medssl.training import pretrain, resolve_config
@@ -17,6 +18,15 @@ from medssl.training import pretrain, resolve_config
 
 def tiny_config(method: str = "simclr", **training) -> dict:
     return resolve_config(method, {"encoder": TINY_ENCODER, "training": {"batch_size": 8, "precision": "32", "checkpoint_every": 2, **training}})
+
+
+def write_scores(path, subject_ids: list[str], n_scores: int = 3, seed: int = 0):
+    """A table of per-subject scores (polygenic scores, say) as ContIG reads them."""
+    rng = np.random.default_rng(seed)
+    rows = ["\t".join(["IID", *(f"PGS{j}" for j in range(n_scores))])]
+    rows += ["\t".join([subject, *(f"{v:.4f}" for v in rng.normal(size=n_scores))]) for subject in subject_ids]
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 def logged_steps(run) -> list[int]:
@@ -81,6 +91,8 @@ def test_every_method_saves_an_encoder_that_evaluate_reads(tmp_path, npz, method
     config = tiny_config(method, max_steps=2)
     if EncoderConfig(**default_config(method)["encoder"]).is_vit:  # tiny_config put a ResNet there
         config["encoder"] = {"name": "vit_tiny", "width": 24, "patch_size": 4}
+    if get_method(method).paired_with_genetics:
+        config["data"]["genetics"] = str(write_scores(tmp_path / "scores.tsv", [f"train-{i:05d}" for i in range(40)]))
     result = pretrain(data, tmp_path / "run", config)
     evaluation = evaluate(result.encoder_path, data, tmp_path / "eval", fractions=(1.0,), random_init=False)
     assert {row["probe"] for row in evaluation["rows"]} == {"linear", "knn"}

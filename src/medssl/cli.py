@@ -182,6 +182,8 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
     data.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
     data.add_argument("--volume-index", type=int, help="which volume of a 4D NIfTI (default 0)")
+    data.add_argument("--genetics", help="methods paired with genetics (contig): a PLINK .bed prefix, or a table of per-subject scores by subject_id/IID")
+    data.add_argument("--genetic-columns", nargs="+", help="the score columns of a --genetics table (default: every column but the IDs)")
     data.add_argument("--strict", action="store_true", help="fail if any input is skipped")
     model = parser.add_argument_group("method and model")
     model.add_argument("--method", default="simclr", help="see `medssl methods`")
@@ -226,7 +228,7 @@ def pretrain_config(args: argparse.Namespace) -> dict:
 
     user = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
     overrides = {
-        "data": {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "volume_index")},
+        "data": {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "volume_index", "genetics", "genetic_columns")},
         "encoder": {"name": args.encoder_name, "width": args.width or vit_width(args.encoder_name), "stem": args.stem, "patch_size": args.patch_size},
         "optimizer": {"lr": args.lr},
         "training": {

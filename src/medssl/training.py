@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -28,6 +29,7 @@ TRAINING_KEYS = {
     "batch_size", "max_epochs", "max_steps", "max_minutes", "precision", "gradient_clip", "checkpoint_every", "log_every",
     "samples_per_subject", "num_workers", "accelerator", "devices", "num_nodes", "strategy",
 }  # fmt: skip
+DATA_DEPENDENT_ARGS = {"genetic_features"}  # set from the data, never by a config
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,8 @@ def _check_keys(config: dict, method_cls: type[SSLMethod]) -> None:
         "encoder": {f.name for f in fields(EncoderConfig)} - {"spatial_dims", "in_channels", "image_size"},
         "views": {f.name for f in fields(ViewConfig)},
         "optimizer": {f.name for f in fields(OptimizerConfig)},
-        "method_args": method_arguments(method_cls),
-        "data": {*Preprocessing.settings(), "volume_index"},
+        "method_args": method_arguments(method_cls) - DATA_DEPENDENT_ARGS,
+        "data": {*Preprocessing.settings(), "volume_index", "genetics", "genetic_columns"},
         "training": TRAINING_KEYS,
     }
     for section, names in allowed.items():
@@ -117,7 +119,7 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         log_every_n_steps=train.get("log_every", 10),
         enable_model_summary=False,
     )
-    table = _load_training_images(data, out_dir, config["data"], strict, write=trainer.is_global_zero)
+    table, genetics = _load_training_images(data, out_dir, config["data"], method_cls, strict, write=trainer.is_global_zero)
     image_size = tuple(table.images.shape[2:])
     encoder = {**config["encoder"], "spatial_dims": table.spatial_dims, "in_channels": table.in_channels}
     if EncoderConfig(**config["encoder"]).is_vit:  # its positional embedding is fixed to the data's size
@@ -125,12 +127,13 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     encoder_config = EncoderConfig(**encoder)
     encoder_config.validate()  # errors about the input size come before any training
     method_cls.check_input(image_size, encoder_config, **config.get("method_args", {}))
-    loader = _loader(table, train, method_cls, trainer.world_size)
+    loader = _loader(table, genetics, train, method_cls, trainer.world_size)
     model = method_cls(
         encoder=encoder,
         optimizer=config["optimizer"],
         views=config["views"],
         **config.get("method_args", {}),
+        **({} if genetics is None else {"genetic_features": genetics.shape[1]}),
     )
     if trainer.is_global_zero:
         (out_dir / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed, "data_source": str(data)}, sort_keys=False))
@@ -188,18 +191,40 @@ def preprocessing_from(data_config: dict) -> Preprocessing | None:
     return Preprocessing.from_settings(data_config)
 
 
-def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, strict: bool, write: bool) -> ImageTable:
+def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, write: bool) -> tuple[ImageTable, torch.Tensor | None]:
+    """The training split's images, and for a method paired with genetics each one's features."""
     volume_index = data_config.get("volume_index") or 0
     table = load_table(data, preprocessing_from(data_config), volume_index=volume_index, work_dir=out_dir if write else None)
+    if (table.splits == "train").any():  # never pretrain on the validation or test images
+        table = table.split("train")
+    genetics = None
+    if method_cls.paired_with_genetics:
+        table, genetics = _pair_genetics(table, data_config, method_cls.name)
     if write:
         table.skips.write(out_dir)
     table.skips.check(strict)
-    if (table.splits == "train").any():  # never pretrain on the validation or test images
-        table = table.split("train")
-    return table
+    return table, genetics
 
 
-def _loader(table: ImageTable, train: dict, method_cls: type[SSLMethod], world_size: int) -> DataLoader:
+def _pair_genetics(table: ImageTable, data_config: dict, method: str) -> tuple[ImageTable, torch.Tensor]:
+    """The subjects with genetic features and those features; the rest go to the skip report."""
+    from medssl.genetics.features import load_genetic_features
+
+    if not data_config.get("genetics"):
+        raise ValueError(f"{method} pairs every scan with its subject's genetics: give --genetics (data.genetics), a PLINK .bed prefix or a table of per-subject scores")
+    features = load_genetic_features(data_config["genetics"], data_config.get("genetic_columns"))
+    rows = features.rows_for(table.subject_ids)
+    if (rows >= 0).sum() < 2:
+        raise ValueError(
+            f"{(rows >= 0).sum()} of {len(table)} training subjects have genetic features in {features.source}; subjects are matched by ID "
+            f"(images: {table.subject_ids[:3]}, genetics: {features.subject_ids[:3].tolist()})"
+        )
+    for subject in np.asarray(table.subject_ids)[rows < 0]:
+        table.skips.add(subject, f"no genetic features in {features.source}")
+    return table.select(rows >= 0), torch.from_numpy(features.values[rows[rows >= 0]])
+
+
+def _loader(table: ImageTable, paired: torch.Tensor | None, train: dict, method_cls: type[SSLMethod], world_size: int) -> DataLoader:
     repeats = train.get("samples_per_subject", 1)
     if train["batch_size"] < 1 or repeats < 1:
         raise ValueError(f"batch_size and samples_per_subject must be positive, got {train['batch_size']} and {repeats}")
@@ -211,7 +236,7 @@ def _loader(table: ImageTable, train: dict, method_cls: type[SSLMethod], world_s
             f"there are {len(table)} subject(s) for {world_size} process(es): raise samples_per_subject (--samples-per-subject 8)"
         )
     # drop_last keeps batch statistics (BatchNorm, in-batch negatives) stable
-    return DataLoader(ImageDataset(table.images, repeats), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=train.get("num_workers", 0))
+    return DataLoader(ImageDataset(table.images, repeats, paired), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=train.get("num_workers", 0))
 
 
 class Throughput(Callback):

@@ -14,6 +14,8 @@ from medssl.methods.base import SSLMethod
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.encoders import EncoderConfig
 
+GENETIC_FEATURES = 24
+
 
 def structured_images(n: int, spatial_dims: int, size: int) -> torch.Tensor:
     """Distinct images with an orientation: a bright block at a random place on a ramp."""
@@ -32,17 +34,18 @@ def structured_images(n: int, spatial_dims: int, size: int) -> torch.Tensor:
 def test_loss_is_finite_and_falls(name, spatial_dims):
     method, size = tiny_method(name, spatial_dims)
     images = structured_images(32, spatial_dims, size)
-    before = loss_on_fixed_views(method, images)
+    paired = paired_inputs(method, images)
+    before = loss_on_fixed_views(method, images, *paired)
     optimizer = torch.optim.AdamW(method.parameters(), lr=2e-3)
     torch.manual_seed(1)
     for _ in range(40):
-        loss = method.compute_loss(images)
+        loss = method.compute_loss(images, *paired)
         assert torch.isfinite(loss)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         method.on_train_batch_end(None, (images,), 0)  # what the Trainer calls: momentum updates
-    assert loss_on_fixed_views(method, images) < before
+    assert loss_on_fixed_views(method, images, *paired) < before
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -66,7 +69,21 @@ def tiny_method(name: str, spatial_dims: int) -> tuple[SSLMethod, int]:
     config = default_config(name)
     tiny_heads = {k: (64 if k.endswith("_dim") or k == "queue_size" else v) for k, v in config["method_args"].items()}
     size = 16 if spatial_dims == 2 else 12
+    if get_method(name).paired_with_genetics:
+        tiny_heads["genetic_features"] = GENETIC_FEATURES
     return get_method(name)(encoder=tiny_encoder(config, spatial_dims, size), views=config["views"], **tiny_heads), size
+
+
+def paired_inputs(method: SSLMethod, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What a method paired with genetics gets besides the images: features that depend on the
+    image (a fixed random projection of its coarse layout, plus noise), so the pairing is learnable."""
+    if not method.paired_with_genetics:
+        return ()
+    generator = torch.Generator().manual_seed(2)
+    coarse = torch.nn.functional.adaptive_avg_pool2d(images.flatten(1, 2) if images.ndim == 5 else images, 4).flatten(1)
+    projection = torch.randn(coarse.shape[1], GENETIC_FEATURES, generator=generator)
+    features = coarse @ projection + 0.1 * torch.randn(len(images), GENETIC_FEATURES, generator=generator)
+    return ((features - features.mean(0)) / features.std(0),)
 
 
 def tiny_encoder(config: dict, spatial_dims: int, size: int) -> dict:
@@ -77,14 +94,14 @@ def tiny_encoder(config: dict, spatial_dims: int, size: int) -> dict:
     return encoder
 
 
-def loss_on_fixed_views(method, images: torch.Tensor) -> float:
+def loss_on_fixed_views(method, images: torch.Tensor, *paired: torch.Tensor) -> float:
     """The loss on the same random views each time, so that before and after are comparable; on a
     copy, after one step that fills any queue of negatives with the network's own keys."""
     method = copy.deepcopy(method)
     with torch.no_grad():
-        method.compute_loss(images)
+        method.compute_loss(images, *paired)
         torch.manual_seed(123)
-        return method.compute_loss(images).item()
+        return method.compute_loss(images, *paired).item()
 
 
 def test_every_method_has_a_config():

@@ -56,18 +56,21 @@ class ImageTable:
 
 
 class ImageDataset(Dataset):
-    """Yields (image, index); ``repeats`` > 1 draws several views per subject and epoch,
-    which lets contrastive methods train on a handful of large volumes."""
+    """Yields (image, index), then the subject's row of ``paired`` (e.g. genetic features) if
+    given; ``repeats`` > 1 draws several views per subject and epoch, which lets contrastive
+    methods train on a handful of large volumes."""
 
-    def __init__(self, images: torch.Tensor, repeats: int = 1) -> None:
-        self.images, self.repeats = images, repeats
+    def __init__(self, images: torch.Tensor, repeats: int = 1, paired: torch.Tensor | None = None) -> None:
+        self.images, self.repeats, self.paired = images, repeats, paired
 
     def __len__(self) -> int:
         return len(self.images) * self.repeats
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple:
         index %= len(self.images)
-        return self.images[index], index
+        if self.paired is None:
+            return self.images[index], index
+        return self.images[index], index, self.paired[index]
 
 
 def load_table(

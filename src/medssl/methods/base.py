@@ -30,6 +30,9 @@ class SSLMethod(L.LightningModule):
     name: ClassVar[str]
     description: ClassVar[str]
     min_batch_size: ClassVar[int] = 1
+    # True: the data pairs every scan with its subject's genetic features (``data.genetics``), and
+    # the batch's third element, those features, is compute_loss's second argument
+    paired_with_genetics: ClassVar[bool] = False
 
     def __init__(self, encoder: dict, optimizer: dict | None = None, views: dict | None = None) -> None:
         super().__init__()
@@ -69,11 +72,12 @@ class SSLMethod(L.LightningModule):
         *spatial) images}}, e.g. inputs and their reconstructions; none by default."""
         return {}
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        """``batch``: images, their subject indices, then any paired per-subject inputs."""
         images = batch[0]
         if self.spatial_dims == 2:
             images = images.contiguous(memory_format=torch.channels_last)
-        loss = self.compute_loss(images)
+        loss = self.compute_loss(images, *batch[2:])
         if not torch.isfinite(loss):  # stop with the cause rather than train on NaN weights
             raise FloatingPointError(
                 f"{self.name}: the loss became {loss.item()} at step {self.global_step}; lower the learning rate "
