@@ -7,9 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import write_medmnist_npz
 from medssl.cli import build_parser, main, pretrain_config
+from medssl.models.checkpoint import load_encoder
 
 TINY = ["--encoder", "resnet10", "--width", "8", "--stem", "small", "--batch-size", "16", "--precision", "32"]
 
@@ -133,3 +135,25 @@ def test_gwas_of_embedding_pcs_on_real_genotypes_finds_a_planted_snp(tmp_path, s
     assert (out / "PC01.glm.tsv").exists() and (out / "export" / "commands.sh").exists()
     assert main(["gwas", "--bed", str(prefix), "--phenotypes", str(tmp_path / "pcs.csv"), "--out", str(out), "--columns", "height"]) == 2
     assert "height" in capsys.readouterr().err
+
+
+def test_prepare_then_pretrain_streams_the_cache(tmp_path, capsys):
+    """A manifest of PNGs (one missing) -> `medssl prepare` -> `medssl pretrain` from the shards."""
+    rng = np.random.default_rng(0)
+    rows = ["subject_id,path,split"]
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(tmp_path / f"img{i}.png")
+        rows.append(f"S{i},img{i}.png,{'train' if i < 20 else 'test'}")
+    (tmp_path / "manifest.csv").write_text("\n".join([*rows, "gone,missing.png,train"]) + "\n")
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    prepare = ["prepare", "--manifest", str(tmp_path / "manifest.csv"), "--out", str(cache), "--image-size", "16", "16", "--shard-size", "6", "--workers", "0"]
+    assert main(prepare) == 0
+    assert "24 images in 5 shards, 1 skipped" in capsys.readouterr().out
+    assert main([*prepare]) == 0  # a rerun finds every shard done
+    pretrain = ["pretrain", "--data", str(cache), "--out", str(run), "--max-steps", "3", "--batch-size", "4", "--encoder", "resnet10", "--width", "8", "--stem", "small", "--precision", "32"]
+    assert main(pretrain) == 0, capsys.readouterr().err
+    summary = json.loads((run / "pretrain_summary.json").read_text())
+    assert summary["global_step"] == 3 and summary["subjects"] == 20 and summary["skipped"] == 1
+    assert load_encoder(run / "encoder.pt")[1]["preprocessing"]["image_size"] == [16, 16]
+    assert main([*pretrain[:4], str(tmp_path / "run2"), "--image-size", "32", "32"]) == 2
+    assert "its preprocessing is fixed in index.json" in capsys.readouterr().err

@@ -33,6 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("-o", "--output", type=Path, default=Path("manifest.csv"))
     scan.set_defaults(run=run_scan)
 
+    prepare = commands.add_parser("prepare", help="preprocess a manifest once into a sharded cache (WebDataset tar shards) that pretrain streams")
+    prepare.add_argument("--manifest", type=Path, required=True, help="manifest CSV (subject_id, path[, label, split, ...]); `medssl scan` writes one")
+    prepare.add_argument("--out", type=Path, required=True, help="cache folder: shard-*.tar, their checksums, index.json, skipped.csv")
+    prepare.add_argument("--image-size", type=int, nargs="+", required=True, help="model input size, 2 values (2D) or 3 (3D)")
+    prepare.add_argument("--channels", type=int, dest="in_channels", help="input channels (default 1)")
+    prepare.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
+    prepare.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
+    prepare.add_argument("--volume-index", type=int, default=0, help="which volume of a 4D NIfTI")
+    prepare.add_argument("--shard-size", type=int, default=1000, help="images per shard (one worker converts one shard)")
+    prepare.add_argument("--workers", type=int, help="worker processes (default: every core)")
+    prepare.add_argument("--verify", action="store_true", help="recompute the checksum of finished shards and redo those that differ")
+    prepare.set_defaults(run=run_prepare)
+
     pretrain = commands.add_parser("pretrain", help="pretrain an encoder without labels")
     _add_pretrain_arguments(pretrain)
     pretrain.set_defaults(run=run_pretrain)
@@ -204,6 +217,10 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--samples-per-subject", type=int, help="views drawn per subject and epoch (for few large volumes)")
     train.add_argument("--devices", help="auto, or a count (DDP across GPUs)")
     train.add_argument("--num-nodes", type=int)
+    train.add_argument("--sync-batchnorm", action="store_true", default=None, help="BatchNorm statistics over all GPUs' batches (DDP)")
+    train.add_argument("--accumulate-grad-batches", type=int, help="step the optimiser every N batches (a larger effective batch)")
+    train.add_argument("--compile", action="store_true", default=None, help="torch.compile the encoder (GPU; the first steps compile)")
+    train.add_argument("--num-workers", type=int, help="data-loading worker processes")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
@@ -214,6 +231,17 @@ def run_scan(args: argparse.Namespace) -> None:
     manifest = scan_folder(args.folder)
     manifest.write(args.output)
     print(f"{len(manifest.rows)} subjects -> {args.output}")
+
+
+def run_prepare(args: argparse.Namespace) -> None:
+    from medssl.data.shards import prepare_shards
+    from medssl.training import preprocessing_from
+
+    settings = {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing")}
+    index = prepare_shards(args.manifest, args.out, preprocessing_from(settings), shard_size=args.shard_size, workers=args.workers,
+                           volume_index=args.volume_index, verify=args.verify)  # fmt: skip
+    print(f"{index['samples']} images in {len(index['shards'])} shards, {index['skipped']} skipped (report: {args.out / 'skipped.csv'}) -> {args.out}")
+    print(f"pretrain from it with: medssl pretrain --data {args.out} --out RUN")
 
 
 def vit_width(name: str | None) -> int | None:
@@ -233,7 +261,8 @@ def pretrain_config(args: argparse.Namespace) -> dict:
         "optimizer": {"lr": args.lr},
         "training": {
             k: getattr(args, k)
-            for k in ("max_epochs", "max_steps", "max_minutes", "batch_size", "precision", "gradient_clip", "checkpoint_every", "samples_per_subject", "devices", "num_nodes")
+            for k in ("max_epochs", "max_steps", "max_minutes", "batch_size", "precision", "gradient_clip", "checkpoint_every", "samples_per_subject", "devices", "num_nodes",
+                      "sync_batchnorm", "accumulate_grad_batches", "compile", "num_workers")
         },
     }
     return resolve_config(args.method, merge(user, overrides))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import lightning as L
@@ -14,10 +15,11 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from medssl.data.datasets import ImageDataset, ImageTable, load_table
 from medssl.data.preprocess import Preprocessing
+from medssl.data.shards import ShardDataset, is_shard_cache
 from medssl.methods import default_config, get_method
 from medssl.methods.base import OptimizerConfig, SSLMethod
 from medssl.methods.views import ViewConfig
@@ -28,6 +30,7 @@ from medssl.report.figures import image_rows
 TRAINING_KEYS = {
     "batch_size", "max_epochs", "max_steps", "max_minutes", "precision", "gradient_clip", "checkpoint_every", "log_every",
     "samples_per_subject", "num_workers", "accelerator", "devices", "num_nodes", "strategy",
+    "sync_batchnorm", "accumulate_grad_batches", "compile", "shuffle_buffer",
 }  # fmt: skip
 DATA_DEPENDENT_ARGS = {"genetic_features"}  # set from the data, never by a config
 
@@ -111,49 +114,56 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         devices=train.get("devices", "auto"),
         num_nodes=train.get("num_nodes", 1),
         strategy=train.get("strategy", "auto"),
+        sync_batchnorm=train.get("sync_batchnorm", False),  # BatchNorm over the global batch, not each GPU's share
+        accumulate_grad_batches=train.get("accumulate_grad_batches", 1),
         callbacks=[
             ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=train.get("checkpoint_every", 200), save_last=True, save_top_k=1),
             throughput,
+            EpochSeeding(),
         ],
-        logger=[CSVLogger(out_dir, name="logs", version=""), TensorBoardLogger(out_dir, name="logs", version="")],
+        # every logged step reaches the disk: a killed run keeps its log up to the kill
+        logger=[CSVLogger(out_dir, name="logs", version="", flush_logs_every_n_steps=train.get("log_every", 10)), TensorBoardLogger(out_dir, name="logs", version="")],
         log_every_n_steps=train.get("log_every", 10),
         enable_model_summary=False,
     )
-    table, genetics = _load_training_images(data, out_dir, config["data"], method_cls, strict, write=trainer.is_global_zero)
-    image_size = tuple(table.images.shape[2:])
-    encoder = {**config["encoder"], "spatial_dims": table.spatial_dims, "in_channels": table.in_channels}
+    training_data = _training_data(data, out_dir, config["data"], method_cls, strict, trainer, seed, train)
+    image_size = training_data.image_size
+    encoder = {**config["encoder"], "spatial_dims": len(image_size), "in_channels": training_data.in_channels}
     if EncoderConfig(**config["encoder"]).is_vit:  # its positional embedding is fixed to the data's size
         encoder["image_size"] = image_size
     encoder_config = EncoderConfig(**encoder)
     encoder_config.validate()  # errors about the input size come before any training
     method_cls.check_input(image_size, encoder_config, **config.get("method_args", {}))
-    loader = _loader(table, genetics, train, method_cls, trainer.world_size)
+    loader = _loader(training_data, train, method_cls, trainer.world_size)
     model = method_cls(
         encoder=encoder,
         optimizer=config["optimizer"],
         views=config["views"],
         **config.get("method_args", {}),
-        **({} if genetics is None else {"genetic_features": genetics.shape[1]}),
+        **training_data.method_args,
     )
+    if train.get("compile"):  # in place, so that checkpoints and encoder.pt keep their parameter names
+        model.encoder.compile()
     if trainer.is_global_zero:
+        out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed, "data_source": str(data)}, sort_keys=False))
     trainer.fit(model, loader, ckpt_path=str(last) if resume else None)
     trainer.save_checkpoint(last)  # the end of training is always a resumable point
     encoder_path = out_dir / "encoder.pt"
     summary = {
         "method": config["method"],
-        "subjects": len(table),
-        "skipped": len(table.skips),
+        "subjects": training_data.subjects,
+        "skipped": training_data.skipped,
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "world_size": trainer.world_size,
         **throughput.summary(),
     }
     if trainer.is_global_zero:
-        save_encoder(encoder_path, model.encoder, method=config["method"], preprocessing=table.preprocessing)
-        _save_figures(model, table.images[:8], out_dir)
+        save_encoder(encoder_path, model.encoder, method=config["method"], preprocessing=training_data.preprocessing)
+        _save_figures(model, training_data.examples, out_dir)
         (out_dir / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
-        print(f"{table.skips.summary()} (report: {out_dir / 'skipped.csv'})")
+        print(f"{training_data.skip_summary} (report: {training_data.skip_report})")
     return PretrainResult(encoder_path, summary)
 
 
@@ -168,7 +178,7 @@ def _check_same_run(saved_config: Path, config: dict) -> None:
     """Resuming with another model, data or schedule would fail deep in Lightning or silently
     change the run; only the stopping criteria may change."""
     saved = yaml.safe_load(saved_config.read_text()) if saved_config.exists() else {}
-    stop_keys = {"max_epochs", "max_steps", "max_minutes", "checkpoint_every", "log_every", "devices", "num_nodes", "strategy", "accelerator"}
+    stop_keys = {"max_epochs", "max_steps", "max_minutes", "checkpoint_every", "log_every", "devices", "num_nodes", "strategy", "accelerator", "num_workers", "compile"}
     differ = [
         f"{section}.{key}: run has {saved.get(section, {}).get(key)!r}, now {value!r}"
         for section in ("encoder", "views", "optimizer", "method_args", "data", "training")
@@ -189,6 +199,64 @@ def preprocessing_from(data_config: dict) -> Preprocessing | None:
             raise ValueError(f"{given} need an image size (--image-size) as well")
         return None
     return Preprocessing.from_settings(data_config)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What pretraining needs of its data, whether held in memory or streamed from a shard cache."""
+
+    dataset: Dataset
+    image_size: tuple[int, ...]
+    in_channels: int
+    preprocessing: dict
+    subjects: int
+    skipped: int
+    skip_summary: str
+    skip_report: Path
+    examples: torch.Tensor  # a few images for the figures saved after training
+    method_args: dict = field(default_factory=dict)  # set from the data (genetic_features)
+
+
+def _training_data(data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, trainer: L.Trainer, seed: int, train: dict) -> TrainingData:
+    if is_shard_cache(data):
+        return _streamed_data(Path(data), data_config, method_cls, trainer, seed, train)
+    table, genetics = _load_training_images(data, out_dir, data_config, method_cls, strict, write=trainer.is_global_zero)
+    return TrainingData(
+        dataset=ImageDataset(table.images, train.get("samples_per_subject", 1), genetics),
+        image_size=tuple(table.images.shape[2:]),
+        in_channels=table.in_channels,
+        preprocessing=table.preprocessing,
+        subjects=len(table),
+        skipped=len(table.skips),
+        skip_summary=table.skips.summary(),
+        skip_report=out_dir / "skipped.csv",
+        examples=table.images[:8],
+        method_args={} if genetics is None else {"genetic_features": genetics.shape[1]},
+    )
+
+
+def _streamed_data(cache: Path, data_config: dict, method_cls: type[SSLMethod], trainer: L.Trainer, seed: int, train: dict) -> TrainingData:
+    """A shard cache from ``medssl prepare``, streamed: each process reads its share of the shards."""
+    if given := sorted(k for k in (*Preprocessing.settings(), "volume_index", "genetics") if data_config.get(k) is not None):
+        raise ValueError(f"{cache} is a prepared shard cache: its preprocessing is fixed in index.json; drop {given} (or prepare the cache again)")
+    if method_cls.paired_with_genetics:
+        raise ValueError(f"{method_cls.name} pairs scans with genetics in memory; give it the manifest, not a shard cache")
+    if train.get("samples_per_subject", 1) != 1:
+        raise ValueError("samples_per_subject is for a few subjects held in memory; a shard cache streams every sample once per epoch")
+    dataset = ShardDataset(cache, shuffle_buffer=train.get("shuffle_buffer", 1000), seed=seed, rank=trainer.global_rank, world_size=trainer.world_size)
+    examples = [image for image, _ in itertools.islice(ShardDataset(cache, shuffle_buffer=0, rank=0, world_size=1), 8)]
+    index = dataset.index
+    return TrainingData(
+        dataset=dataset,
+        image_size=tuple(index["image_size"]),
+        in_channels=index["in_channels"],
+        preprocessing=index["preprocessing"],
+        subjects=len(dataset) * trainer.world_size,
+        skipped=index["skipped"],
+        skip_summary=f"{index['skipped']} input(s) skipped when the cache was prepared",
+        skip_report=cache / "skipped.csv",
+        examples=torch.stack(examples),
+    )
 
 
 def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, write: bool) -> tuple[ImageTable, torch.Tensor | None]:
@@ -224,19 +292,30 @@ def _pair_genetics(table: ImageTable, data_config: dict, method: str) -> tuple[I
     return table.select(rows >= 0), torch.from_numpy(features.values[rows[rows >= 0]])
 
 
-def _loader(table: ImageTable, paired: torch.Tensor | None, train: dict, method_cls: type[SSLMethod], world_size: int) -> DataLoader:
+def _loader(data: TrainingData, train: dict, method_cls: type[SSLMethod], world_size: int) -> DataLoader:
     repeats = train.get("samples_per_subject", 1)
     if train["batch_size"] < 1 or repeats < 1:
         raise ValueError(f"batch_size and samples_per_subject must be positive, got {train['batch_size']} and {repeats}")
-    per_process = len(table) * repeats // world_size  # DDP gives each process its share
+    streamed = isinstance(data.dataset, ShardDataset)
+    per_process = len(data.dataset) if streamed else len(data.dataset) // world_size  # DDP gives each process its share
     batch_size = min(train["batch_size"], per_process)
     if batch_size < method_cls.min_batch_size:
         raise ValueError(
             f"{method_cls.name} needs batches of at least {method_cls.min_batch_size} images per process; "
-            f"there are {len(table)} subject(s) for {world_size} process(es): raise samples_per_subject (--samples-per-subject 8)"
+            f"there are {data.subjects} subject(s) for {world_size} process(es): raise samples_per_subject (--samples-per-subject 8)"
         )
-    # drop_last keeps batch statistics (BatchNorm, in-batch negatives) stable
-    return DataLoader(ImageDataset(table.images, repeats, paired), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=train.get("num_workers", 0))
+    # drop_last keeps batch statistics (BatchNorm, in-batch negatives) stable; a stream shuffles itself
+    return DataLoader(data.dataset, batch_size=batch_size, shuffle=not streamed, drop_last=True, num_workers=train.get("num_workers", 0))
+
+
+class EpochSeeding(Callback):
+    """A streamed dataset's shard order and shuffle buffer follow the epoch (Lightning reseeds
+    samplers only), so that each epoch differs and a resumed run sees the same order again."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        dataset = trainer.train_dataloader.dataset
+        if isinstance(dataset, ShardDataset):
+            dataset.set_epoch(trainer.current_epoch)
 
 
 class Throughput(Callback):

@@ -13,6 +13,8 @@ from typing import ClassVar
 
 import lightning as L
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from lightning.pytorch.callbacks import Timer
 
 from medssl.methods.views import BatchViews, ViewConfig
@@ -114,8 +116,8 @@ class SSLMethod(L.LightningModule):
         return min(1.0, progress)
 
     def gather(self, tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """All ranks' rows (with gradients) and where this rank's start: negatives from every GPU."""
-        if self._trainer is None or self.trainer.world_size == 1:  # also outside a Trainer (bare loops)
+        """All ranks' rows (with gradients) and where this rank's start: negatives from every GPU.
+        Plain torch.distributed, so any launcher works (Lightning, torchrun, a bare process group)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
             return tensor, 0
-        gathered = self.all_gather(tensor, sync_grads=True)
-        return gathered.flatten(0, 1), self.global_rank * tensor.shape[0]
+        return torch.cat(dist_nn.all_gather(tensor)), dist.get_rank() * tensor.shape[0]
