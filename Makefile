@@ -23,9 +23,9 @@ test: $(VENV)/.installed tools
 # Debian's chromium (the report test opens the demo's HTML) and plink2 (the GWAS is checked against
 # it); without them those tests skip and say why
 tools:
-	@(command -v chromium >/dev/null && command -v plink2 >/dev/null) || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium plink2 >/dev/null) \
-		|| echo "chromium or plink2 not installed: the tests that need them will skip"
+	@(command -v chromium >/dev/null && command -v plink2 >/dev/null && command -v bolt >/dev/null) || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium plink2 bolt-lmm >/dev/null) \
+		|| echo "chromium, plink2 or bolt-lmm not installed: the tests that need them will skip"
 
 clean:
 	rm -rf $(VENV) runs

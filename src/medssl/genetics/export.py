@@ -35,11 +35,13 @@ def write_exports(
     *,
     removed_samples: tuple[np.ndarray, np.ndarray] = (np.array([]), np.array([])),
     excluded_snps: Sequence[str] = (),
+    n_chromosomes: int = 2,
 ) -> dict[str, Path]:
     """Writes every tool's files and ``commands.sh`` into ``out_dir``; returns them by name.
 
     ``removed_samples``: (FID, IID) of the genotyped samples left out of the analysis (BOLT-LMM
-    reads every .fam sample unless told); ``excluded_snps``: IDs of the SNPs QC removed. Lists
+    reads every .fam sample unless told); ``excluded_snps``: IDs of the SNPs QC removed;
+    ``n_chromosomes``: how many the tested SNPs span (BOLT-LMM leaves one out at a time). Lists
     and covariate files that would be empty are not written (the tools reject empty ones)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +57,7 @@ def write_exports(
         files["samples.remove"] = _write_lines(out / "samples.remove", [f"{f} {i}" for f, i in zip(*removed_samples)])
     if len(excluded_snps):
         files["snps.exclude"] = _write_lines(out / "snps.exclude", list(excluded_snps))
-    files["commands.sh"] = _write_lines(out / "commands.sh", commands_script(Path(bed_prefix).resolve(), list(phenotypes), covariates, set(files)))
+    files["commands.sh"] = _write_lines(out / "commands.sh", commands_script(Path(bed_prefix).resolve(), list(phenotypes), covariates, set(files), n_chromosomes))
     files["commands.sh"].chmod(0o755)
     return files
 
@@ -75,7 +77,7 @@ def plink2_command(bed_prefix: Path, written: set[str], out: str = "plink2/gwas"
     ]  # fmt: skip
 
 
-def commands_script(bed_prefix: Path, phenotype_names: list[str], covariates: Mapping[str, np.ndarray], written: set[str]) -> list[str]:
+def commands_script(bed_prefix: Path, phenotype_names: list[str], covariates: Mapping[str, np.ndarray], written: set[str], n_chromosomes: int = 2) -> list[str]:
     """The lines of ``commands.sh``: each tool's run on the exported files (``written``, by name)."""
     regenie = ["--bed", str(bed_prefix), "--keep", "samples.keep", *_option("--exclude", "snps.exclude", written), "--phenoFile", "regenie.pheno"]
     regenie += _option("--covarFile", "regenie.covar", written)
@@ -95,10 +97,13 @@ def commands_script(bed_prefix: Path, phenotype_names: list[str], covariates: Ma
         "# BOLT-LMM: one phenotype per run; --LDscoresUseChip as no LD-score file is assumed",
     ]
     covar = [f"--qCovarCol={n}" if is_numeric(v) else f"--covarCol={n}" for n, v in covariates.items()]
+    leave_out = [] if n_chromosomes >= 2 else ["--numLeaveOutChunks=2"]  # its leave-one-chromosome-out model needs two
+    if leave_out:
+        lines.append("# one chromosome: BOLT-LMM leaves out one of 2 chunks of it instead")
     for name in phenotype_names:
         bolt = [f"--bfile={bed_prefix}", *_option("--remove", "samples.remove", written, "="), *_option("--exclude", "snps.exclude", written, "=")]
         bolt += ["--phenoFile=bolt.pheno", f"--phenoCol={name}", *_option("--covarFile", "bolt.covar", written, "="), *covar]
-        lines.append(_join(["bolt", *bolt, "--lmm", "--LDscoresUseChip", f"--statsFile=bolt/{name}.stats.gz"]))
+        lines.append(_join(["bolt", *bolt, "--lmm", "--LDscoresUseChip", *leave_out, f"--statsFile=bolt/{name}.stats.gz"]))
     return lines
 
 

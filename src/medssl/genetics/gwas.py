@@ -122,7 +122,8 @@ def run_gwas(
         excluded = np.setdiff1d(genotypes.variants.id, genotypes.variants.id[tested])
         phenotype_values = dict(zip(samples.phenotype_names, values.T))
         write_exports(out / "export", genotypes.prefix, samples.fid, samples.iid, phenotype_values, export_covariates,
-                      removed_samples=(genotypes.fid[removed], genotypes.iid[removed]), excluded_snps=excluded)  # fmt: skip
+                      removed_samples=(genotypes.fid[removed], genotypes.iid[removed]), excluded_snps=excluded,
+                      n_chromosomes=len(set(genotypes.variants.chrom[tested])))  # fmt: skip
     summary = {
         "genotypes": str(genotypes.prefix),
         "samples": samples.counts(),
