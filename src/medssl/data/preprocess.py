@@ -52,10 +52,9 @@ class Preprocessing:
         tensor = torch.from_numpy(array)
         if self.spacing is not None:
             shape = [max(1, round(n * s / t)) for n, s, t in zip(tensor.shape[1:], spacing, self.spacing)]
-            tensor = Resize(shape, mode=_mode(self.spatial_dims), anti_aliasing=True)(tensor)
-            tensor = ResizeWithPadOrCrop(self.image_size)(tensor)
+            tensor = ResizeWithPadOrCrop(self.image_size)(resize(tensor[None], shape)[0])
         else:
-            tensor = Resize(self.image_size, mode=_mode(self.spatial_dims), anti_aliasing=True)(tensor)
+            tensor = resize(tensor[None], self.image_size)[0]
         array = np.asarray(tensor, dtype=np.float32)
         return _match_channels(array, self.in_channels or 1, image.path).clip(0.0, 1.0)
 
@@ -70,8 +69,16 @@ class Preprocessing:
         return ((np.clip(array, low, high) - low) / (high - low)).astype(np.float32)
 
 
-def _mode(spatial_dims: int) -> str:
-    return "bilinear" if spatial_dims == 2 else "trilinear"
+def resize(images: torch.Tensor, size: tuple[int, ...] | list[int]) -> torch.Tensor:
+    """(N, C, *spatial) images resized with anti-aliasing: torch's own in 2D (about 100x faster than
+    MONAI's per image, which matters when preparing millions), MONAI's Gaussian pre-filter in 3D,
+    where torch has none."""
+    size = tuple(int(s) for s in size)
+    if tuple(images.shape[2:]) == size:
+        return images
+    if images.ndim == 4:
+        return torch.nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True)
+    return torch.stack([Resize(size, mode="trilinear", anti_aliasing=True)(image).as_tensor() for image in images])
 
 
 def _match_dims(image: Image, spatial_dims: int) -> tuple[np.ndarray, tuple[float, ...]]:
