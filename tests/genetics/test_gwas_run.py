@@ -4,8 +4,11 @@ import csv
 import gzip
 import json
 import shlex
+import resource
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +157,26 @@ def test_the_exported_bolt_command_runs_bolt_lmm_on_our_samples_and_alleles(gwas
         assert theirs[snp]["ALLELE1"] == a1 and float(theirs[snp]["A1FREQ"]) == pytest.approx(freq, abs=1e-4)
     lead = min(theirs.values(), key=lambda row: float(row["P_BOLT_LMM_INF"]))
     assert lead["SNP"] == ours["ID"][np.nanargmin(ours["P"])] and float(lead["P_BOLT_LMM_INF"]) < 1e-8
+
+
+def test_many_phenotypes_raise_the_open_file_limit_or_say_how_to_split(tmp_path, shared_data):
+    """Each phenotype keeps a result file open: a soft limit below their number is raised, and a
+    hard limit below it is an error that says to run the phenotypes in groups (in a child process:
+    a lowered hard limit cannot be raised again)."""
+    chr2 = chr2_fileset(shared_data)
+    iid = Genotypes(chr2).iid
+    rng = np.random.default_rng(3)
+    columns = ["P0", "P1"]  # with the spare files, 66 open files
+    with (tmp_path / "table.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([("subject_id", *columns), *((s, *rng.normal(size=2).round(4)) for s in iid)])
+    command = [sys.executable, str(Path(sys.executable).with_name("medssl")), "gwas", "--bed", str(chr2), "--phenotypes", str(tmp_path / "table.csv"), "--columns", *columns]
+
+    def run(out: str, soft: int, hard: int) -> subprocess.CompletedProcess:
+        limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))  # noqa: E731
+        return subprocess.run([*command, "--out", str(tmp_path / out)], preexec_fn=limit, capture_output=True, text=True, timeout=300)
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    raised = run("raised", 60, hard)
+    assert raised.returncode == 0 and (tmp_path / "raised" / "P1.glm.tsv").exists(), raised.stderr[-2000:]
+    capped = run("capped", 60, 65)
+    assert capped.returncode == 2 and "run them in groups of at most 1 with --columns" in capped.stderr

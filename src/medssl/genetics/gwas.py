@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -47,6 +48,7 @@ QC_SCHEMA = pa.schema(
     [("CHR", pa.string()), ("POS", pa.int64()), ("ID", pa.string()), ("A1", pa.string()), ("A2", pa.string())]
     + [("CALL_RATE", pa.float64()), ("A1_FREQ", pa.float64()), ("HWE_P", pa.float64()), ("REASON", pa.string())]
 )
+SPARE_FILES = 64  # open files besides the result files: genotypes, QC report, libraries
 SIGNIFICANT_DIGITS = 6  # of BETA, SE, T_STAT and P in the .glm.tsv, as plink2 prints them
 TSV = pacsv.WriteOptions(delimiter="\t", quoting_style="none", quoting_header="none", null_string="NA")
 
@@ -159,6 +161,7 @@ def _scan(genotypes: Genotypes, samples: Samples, association: LinearAssociation
     """QC and association over the SNPs a chunk at a time, streaming each phenotype's results."""
     names = samples.phenotype_names
     scan = Scan(significant=[[] for _ in names])
+    _allow_open_files(len(names) + SPARE_FILES)
     writers = [pacsv.CSVWriter(out / f"{name}.glm.tsv", GLM_SCHEMA, write_options=TSV) for name in names]
     qc_writer = pacsv.CSVWriter(out / "qc_removed.tsv", QC_SCHEMA, write_options=TSV)
     total = -(-genotypes.n_snps // chunk)
@@ -187,6 +190,18 @@ def _scan(genotypes: Genotypes, samples: Samples, association: LinearAssociation
     for writer in [*writers, qc_writer]:
         writer.close()
     return scan
+
+
+def _allow_open_files(needed: int) -> None:
+    """Every phenotype's result file stays open during the scan: raise the soft limit on open
+    files (often 1,024) to what that needs, or say how to split the run."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise ValueError(f"{needed - SPARE_FILES} phenotypes need as many open result files, but this system allows {hard} (ulimit -Hn); "
+                         f"run them in groups of at most {hard - SPARE_FILES} with --columns")  # fmt: skip
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def _glm_tables(variants: Variants, result: AssociationResult) -> list[pa.Table]:
