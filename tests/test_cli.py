@@ -64,7 +64,7 @@ def test_pretrain_on_a_dicom_series_folder(tmp_path, shared_data):
 def test_bad_manifest_is_one_clear_error_before_training(tmp_path, capsys):
     (tmp_path / "m.csv").write_text("subject_id,path\nA,a.png\nA,b.png\n")
     assert main(["pretrain", "--data", str(tmp_path / "m.csv"), "--out", str(tmp_path / "run"), "--image-size", "8", "8"]) == 2
-    assert "duplicate subject_id" in capsys.readouterr().err
+    assert "repeated subject_id" in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

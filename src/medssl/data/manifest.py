@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,41 +36,60 @@ class Manifest:
 def read_manifest(csv_path: str | Path) -> Manifest:
     """Reads and validates a manifest; relative paths are resolved against the CSV's folder."""
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise ManifestError(f"manifest not found: {csv_path}")
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets prepend a BOM
-        reader = csv.DictReader(handle)
-        columns = list(reader.fieldnames or [])
-        rows = [dict(row) for row in reader]
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise ManifestError(
-            f"{csv_path}: missing required column(s) {missing}; found {columns}. "
-            f"A manifest needs at least: {', '.join(REQUIRED_COLUMNS)}"
-        )
-    if not rows:
-        raise ManifestError(f"{csv_path}: the manifest has no rows")
-    empty = [i + 2 for i, r in enumerate(rows) if not (r["subject_id"] or "").strip() or not (r["path"] or "").strip()]
-    if empty:
-        raise ManifestError(f"{csv_path}: empty subject_id or path on line(s) {empty[:10]}")
-    bad_splits = sorted({r.get("split") or "" for r in rows} - {"", *SPLITS})
-    if bad_splits:
-        raise ManifestError(f"{csv_path}: unknown split value(s) {bad_splits}; use {', '.join(SPLITS)} (or leave empty)")
-    duplicates = [sid for sid, n in Counter(r["subject_id"] for r in rows).items() if n > 1]
-    if duplicates:
-        raise ManifestError(
-            f"{csv_path}: {len(duplicates)} duplicate subject_id(s), e.g. {duplicates[:5]}; "
-            "each row must be one subject (give repeated scans their own IDs, such as 'S01_visit2')"
-        )
-    for row in rows:
-        path = Path(row["path"])
-        row["path"] = str(path if path.is_absolute() else csv_path.parent.absolute() / path)  # absolute: rows get rewritten elsewhere
+    rows = list(manifest_rows(csv_path))
+    count_subjects(csv_path, (row["subject_id"] for row in rows))
     if not any(Path(r["path"]).exists() for r in rows):
         raise ManifestError(
             f"{csv_path}: none of the {len(rows)} paths exist (first: {rows[0]['path']}); "
             "relative paths are resolved against the manifest's folder"
         )
-    return Manifest(rows, columns)
+    return Manifest(rows, list(rows[0]))
+
+
+def manifest_rows(csv_path: Path) -> Iterator[dict[str, str]]:
+    """The manifest's rows one at a time, each checked, with paths made absolute (rows get
+    rewritten elsewhere): a million-row manifest never has to be in memory."""
+    if not csv_path.is_file():
+        raise ManifestError(f"manifest not found: {csv_path}")
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets prepend a BOM
+        reader = csv.DictReader(handle)
+        columns = list(reader.fieldnames or [])
+        if missing := [c for c in REQUIRED_COLUMNS if c not in columns]:
+            raise ManifestError(
+                f"{csv_path}: missing required column(s) {missing}; found {columns}. "
+                f"A manifest needs at least: {', '.join(REQUIRED_COLUMNS)}"
+            )
+        for row in reader:
+            yield _checked_row(csv_path, reader.line_num, row)
+
+
+def count_subjects(csv_path: Path, subject_ids: Iterable[str]) -> int:
+    """How many rows a manifest has; an error if none, or if a subject ID repeats (holds only IDs)."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for subject in subject_ids:
+        if subject in seen:
+            repeated.append(subject)
+        seen.add(subject)
+    if not seen:
+        raise ManifestError(f"{csv_path}: the manifest has no rows")
+    if repeated:
+        raise ManifestError(
+            f"{csv_path}: {len(repeated)} repeated subject_id(s), e.g. {list(dict.fromkeys(repeated))[:5]}; "
+            "each row must be one subject (give repeated scans their own IDs, such as 'S01_visit2')"
+        )
+    return len(seen)
+
+
+def _checked_row(csv_path: Path, line: int, row: dict) -> dict[str, str]:
+    if None in row:  # csv's key for fields beyond the header: an unquoted comma, most likely
+        raise ManifestError(f"{csv_path}, line {line}: more fields than the header's {len(row) - 1}")
+    if not (row["subject_id"] or "").strip() or not (row["path"] or "").strip():
+        raise ManifestError(f"{csv_path}, line {line}: empty subject_id or path")
+    if (row.get("split") or "") not in ("", *SPLITS):
+        raise ManifestError(f"{csv_path}, line {line}: unknown split value {row['split']!r}; use {', '.join(SPLITS)} (or leave empty)")
+    path = Path(row["path"])
+    return row | {"path": str(path if path.is_absolute() else csv_path.parent.absolute() / path)}
 
 
 def _is_image_file(path: Path) -> bool:

@@ -29,7 +29,6 @@ On-disk format (``out_dir``):
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import itertools
@@ -50,7 +49,7 @@ import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from medssl.data.manifest import REQUIRED_COLUMNS, SPLITS, ManifestError
+from medssl.data.manifest import count_subjects, manifest_rows
 from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import UnreadableImageError, read_image
 from medssl.data.skips import SkipReport
@@ -101,7 +100,7 @@ def prepare_shards(
     manifest_csv, out_dir = Path(manifest_csv).absolute(), Path(out_dir)
     if preprocessing.in_channels is None:  # as load_table does: files become single-channel
         preprocessing = replace(preprocessing, in_channels=1)
-    n_rows = _validate_manifest(manifest_csv)
+    n_rows = count_subjects(manifest_csv, (row["subject_id"] for row in manifest_rows(manifest_csv)))  # checks it all before any image
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "format": FORMAT,
@@ -111,7 +110,7 @@ def prepare_shards(
     }
     settings = json.loads(json.dumps(settings))  # tuples become lists, as they read back from disk
     _claim_out_dir(out_dir, settings)
-    groups = _batched(_manifest_rows(manifest_csv), shard_size)
+    groups = _batched(manifest_rows(manifest_csv), shard_size)
     jobs = (
         _ShardJob(number, number * shard_size, rows, out_dir, preprocessing, volume_index)
         for number, rows in enumerate(groups)
@@ -269,58 +268,6 @@ def _write_index(out_dir: Path, settings: dict, n_rows: int, sidecars: list[dict
     }
     _write_json_atomically(out_dir / "index.json", index)
     return index
-
-
-# --- the manifest, streamed -------------------------------------------------------------------
-
-
-def _manifest_rows(csv_path: Path) -> Iterator[dict[str, str]]:
-    """The manifest's rows one at a time, checked, with paths made absolute (as read_manifest does)."""
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets prepend a BOM
-        reader = csv.DictReader(handle)
-        columns = list(reader.fieldnames or [])
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise ManifestError(
-                f"{csv_path}: missing required column(s) {missing}; found {columns}. "
-                f"A manifest needs at least: {', '.join(REQUIRED_COLUMNS)}"
-            )
-        for row in reader:
-            yield _checked_row(csv_path, reader.line_num, row)
-
-
-def _checked_row(csv_path: Path, line: int, row: dict) -> dict[str, str]:
-    if None in row:  # csv's key for fields beyond the header: an unquoted comma, most likely
-        raise ManifestError(f"{csv_path}, line {line}: more fields than the header's {len(row) - 1}")
-    if not (row["subject_id"] or "").strip() or not (row["path"] or "").strip():
-        raise ManifestError(f"{csv_path}, line {line}: empty subject_id or path")
-    if (row.get("split") or "") not in ("", *SPLITS):
-        raise ManifestError(f"{csv_path}, line {line}: unknown split {row['split']!r}; use {', '.join(SPLITS)} (or leave empty)")
-    path = Path(row["path"])
-    return row | {"path": str(path if path.is_absolute() else csv_path.parent / path)}
-
-
-def _validate_manifest(csv_path: Path) -> int:
-    """Checks the whole manifest before any image is read, keeping only its IDs; returns the row count."""
-    if not csv_path.is_file():
-        raise ManifestError(f"manifest not found: {csv_path}")
-    seen: set[str] = set()
-    duplicates: list[str] = []
-    n_rows = 0
-    for row in _manifest_rows(csv_path):
-        n_rows += 1
-        if row["subject_id"] in seen:
-            duplicates.append(row["subject_id"])
-        seen.add(row["subject_id"])
-    if not n_rows:
-        raise ManifestError(f"{csv_path}: the manifest has no rows")
-    if duplicates:
-        examples = list(dict.fromkeys(duplicates))[:5]
-        raise ManifestError(
-            f"{csv_path}: {len(duplicates)} repeated subject_id(s), e.g. {examples}; "
-            "each row must be one subject (give repeated scans their own IDs, such as 'S01_visit2')"
-        )
-    return n_rows
 
 
 def _batched(rows: Iterator[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
