@@ -30,7 +30,7 @@ from benchmarks.common import RESULTS, data_root, write_json
 from medssl.genetics.gwas import run_gwas
 from medssl.simulation.genotypes import BedWriter, GenotypeModel, SimulatedGenotypes
 
-PHENOTYPE_COUNTS = (1, 16, 64, 256)
+PHENOTYPE_COUNTS = (1, 16, 64, 256, 1024)
 
 
 def main() -> None:
