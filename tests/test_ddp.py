@@ -8,26 +8,45 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import TINY_ENCODER
+from PIL import Image
 
+from medssl.data.preprocess import Preprocessing
+from medssl.data.shards import prepare_shards
 from medssl.methods import get_method
 
 
+def shard_cache(folder: Path, n: int = 40) -> Path:
+    """A prepared cache of ``n`` small PNGs in 8 shards, for the streamed path."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "manifest.csv").write_text("subject_id,path\n" + "".join(f"S{i},{i}.png\n" for i in range(n)))
+    prepare_shards(folder / "manifest.csv", folder / "cache", Preprocessing(image_size=(16, 16)), shard_size=n // 8, workers=0, progress=False)
+    return folder / "cache"
+
+
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available")
-def test_two_processes_train_and_write_one_encoder(tmp_path, npz_2d):
+@pytest.mark.parametrize("source", ["npz", "shards"])
+def test_two_processes_train_and_write_one_encoder(tmp_path, npz_2d, source):
+    """In memory (a sampler splits the subjects) and streamed (each rank reads its own shards, the
+    same number of samples each): 3 steps cross an epoch boundary."""
+    data = npz_2d if source == "npz" else shard_cache(tmp_path / "pngs")
     medssl = Path(sys.executable).with_name("medssl")
     out = tmp_path / "run"
-    command = [sys.executable, str(medssl), "pretrain", "--data", str(npz_2d), "--out", str(out), "--devices", "2", "--max-steps", "3",
+    command = [sys.executable, str(medssl), "pretrain", "--data", str(data), "--out", str(out), "--devices", "2", "--max-steps", "3",
                "--encoder", "resnet10", "--width", "8", "--stem", "small", "--batch-size", "8", "--precision", "32"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "pretrain_summary.json").read_text())
-    assert summary["global_step"] == 3
+    assert summary["global_step"] == 3 and summary["world_size"] == 2 and summary["subjects"] == 40
     assert (out / "encoder.pt").exists() and (out / "checkpoints" / "last.ckpt").exists()
 
 
