@@ -157,3 +157,5 @@ def test_prepare_then_pretrain_streams_the_cache(tmp_path, capsys):
     assert load_encoder(run / "encoder.pt")[1]["preprocessing"]["image_size"] == [16, 16]
     assert main([*pretrain[:4], str(tmp_path / "run2"), "--image-size", "32", "32"]) == 2
     assert "its preprocessing is fixed in index.json" in capsys.readouterr().err
+    assert main([*pretrain[:4], str(tmp_path / "run3"), "--strict"]) == 2
+    assert "1 input(s) were skipped when" in capsys.readouterr().err

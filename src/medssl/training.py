@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from medssl.data.datasets import ImageDataset, ImageTable, load_table
 from medssl.data.preprocess import Preprocessing
 from medssl.data.shards import ShardDataset, is_shard_cache
+from medssl.data.skips import SkippedInputError
 from medssl.methods import default_config, get_method
 from medssl.methods.base import OptimizerConfig, SSLMethod
 from medssl.methods.views import ViewConfig
@@ -219,7 +220,7 @@ class TrainingData:
 
 def _training_data(data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, trainer: L.Trainer, seed: int, train: dict) -> TrainingData:
     if is_shard_cache(data):
-        return _streamed_data(Path(data), data_config, method_cls, trainer, seed, train)
+        return _streamed_data(Path(data), data_config, method_cls, strict, trainer, seed, train)
     table, genetics = _load_training_images(data, out_dir, data_config, method_cls, strict, write=trainer.is_global_zero)
     return TrainingData(
         dataset=ImageDataset(table.images, train.get("samples_per_subject", 1), genetics),
@@ -235,7 +236,7 @@ def _training_data(data: str | Path, out_dir: Path, data_config: dict, method_cl
     )
 
 
-def _streamed_data(cache: Path, data_config: dict, method_cls: type[SSLMethod], trainer: L.Trainer, seed: int, train: dict) -> TrainingData:
+def _streamed_data(cache: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, trainer: L.Trainer, seed: int, train: dict) -> TrainingData:
     """A shard cache from ``medssl prepare``, streamed: each process reads its share of the shards."""
     if given := sorted(k for k in (*Preprocessing.settings(), "volume_index", "genetics") if data_config.get(k) is not None):
         raise ValueError(f"{cache} is a prepared shard cache: its preprocessing is fixed in index.json; drop {given} (or prepare the cache again)")
@@ -244,6 +245,8 @@ def _streamed_data(cache: Path, data_config: dict, method_cls: type[SSLMethod], 
     if train.get("samples_per_subject", 1) != 1:
         raise ValueError("samples_per_subject is for a few subjects held in memory; a shard cache streams every sample once per epoch")
     dataset = ShardDataset(cache, shuffle_buffer=train.get("shuffle_buffer", 1000), seed=seed, rank=trainer.global_rank, world_size=trainer.world_size)
+    if strict and dataset.index["skipped"]:
+        raise SkippedInputError(f"--strict: {dataset.index['skipped']} input(s) were skipped when {cache} was prepared (see {cache / 'skipped.csv'})")
     examples = [image for image, _ in itertools.islice(ShardDataset(cache, shuffle_buffer=0, rank=0, world_size=1), 8)]
     index = dataset.index
     return TrainingData(
