@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+TAB_SEPARATED = (".tsv", ".txt", ".tab")
+TABLE_SUFFIXES = (".csv", *TAB_SEPARATED, ".parquet")  # what read_table reads
+
 
 def read_table(path: str | Path) -> dict[str, np.ndarray]:
     """Every column of a CSV, TSV (.tsv/.txt/.tab) or Parquet file, as strings ('' = missing)."""
@@ -20,7 +23,7 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
         table = pq.read_table(path)
         return {name: np.array(["" if v is None else str(v) for v in table.column(name).to_pylist()]) for name in table.column_names}
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.reader(handle, delimiter="\t" if path.suffix in (".tsv", ".txt", ".tab") else ","))
+        rows = list(csv.reader(handle, delimiter="\t" if path.suffix in TAB_SEPARATED else ","))
     if not rows:
         raise ValueError(f"{path}: empty table")
     header, body = rows[0], rows[1:]

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medssl.data.tables import is_numeric, read_table
+from medssl.data.tables import TABLE_SUFFIXES, is_numeric, read_table
 from medssl.genetics.genotypes import EXTENSIONS, Genotypes, bed_prefix
 from medssl.genetics.phenotypes import is_missing
 from medssl.genetics.qc import QcFilters, snp_stats
 
 ID_COLUMNS = ("subject_id", "IID", "#IID")  # medssl tables; plink2 --score and .fam-like tables
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".tab", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,8 @@ def _from_plink(prefix: Path, max_snps: int, filters: QcFilters) -> GeneticFeatu
     passing = np.concatenate([np.arange(snps.start, snps.stop)[filters.reasons(snp_stats(d)) == ""] for snps, d in genotypes.chunks(everyone, 2000)])
     if not len(passing):
         raise ValueError(f"{prefix}: no SNP passes QC ({filters}); nothing to learn from")
-    chosen = passing[np.linspace(0, len(passing) - 1, min(max_snps, len(passing))).round().astype(int)]
-    dosages = genotypes.read(everyone, np.unique(chosen))
-    return GeneticFeatures(genotypes.iid, _standardise(dosages), genotypes.variants.id[np.unique(chosen)].tolist(), str(prefix))
+    chosen = np.unique(passing[np.linspace(0, len(passing) - 1, min(max_snps, len(passing))).round().astype(int)])
+    return GeneticFeatures(genotypes.iid, _standardise(genotypes.read(everyone, chosen)), genotypes.variants.id[chosen].tolist(), str(prefix))
 
 
 def _from_table(path: Path, columns: Sequence[str] | None) -> GeneticFeatures:

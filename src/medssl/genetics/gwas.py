@@ -21,7 +21,7 @@ import json
 import os
 import resource
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -178,18 +178,23 @@ def _scan(genotypes: Genotypes, samples: Samples, association: LinearAssociation
             scan.removed += int((~keep).sum())
             result = association.test(dosages[:, keep])
             tables = _glm_tables(genotypes.variants.take(rows[keep]), result)
-            wait(writing)  # a file's chunks must be written in order
+            _finish(writing)  # a file's chunks must be written in order
             writing = [pool.submit(writer.write_table, table) for writer, table in zip(writers, tables)]
             for j in np.flatnonzero((result.p < p_threshold).any(0)):  # filtering every table costs as much as testing
                 significant = result.p[:, j] < p_threshold
                 scan.significant[j].append((rows[keep][significant], tables[j].filter(significant)))
             scan.tested.append(rows[keep])
             scan.p.append(result.p)
-        for future in writing:
-            future.result()  # raise any writing error
+        _finish(writing)
     for writer in [*writers, qc_writer]:
         writer.close()
     return scan
+
+
+def _finish(writing: list[Future]) -> None:
+    """Waits for the last chunk's writes, raising any error (a failed write must not go unseen)."""
+    for future in writing:
+        future.result()
 
 
 def _allow_open_files(needed: int) -> None:

@@ -118,6 +118,19 @@ class SSLMethod(L.LightningModule):
     def gather(self, tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
         """All ranks' rows (with gradients) and where this rank's start: negatives from every GPU.
         Plain torch.distributed, so any launcher works (Lightning, torchrun, a bare process group)."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if world_size() == 1:
             return tensor, 0
         return torch.cat(dist_nn.all_gather(tensor)), dist.get_rank() * tensor.shape[0]
+
+    def mean_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean of a (gradient-free) tensor over every rank, e.g. DINO's batch centre."""
+        if world_size() == 1:
+            return tensor
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total / world_size()
+
+
+def world_size() -> int:
+    """Processes in the torch.distributed group (1 without one): any launcher sets it up."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1

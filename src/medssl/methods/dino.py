@@ -73,18 +73,13 @@ class DINO(SSLMethod):
         global_views = self.two_views(images)
         with torch.no_grad():
             teacher = self.teacher(global_views).float()
-        self._batch_centre = self._mean_over_processes(teacher.mean(dim=0))
+        self._batch_centre = self.mean_over_processes(teacher.mean(dim=0))
         centre = torch.where(self.centre_ready, self.centre, self._batch_centre)  # no host sync
         student = self._student()(global_views)
         if self.local_crops:
             student = torch.cat([student, self._student()(self._local(images))])
         per_view = (-1, len(images))
         return dino_loss(student.unflatten(0, per_view), teacher.unflatten(0, per_view), centre, self.student_temp, self.teacher_temp())
-
-    def _mean_over_processes(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self._trainer is None or self.trainer.world_size == 1:
-            return tensor
-        return self.trainer.strategy.reduce(tensor, reduce_op="mean")
 
     def _local(self, images: torch.Tensor) -> torch.Tensor:
         """Small crops of every scan, resized down to ``local_size`` of the input's side."""
