@@ -7,10 +7,12 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import medssl
 from medssl.data.public import data_root  # noqa: F401 (re-exported for the benchmark scripts)
@@ -47,3 +49,33 @@ def write_json(name: str, payload: dict) -> Path:
 def mean_sd(values: list[float]) -> str:
     """'mean ± sample SD' over seeds (SD 0 for one value)."""
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
+
+
+def matmul_gflops(dtype: torch.dtype, device: torch.device = torch.device("cpu"), n: int = 2048, repeats: int = 10, windows: int = 1) -> float:
+    """GFLOP/s of a large square matmul, the most a device's convolutions can hope for: the median
+    of ``windows`` timings of ``repeats`` products (CUDA kernels waited for)."""
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
+    a @ b
+    rates = []
+    for _ in range(windows):
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        _synchronize(device)
+        rates.append(2 * n**3 * repeats / (time.perf_counter() - start) / 1e9)
+    return float(np.median(rates))
+
+
+def flops_per_image(model: torch.nn.Module, batch: torch.Tensor) -> float:
+    """Forward + backward FLOPs of one training step of an SSL method, per input image (both views
+    included); the same whatever the precision, memory format or accumulation."""
+    with FlopCounterMode(display=False) as counter:
+        model.compute_loss(batch).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / len(batch)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels run asynchronously: a timer must wait for them
+        torch.cuda.synchronize(device)

@@ -32,19 +32,17 @@ import json
 import os
 import shutil
 import statistics
-import tarfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 import torch._inductor.config
 from torch.utils.data import DataLoader
-from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import RESULTS, data_root, write_json
+from benchmarks.common import RESULTS, data_root, flops_per_image, matmul_gflops, write_json
 from medssl.data.preprocess import Preprocessing
+from medssl.data.public import resolve_dataset
 from medssl.data.shards import ShardDataset, prepare_shards
 from medssl.methods.simclr import SimCLR
 
@@ -156,7 +154,8 @@ def main() -> None:
     started = time.perf_counter()
     files = {2: mednist_jpegs(preset.rows_2d), 3: nifti_volumes()}
     part1 = [loader_vs_model(preset, dims, size, files[dims], device, args.seconds) for dims, size in sizes(preset)]
-    ceiling = {"fp32": matmul_gflops(torch.float32, device), "bf16": matmul_gflops(torch.bfloat16, device)}
+    n, repeats = (8192, 20) if device.cuda else (2048, 5)
+    ceiling = {dtype: matmul_gflops(getattr(torch, name), device.device, n, repeats, windows=5) for dtype, name in (("fp32", "float32"), ("bf16", "bfloat16"))}
     part2 = [settings_table(preset, dims, device, args.seconds, ceiling) for dims in (2, 3)]
     payload = {
         "preset": args.preset,
@@ -194,25 +193,11 @@ def label(dims: int, side: int) -> str:
 
 
 def mednist_jpegs(n: int) -> list[Path]:
-    """n real MedNIST JPEGs, as many of each class, copied once out of the shared archive (whose bytes
-    are unchanged), classes interleaved so that every shard holds all of them."""
-    folder = WORK / "mednist"
-    listing = folder / f"files_{n}.txt"
-    if not listing.exists():
-        per_class, taken, picked = -(-n // 6), Counter(), []
-        with tarfile.open(data_root() / "mednist" / "MedNIST.tar.gz", "r|gz") as tar:  # one streamed pass
-            for member in tar:
-                parts = Path(member.name).parts  # MedNIST/<class>/<id>.jpeg
-                if member.isfile() and member.name.endswith(".jpeg") and taken[parts[1]] < per_class:
-                    target = folder / member.name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(tar.extractfile(member).read())
-                    picked.append((taken[parts[1]], parts[1], str(target.absolute())))
-                    taken[parts[1]] += 1
-                    if len(picked) == 6 * per_class:  # MedNIST has 6 classes: the rest of the archive is not needed
-                        break
-        listing.write_text("\n".join(path for *_, path in sorted(picked)[:n]) + "\n")
-    return [Path(line) for line in listing.read_text().split()]
+    """n real MedNIST JPEGs (unpacked once by medssl's dataset resolver), classes interleaved so
+    that every shard holds all of them."""
+    by_class = [sorted(folder.glob("*.jpeg")) for folder in sorted(p for p in resolve_dataset("mednist").iterdir() if p.is_dir())]
+    interleaved = [path.absolute() for group in itertools.zip_longest(*by_class) for path in group if path is not None]
+    return interleaved[:n]
 
 
 def nifti_volumes() -> list[Path]:
@@ -267,7 +252,7 @@ def loader_vs_model(preset: Preset, dims: int, side: int, files: list[Path], dev
     model = measure(preset.encoder(dims), shape(dims, side), batch, device, setting, seconds, preset.max_step_s)
     result = {"dims": dims, "side": side, "batch": batch, "encoder": preset.encoder(dims), "prepare": prepare, "loader": loader, "model": model}
     if "images_per_s" in model:
-        model["gflop_per_image"] = flops_per_image(preset.encoder(dims), shape(dims, side), device.device) / 1e9
+        model["gflop_per_image"] = model_flops_per_image(preset.encoder(dims), shape(dims, side), device.device) / 1e9
         result["bound"] = "loader-bound" if loader["images_per_s"] < model["images_per_s"] else "model-bound"
     return result
 
@@ -355,27 +340,10 @@ def train_speed(encoder: dict, size: tuple[int, ...], batch: int, device: Device
     }
 
 
-def flops_per_image(encoder: dict, size: tuple[int, ...], device: torch.device) -> float:
-    """Forward + backward FLOPs of one training step per input image (both views), as throughput.py
-    counts them: the same whatever the precision, memory format or accumulation."""
+def model_flops_per_image(encoder: dict, size: tuple[int, ...], device: torch.device) -> float:
+    """FLOPs per training image of the model at this size, counted on a tiny fp32 batch."""
     model = build(encoder, len(size), device, Setting(bf16=False, channels_last=False))
-    with FlopCounterMode(display=False) as counter:
-        model.compute_loss(torch.rand(FLOP_BATCH, 1, *size, device=device)).backward()
-    return counter.get_total_flops() / FLOP_BATCH
-
-
-def matmul_gflops(dtype: torch.dtype, device: Device, windows: int = 5) -> float:
-    """GFLOP/s of a large square matmul: the most the device's convolutions can hope for."""
-    n, repeats = (8192, 20) if device.cuda else (2048, 5)
-    a, b = (torch.randn(n, n, dtype=dtype, device=device.device) for _ in range(2))
-    a @ b
-    rates = []
-    for _ in range(windows):
-        start = device.now()
-        for _ in range(repeats):
-            a @ b
-        rates.append(2 * n**3 * repeats / (device.now() - start) / 1e9)
-    return statistics.median(rates)
+    return flops_per_image(model, torch.rand(FLOP_BATCH, 1, *size, device=device))
 
 
 # --- part 2: settings ---------------------------------------------------------------------------
@@ -384,7 +352,7 @@ def matmul_gflops(dtype: torch.dtype, device: Device, windows: int = 5) -> float
 def settings_table(preset: Preset, dims: int, device: Device, seconds: float, ceiling: dict[str, float]) -> dict:
     side = preset.settings_2d if dims == 2 else preset.settings_3d
     size, encoder, batch = shape(dims, side), preset.encoder(dims), preset.batch(dims)
-    flops = flops_per_image(encoder, size, device.device)
+    flops = model_flops_per_image(encoder, size, device.device)
     rows = {}
     for name, setting in SETTINGS.items():
         print(f"{label(dims, side)}: {name}", flush=True)

@@ -17,31 +17,13 @@ import time
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import data_root, write_json
+from benchmarks.common import data_root, flops_per_image, matmul_gflops, write_json
 from medssl.data.datasets import ImageDataset, load_table
 from medssl.methods.simclr import SimCLR
 from medssl.training import pretrain, resolve_config
 
 WARMUP_STEPS = 3
-
-
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
-def flops_per_image(model: SimCLR, batch: torch.Tensor) -> float:
-    """Forward + backward FLOPs of one training step, per input image (both views included)."""
-    with FlopCounterMode(display=False) as counter:
-        model.compute_loss(batch).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / len(batch)
 
 
 def bare_loop(config: dict, images: torch.Tensor, steps: int, bf16: bool) -> float:
