@@ -13,7 +13,8 @@ from medssl.evaluation.evaluate import evaluate
 from medssl.methods import METHODS, default_config, get_method
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import EncoderConfig
-from medssl.training import pretrain, resolve_config
+from medssl.methods.simclr import SimCLR
+from medssl.training import NonFiniteSteps, pretrain, resolve_config, resolve_precision
 
 
 def tiny_config(method: str = "simclr", **training) -> dict:
@@ -102,3 +103,53 @@ def test_gradient_clipping_is_a_training_setting(tmp_path, npz_2d):
     result = pretrain(npz_2d, tmp_path / "run", tiny_config(max_steps=2, gradient_clip=1.0))
     assert result.summary["global_step"] == 2
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["training"]["gradient_clip"] == 1.0
+
+
+class SimCLRWithBrokenSteps(SimCLR):
+    """SimCLR whose input turns NaN at the given steps: the forward pass poisons BatchNorm's
+    running statistics and every gradient, as a failing bf16 kernel or a corrupt scan would."""
+
+    def __init__(self, *args, broken_steps: set[int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.broken_steps = broken_steps
+
+    def compute_loss(self, images):
+        return super().compute_loss(images * float("nan") if self.global_step in self.broken_steps else images)
+
+
+def fit_with_broken_steps(broken_steps: set[int], steps: int, guard: NonFiniteSteps) -> SimCLRWithBrokenSteps:
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader
+
+    from medssl.data.datasets import ImageDataset
+
+    torch.manual_seed(0)
+    model = SimCLRWithBrokenSteps(encoder={**TINY_ENCODER, "spatial_dims": 2}, broken_steps=broken_steps)
+    loader = DataLoader(ImageDataset(torch.rand(32, 1, 16, 16)), batch_size=8, shuffle=True, drop_last=True)
+    trainer = L.Trainer(max_steps=steps, callbacks=[guard], logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, loader)
+    return model
+
+
+def test_a_nonfinite_step_is_skipped_counted_and_leaves_no_trace(capsys):
+    import torch
+
+    guard = NonFiniteSteps()
+    model = fit_with_broken_steps({2, 5}, steps=8, guard=guard)
+    assert guard.skipped == 2 and model.global_step == 8
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(torch.isfinite(b).all() for b in model.buffers()), "BatchNorm statistics kept the NaN step's batch"
+    assert "step 2: non-finite gradients" in capsys.readouterr().out
+    assert guard.state_dict() == {"skipped": 2}  # a resumed run goes on counting
+
+
+def test_nonfinite_steps_in_a_row_stop_the_run_with_the_remedies():
+    with pytest.raises(FloatingPointError, match=r"3 steps in a row.*--precision 32"):
+        fit_with_broken_steps(set(range(100)), steps=10, guard=NonFiniteSteps(patience=3))
+
+
+def test_the_summary_gives_the_precision_and_the_skipped_steps(tmp_path, npz_3d):
+    summary = pretrain(npz_3d, tmp_path / "run", tiny_config(max_steps=2, precision="auto")).summary
+    assert summary["nonfinite_steps_skipped"] == 0
+    assert summary["precision"] == resolve_precision("auto").value in ("bf16-mixed", "32")

@@ -211,7 +211,7 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--max-minutes", type=float, help="stop after this wall time")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
-    train.add_argument("--precision", help="bf16-mixed (default), 32, 16-mixed")
+    train.add_argument("--precision", help="auto (default: bf16-mixed where the GPU or CPU computes bf16, else 32), bf16-mixed, 32, 16-mixed")
     train.add_argument("--gradient-clip", type=float, help="clip the gradient norm to this value (a run whose loss turns non-finite)")
     train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     train.add_argument("--samples-per-subject", type=int, help="views drawn per subject and epoch (for few large volumes)")

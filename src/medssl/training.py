@@ -103,13 +103,14 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     L.seed_everything(seed, workers=True, verbose=False)
     method_cls = get_method(config["method"])
     train = config["training"]
-    throughput = Throughput()
+    throughput, nonfinite = Throughput(), NonFiniteSteps()
+    precision = resolve_precision(train.get("precision", "auto"), train.get("accelerator", "auto"))
     trainer = L.Trainer(
         default_root_dir=out_dir,
         max_epochs=train.get("max_epochs"),
         max_steps=train.get("max_steps", -1) or -1,
         max_time={"minutes": train["max_minutes"]} if train.get("max_minutes") else None,
-        precision=train.get("precision", "32"),
+        precision=precision.value,
         gradient_clip_val=train.get("gradient_clip"),
         accelerator=train.get("accelerator", "auto"),
         devices=train.get("devices", "auto"),
@@ -120,6 +121,7 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         callbacks=[
             ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=train.get("checkpoint_every", 200), save_last=True, save_top_k=1),
             throughput,
+            nonfinite,
             EpochSeeding(),
         ],
         # every logged step reaches the disk: a killed run keeps its log up to the kill
@@ -148,6 +150,8 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed, "data_source": str(data)}, sort_keys=False))
+    if trainer.is_global_zero:
+        print(f"precision: {precision.value} ({precision.reason})", flush=True)
     trainer.fit(model, loader, ckpt_path=str(last) if resume else None)
     trainer.save_checkpoint(last)  # the end of training is always a resumable point
     encoder_path = out_dir / "encoder.pt"
@@ -158,6 +162,8 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         "global_step": trainer.global_step,
         "epochs": trainer.current_epoch,
         "world_size": trainer.world_size,
+        "precision": precision.value,
+        "nonfinite_steps_skipped": nonfinite.skipped,
         **throughput.summary(),
     }
     if trainer.is_global_zero:
@@ -319,6 +325,75 @@ class EpochSeeding(Callback):
         dataset = trainer.train_dataloader.dataset
         if isinstance(dataset, ShardDataset):
             dataset.set_epoch(trainer.current_epoch)
+
+
+@dataclass(frozen=True)
+class Precision:
+    value: str  # as Lightning's Trainer takes it
+    reason: str  # for the run's log
+
+
+def resolve_precision(requested: str, accelerator: str = "auto") -> Precision:
+    """``auto``: bf16 autocast where the hardware computes bf16 (a CUDA GPU that supports it, a CPU
+    with avx512_bf16 or AMX), float32 elsewhere, where bf16 is emulated: slower than float32 and
+    no more accurate. Any other value is used as given."""
+    if requested != "auto":
+        return Precision(requested, "as requested")
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        if torch.cuda.is_bf16_supported():
+            return Precision("bf16-mixed", f"auto: {torch.cuda.get_device_name()} computes bf16")
+        return Precision("32", f"auto: {torch.cuda.get_device_name()} has no bf16")
+    native = [isa for isa, check in (("AMX", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")) if getattr(torch.cpu, check, lambda: False)()]
+    if native:
+        return Precision("bf16-mixed", f"auto: this CPU computes bf16 ({', '.join(native)}); convolutions over maps with a side below 3 run in float32, see medssl.models.numerics")
+    return Precision("32", "auto: this CPU has neither AMX nor avx512_bf16, so bf16 would be emulated; float32 is faster")
+
+
+class NonFiniteSteps(Callback):
+    """A step whose loss or gradients are not finite changes nothing: its update is skipped and the
+    buffers its forward pass touched (BatchNorm statistics, feature queues) are restored, as
+    mixed-precision trainers skip a step whose gradients overflow. The count is checkpointed and
+    reported; ``patience`` such steps in a row stop the run, for then the cause is not a rare batch
+    but the model, its learning rate or its precision."""
+
+    def __init__(self, patience: int = 20) -> None:
+        self.patience = patience
+        self.skipped = 0
+        self.in_a_row = 0
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if batch_idx % trainer.accumulate_grad_batches == 0:  # the state before this optimiser step's first micro-batch
+            self._buffers = {name: b.detach().clone() for name, b in module.named_buffers()}
+
+    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+        # gradients are already averaged over the processes, so every one takes the same decision
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        if not grads or torch.stack([torch.isfinite(g).all() for g in grads]).all():
+            self.in_a_row = 0
+            return
+        broken = [name for name, p in module.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        optimizer.zero_grad(set_to_none=True)  # the optimiser skips parameters without a gradient
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                buffer.copy_(self._buffers[name])
+        self.skipped += 1
+        self.in_a_row += 1
+        if trainer.is_global_zero:
+            print(f"step {trainer.global_step}: non-finite gradients in {len(broken)} tensor(s) ({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); "
+                  f"update skipped ({self.skipped} so far, {self.in_a_row} in a row)", flush=True)  # fmt: skip
+        module.log("train/nonfinite_steps_skipped", float(self.skipped), on_step=True, on_epoch=False, sync_dist=False, rank_zero_only=True)
+        if self.in_a_row >= self.patience:
+            raise FloatingPointError(
+                f"{module.name}: {self.in_a_row} steps in a row had non-finite gradients (up to step {trainer.global_step}); lower the learning rate "
+                "(--lr), clip gradients (--gradient-clip 1.0), use --precision 32, or resume from an earlier checkpoint"
+            )
+
+    def state_dict(self) -> dict:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.skipped = state_dict["skipped"]
 
 
 class Throughput(Callback):

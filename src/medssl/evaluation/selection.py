@@ -11,6 +11,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from medssl.models.numerics import guard_convolutions
+
 
 def train_with_selection(
     model: nn.Module,
@@ -26,6 +28,7 @@ def train_with_selection(
     ``validate()`` every ``eval_every`` steps and at the end, and loads the state of the best
     score. Returns {score, step, history: {loss: per step, val: [(step, score)]}}; a score that
     is never defined (NaN) raises ``ValueError(undefined)``."""
+    guard_convolutions(model)  # a decoder over the encoder's smallest maps, as in pretraining
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     best: dict = {"score": -math.inf}

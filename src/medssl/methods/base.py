@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Timer
 
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.encoders import Encoder, EncoderConfig
+from medssl.models.numerics import guard_convolutions
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class SSLMethod(L.LightningModule):
         self.optimizer_config = OptimizerConfig(**(optimizer or {}))
         if self.spatial_dims == 2:  # NHWC convolutions are ~1.5x faster on CPU and GPU in 2D
             self.encoder.to(memory_format=torch.channels_last)
+
+    def setup(self, stage: str) -> None:
+        guard_convolutions(self)  # the heads and decoders a method adds too, not only the encoder
 
     def on_train_start(self) -> None:
         if self.trainer.world_size > 1:  # otherwise every process would draw the same random views
@@ -80,11 +84,7 @@ class SSLMethod(L.LightningModule):
         if self.spatial_dims == 2:
             images = images.contiguous(memory_format=torch.channels_last)
         loss = self.compute_loss(images, *batch[2:])
-        if not torch.isfinite(loss):  # stop with the cause rather than train on NaN weights
-            raise FloatingPointError(
-                f"{self.name}: the loss became {loss.item()} at step {self.global_step}; lower the learning rate "
-                "(--lr), clip gradients (--gradient-clip 1.0), use --precision 32, or resume from an earlier checkpoint"
-            )
+        # a non-finite loss is logged as it is; training.NonFiniteSteps skips its update
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(images))
         return loss
 

@@ -13,6 +13,8 @@ from monai.networks.nets import ViT
 from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck
 from torch import nn
 
+from medssl.models.numerics import guard_convolutions
+
 # name -> (block, layers); the depths of He et al. (2016).
 RESNETS: dict[str, tuple[type[nn.Module], list[int]]] = {
     "resnet10": (ResNetBlock, [1, 1, 1, 1]),
@@ -125,6 +127,7 @@ class Encoder(nn.Module):
                 feed_forward=False,
             )
             self.out_dim = config.width * 8 * block.expansion
+        guard_convolutions(self)  # bf16 CPU kernels are wrong on its last, smallest feature maps
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.config.is_vit:
