@@ -1,22 +1,30 @@
-"""`medssl demo` end to end on a tiny cohort: every stage, resume, and the report in a real browser."""
+"""The main job as users run it: the default `medssl demo` (the command `make demo` runs) end to
+end through the CLI, so that CI on any machine fails where the main job fails there; then resume,
+and the report in a real browser."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from medssl.demo import DemoConfig, run_demo
 from medssl.report.browser import chromium_path, render
 
-TINY_DEMO = DemoConfig(subjects=80, xray_size=32, mri_size=16, xray_epochs=1, mri_epochs=1, fractions=(0.2, 1.0), probe_seeds=(0,))
 SECTIONS = ("data", "training", "probes", "maps", "subgroups", "normative", "attribution", "traits", "genetics", "skips", "config")
+MEDSSL = Path(sys.executable).with_name("medssl")  # the installed command, as `make demo` calls it
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    return out, run_demo(out, TINY_DEMO)
+    done = subprocess.run([str(MEDSSL), "demo", "--out", str(out)], capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, f"medssl demo failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert "report -> " in done.stdout
+    return out, out / "report.html"
 
 
 def test_every_stage_lands_in_one_folder(demo_run):
@@ -26,8 +34,10 @@ def test_every_stage_lands_in_one_folder(demo_run):
     assert set(payload["phenotypes"]["trait_r2"]) == {"xray/pretrained", "xray/random_init", "mri/pretrained", "mri/random_init"}
     for modality in ("xray", "mri"):
         found = payload["phenotypes"][modality]
-        assert found["atlas"]["subjects"] == 80 and set(found["subgroups"]["methods"]) == {"kmeans", "gmm", "hdbscan"}
+        assert found["atlas"]["subjects"] == DemoConfig().subjects and set(found["subgroups"]["methods"]) == {"kmeans", "gmm", "hdbscan"}
         assert "any" in found["normative"]["auroc"] and (out / "phenotypes" / modality / "atlas" / "atlas.html").exists()
+        summary = json.loads((out / f"pretrain_{modality}" / "pretrain_summary.json").read_text())
+        assert summary["nonfinite_steps_skipped"] == 0, f"{modality}: bf16 training skipped non-finite steps on this CPU"
     genetics = payload["genetics"]
     assert genetics["available"] and {"traits/heart_size", "xray/PC01", "mri/PC05"} <= set(genetics["results"])
     assert all(0 < r["lambda_gc"] < 5 for r in genetics["results"].values())
@@ -40,7 +50,7 @@ def test_every_stage_lands_in_one_folder(demo_run):
 def test_rerun_resumes_finished_stages(demo_run, capsys):
     out, _ = demo_run
     before = json.loads((out / "report.json").read_text())["durations_s"]
-    run_demo(out, TINY_DEMO)
+    run_demo(out, DemoConfig())
     printed = capsys.readouterr().out
     assert printed.count("done earlier") == len(before)
     assert json.loads((out / "report.json").read_text())["durations_s"] == before

@@ -153,3 +153,12 @@ def test_the_summary_gives_the_precision_and_the_skipped_steps(tmp_path, npz_3d)
     summary = pretrain(npz_3d, tmp_path / "run", tiny_config(max_steps=2, precision="auto")).summary
     assert summary["nonfinite_steps_skipped"] == 0
     assert summary["precision"] == resolve_precision("auto").value in ("bf16-mixed", "32")
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it():
+    import torch
+
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    choice = resolve_precision("auto", accelerator="cpu")
+    assert choice.value == ("bf16-mixed" if native else "32") and choice.reason.startswith("auto: ")
+    assert resolve_precision("32").value == "32" and resolve_precision("bf16-mixed", "cpu").reason == "as requested"

@@ -328,25 +328,25 @@ class EpochSeeding(Callback):
 
 
 @dataclass(frozen=True)
-class Precision:
+class PrecisionChoice:
     value: str  # as Lightning's Trainer takes it
     reason: str  # for the run's log
 
 
-def resolve_precision(requested: str, accelerator: str = "auto") -> Precision:
+def resolve_precision(requested: str, accelerator: str = "auto") -> PrecisionChoice:
     """``auto``: bf16 autocast where the hardware computes bf16 (a CUDA GPU that supports it, a CPU
-    with avx512_bf16 or AMX), float32 elsewhere, where bf16 is emulated: slower than float32 and
-    no more accurate. Any other value is used as given."""
+    with avx512_bf16 or AMX), float32 elsewhere, where bf16 would only be emulated. Any other value
+    is used as given."""
     if requested != "auto":
-        return Precision(requested, "as requested")
+        return PrecisionChoice(requested, "as requested")
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         if torch.cuda.is_bf16_supported():
-            return Precision("bf16-mixed", f"auto: {torch.cuda.get_device_name()} computes bf16")
-        return Precision("32", f"auto: {torch.cuda.get_device_name()} has no bf16")
+            return PrecisionChoice("bf16-mixed", f"auto: {torch.cuda.get_device_name()} computes bf16")
+        return PrecisionChoice("32", f"auto: {torch.cuda.get_device_name()} has no bf16")
     native = [isa for isa, check in (("AMX", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")) if getattr(torch.cpu, check, lambda: False)()]
     if native:
-        return Precision("bf16-mixed", f"auto: this CPU computes bf16 ({', '.join(native)}); convolutions over maps with a side below 3 run in float32, see medssl.models.numerics")
-    return Precision("32", "auto: this CPU has neither AMX nor avx512_bf16, so bf16 would be emulated; float32 is faster")
+        return PrecisionChoice("bf16-mixed", f"auto: this CPU computes bf16 ({', '.join(native)}); convolutions over maps with a side below 3 run in float32, see medssl.models.numerics")
+    return PrecisionChoice("32", "auto: this CPU has neither AMX nor avx512_bf16, so bf16 would only be emulated")
 
 
 class NonFiniteSteps(Callback):
