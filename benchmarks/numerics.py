@@ -126,16 +126,20 @@ def defaults(work: Path, steps: int) -> list[dict]:
     return records
 
 
-def methods(work: Path, steps: int, float32_steps: int) -> list[dict]:
+def methods(work: Path, steps: int, float32_steps: int, run_missing: bool = True) -> list[dict]:
     """Each method in the precision ``auto`` picks for ``steps`` steps, and in float32 for
-    ``float32_steps`` (its speed; float32 was never the one that failed)."""
+    ``float32_steps`` (its speed; float32 was never the one that failed). ``run_missing=False``
+    reports the runs finished so far and starts none."""
     auto = resolve_precision("auto").value
     runs = [(auto, steps)] + ([("32", float32_steps)] if auto != "32" else [])
-    return [
-        train(work, f"methods/{method}-{dims}d-{precision}", dims, method, n, 32, precision)
+    cells = [
+        (f"methods/{method}-{dims}d-{precision}", dims, method, n, precision)
         for method in sorted(METHODS) if not get_method(method).paired_with_genetics  # MedMNIST has no genotypes
         for dims in (2, 3) for precision, n in runs
     ]  # fmt: skip
+    if not run_missing:
+        cells = [cell for cell in cells if (work / cell[0] / "record.json").exists()]
+    return [train(work, name, dims, method, n, 32, precision) for name, dims, method, n, precision in cells]
 
 
 def markdown(results: dict) -> str:
@@ -159,6 +163,9 @@ def markdown(results: dict) -> str:
     if "methods" in results:
         lines += ["", "## Every method at its defaults (ResNet-10 width 16 or the method's ViT, batch 32)", "",
                   "| method | dims | precision | steps | skipped | last loss | steps/s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        planned = 2 * len({r["precision"] for r in results["methods"]}) * sum(not get_method(m).paired_with_genetics for m in METHODS)
+        if len(results["methods"]) < planned:
+            lines[-2:-2] = [f"{len(results['methods'])} of {planned} runs finished so far; `--stages methods` runs the rest.", ""]
         for r in results["methods"]:
             rate = f"{r['steps_per_s']:.2f}" if r.get("steps_per_s") else "-"
             lines.append(f"| {r['method']} | {r['dims']}D | {r['precision']} | {r.get('global_step', 'stopped')} | {r.get('nonfinite_steps_skipped', '-')} | {r.get('last_loss', math.nan):.3f} | {rate} |")
@@ -171,10 +178,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--speed-steps", type=int, default=60)
     parser.add_argument("--work", type=Path, default=Path("runs/numerics"))
+    parser.add_argument("--finished-only", action="store_true", help="methods: tabulate the runs finished in --work, start none")
     args = parser.parse_args()
     results_path = RESULTS / "numerics.json"
     results = json.loads(results_path.read_text()).get("results", {}) if results_path.exists() else {}
-    stages = {"kernels": kernel_errors, "speed": lambda: speed(args.work, args.speed_steps), "seeds": lambda: seeds(args.work, args.steps), "methods": lambda: methods(args.work, args.steps, args.speed_steps), "defaults": lambda: defaults(args.work, args.steps)}
+    stages = {"kernels": kernel_errors, "speed": lambda: speed(args.work, args.speed_steps), "seeds": lambda: seeds(args.work, args.steps), "methods": lambda: methods(args.work, args.steps, args.speed_steps, not args.finished_only), "defaults": lambda: defaults(args.work, args.steps)}
     for stage in args.stages:
         results[stage] = stages[stage]()
         write_json("numerics", {"steps": args.steps, "results": results})
