@@ -34,7 +34,8 @@ from medssl.analysis.normative import normative_analysis
 from medssl.analysis.subgroups import agreement, fit_groups, reduce, subgroup_analysis
 from medssl.data.manifest import Manifest, read_manifest
 from medssl.data.public import resolve_dataset
-from medssl.evaluation.label_efficiency import BUDGETS, packed, pretrained_encoder, with_splits
+from medssl.evaluation.budgets import BUDGETS
+from medssl.evaluation.label_efficiency import packed, pretrained_encoder, with_splits
 from medssl.models.checkpoint import load_encoder, save_encoder
 from medssl.models.encoders import Encoder, EncoderConfig
 from medssl.simulation.cohort import CohortConfig, simulate_cohort
@@ -160,7 +161,7 @@ def markdown(rows: list[dict], figures: dict[str, str], json_name: str, wall: fl
         "",
         f"Command: `python -m benchmarks.phenotypes {' '.join(sys.argv[1:])}`; every row, machine and date in `{json_name}`. "
         f"Wall time {wall / 60:.1f} min on this machine, with any pretraining not cached by an earlier run. "
-        "Mean ± SD over seeds; SimCLR at the CPU budget of `medssl benchmark` (150 steps x 128), against the same network at random init.",
+        f"Mean ± SD over seeds; SimCLR at the CPU budget of `medssl benchmark` (`{BUDGETS['cpu']}`), against the same network at random init.",
         "",
         "Columns: `k-means (k true)`: ARI/NMI of k-means given the true number of classes; `<method> groups / ARI / stability`: the number of groups each method "
         "chooses itself (silhouette, BIC, density), their ARI with the classes, and the mean ARI between bootstrap refits and the full fit; "

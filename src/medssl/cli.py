@@ -8,8 +8,21 @@ from pathlib import Path
 
 import yaml
 
+from medssl.data.geometry import GEOMETRY_OPTIONS
 from medssl.data.public import PUBLIC
 from medssl.evaluation import DENSE_TASKS
+from medssl.evaluation.budgets import BUDGET_DESCRIPTIONS, BUDGETS, CANDIDATES, FRACTIONS, SEEDS, Schedule
+
+# budget settings with a flag of their own (--width, --pretrain-epochs-2d, --finetune-epochs, ...)
+BUDGET_OVERRIDES = ("encoder", "width", "stem", "pretrain_epochs_2d", "pretrain_epochs_3d", "pretrain_batch", "monitor_every", "monitor_patience",
+                    "finetune.epochs", "finetune.max_steps", "finetune_batch", "dense.min_steps", "dense.max_steps", "dense_batch")  # fmt: skip
+
+
+def _budget_value(key: str):
+    section, _, field = key.partition(".")
+    value = getattr(BUDGETS["cpu"], section)
+    return getattr(value, field) if field else value
+
 
 DESCRIPTION = "medssl: self-supervised pretraining and evaluation for 2D and 3D medical images"
 
@@ -31,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan = commands.add_parser("scan", help="write a manifest CSV for a folder of images")
     scan.add_argument("folder", type=Path)
     scan.add_argument("-o", "--output", type=Path, default=Path("manifest.csv"))
+    scan.add_argument("--labels-from-folders", action="store_true", help="label each image with the first folder below FOLDER (the MedNIST layout, FOLDER/<class>/<image>)")
     scan.set_defaults(run=run_scan)
 
     prepare = commands.add_parser("prepare", help="preprocess a manifest once into a sharded cache (WebDataset tar shards) that pretrain streams")
@@ -41,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
     prepare.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
     prepare.add_argument("--volume-index", type=int, default=0, help="which volume of a 4D NIfTI")
+    prepare.add_argument("--geometry", choices=GEOMETRY_OPTIONS, help="a DICOM series that is no regular grid: strict (default) skips it, resample regrids it")
     prepare.add_argument("--shard-size", type=int, default=1000, help="images per shard (one worker converts one shard)")
     prepare.add_argument("--workers", type=int, help="worker processes (default: every core)")
     prepare.add_argument("--verify", action="store_true", help="recompute the checksum of finished shards and redo those that differ")
@@ -61,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--finetune", choices=["none", "supervised", "fixmatch"], default="none",
         help="also train encoder + linear head end to end on the labelled subset (fixmatch: plus the rest of train, unlabelled)",
     )  # fmt: skip
-    evaluate.add_argument("--finetune-steps", type=int, default=100, help="optimizer steps per fine-tuning run")
+    evaluate.add_argument("--finetune-epochs", type=int, default=Schedule.epochs, help="passes over the labelled subset (default %(default)s; stopped early on validation AUC)")
+    evaluate.add_argument("--finetune-max-steps", type=int, default=Schedule.max_steps, help="at most this many steps (default %(default)s; at least " + f"{Schedule.min_steps} unless lower)")
     evaluate.add_argument("--fixmatch-threshold", type=float, default=0.95, help="confidence a pseudo-label must exceed")
     evaluate.add_argument("--fixmatch-mu", type=int, default=7, help="unlabelled batch = mu x labelled batch")
     evaluate.set_defaults(run=run_evaluate)
@@ -71,13 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--tasks", nargs="*", default=[], help=f"segmentation/detection tasks: {', '.join(DENSE_TASKS)}")
     benchmark.add_argument("--cohort-subjects", type=int, default=2000, help="size of the simulated cohort of the cohort-* tasks")
     benchmark.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="results and cached runs; rerunning on it resumes")
-    benchmark.add_argument("--budget", default="cpu", help="cpu (the 2D 28 px table in ~30 min on 2 cores) or gpu")
-    benchmark.add_argument("--method", default="simclr", help="see `medssl methods`")
-    benchmark.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    benchmark.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 0.25, 1.0], help="label fractions")
+    benchmark.add_argument("--budget", default="cpu", choices=sorted(BUDGETS), help="; ".join(f"{k}: {v}" for k, v in BUDGET_DESCRIPTIONS.items()))
+    benchmark.add_argument("--method", default="auto", help="auto (chosen per dataset on validation among %s) or any of `medssl methods`" % ", ".join(CANDIDATES))
+    benchmark.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    benchmark.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS), help="label fractions")
     benchmark.add_argument("--image-size", type=int, nargs="+", help="for sources without a native size (default: native, MedNIST 64)")
-    for flag, kind in (("encoder", str), ("width", int), *((f"{stage}-{what}", int) for stage in ("pretrain", "finetune", "dense") for what in ("steps", "batch"))):
-        benchmark.add_argument(f"--{flag}", type=kind, help="overrides the budget's setting")
+    for key in BUDGET_OVERRIDES:
+        default = _budget_value(key)
+        benchmark.add_argument(f"--{key.replace('.', '-').replace('_', '-')}", dest=key, type=type(default), metavar=type(default).__name__.upper(), help=f"overrides the budget's {key} (cpu: {default})")
     benchmark.set_defaults(run=run_benchmark)
 
     anomaly = commands.add_parser("anomaly", help="per-subject anomaly scores: reconstruction error of a generative run (autoencoder, vae, ...)")
@@ -195,6 +212,7 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
     data.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
     data.add_argument("--volume-index", type=int, help="which volume of a 4D NIfTI (default 0)")
+    data.add_argument("--geometry", choices=GEOMETRY_OPTIONS, help="a DICOM series with missing slices, uneven spacing or a gantry tilt: strict (default) skips it, resample regrids it (recorded in corrected.csv)")
     data.add_argument("--genetics", help="methods paired with genetics (contig): a PLINK .bed prefix, or a table of per-subject scores by subject_id/IID")
     data.add_argument("--genetic-columns", nargs="+", help="the score columns of a --genetics table (default: every column but the IDs)")
     data.add_argument("--strict", action="store_true", help="fail if any input is skipped")
@@ -204,7 +222,7 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--encoder", dest="encoder_name", help="resnet10/18/34/50 or vit_tiny/small/base")
     model.add_argument("--width", type=int, help="ResNet: channels of the first stage (64 = standard); ViT: hidden size (default: the model's standard)")
     model.add_argument("--patch-size", type=int, help="ViT: patch side in pixels/voxels; must divide the image size")
-    model.add_argument("--stem", help="small (stride 1), strided (stride 2) or imagenet (7x7/2 + pool)")
+    model.add_argument("--stem", help="small (stride 1), strided (stride 2), pooled (stride 1 + max-pool) or imagenet (7x7/2 + pool)")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, dest="max_epochs")
     train.add_argument("--max-steps", type=int)
@@ -221,23 +239,27 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--accumulate-grad-batches", type=int, help="step the optimiser every N batches (a larger effective batch)")
     train.add_argument("--compile", action="store_true", default=None, help="torch.compile the encoder (GPU; the first steps compile)")
     train.add_argument("--num-workers", type=int, help="data-loading worker processes")
+    train.add_argument("--monitor-every", type=int, help="every N epochs, score the encoder by kNN on the labelled validation split (logged, monitor.png)")
+    train.add_argument("--monitor-patience", type=int, help="stop after this many monitor checks without a better score (default: never)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
 
 def run_scan(args: argparse.Namespace) -> None:
-    from medssl.data.manifest import scan_folder
+    from medssl.data.manifest import scan_folder, scan_summary
 
-    manifest = scan_folder(args.folder)
+    manifest = scan_folder(args.folder, labels_from_folders=args.labels_from_folders)
     manifest.write(args.output)
-    print(f"{len(manifest.rows)} subjects -> {args.output}")
+    report = manifest.skips.write(args.output.parent)
+    print(scan_summary(manifest))
+    print(f"{len(manifest.rows)} rows -> {args.output}; skipped files -> {report}")
 
 
 def run_prepare(args: argparse.Namespace) -> None:
     from medssl.data.shards import prepare_shards
     from medssl.training import preprocessing_from
 
-    settings = {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing")}
+    settings = {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "geometry")}
     index = prepare_shards(args.manifest, args.out, preprocessing_from(settings), shard_size=args.shard_size, workers=args.workers,
                            volume_index=args.volume_index, verify=args.verify)  # fmt: skip
     print(f"{index['samples']} images in {len(index['shards'])} shards, {index['skipped']} skipped (report: {args.out / 'skipped.csv'}) -> {args.out}")
@@ -256,13 +278,13 @@ def pretrain_config(args: argparse.Namespace) -> dict:
 
     user = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
     overrides = {
-        "data": {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "volume_index", "genetics", "genetic_columns")},
+        "data": {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "volume_index", "geometry", "genetics", "genetic_columns")},
         "encoder": {"name": args.encoder_name, "width": args.width or vit_width(args.encoder_name), "stem": args.stem, "patch_size": args.patch_size},
         "optimizer": {"lr": args.lr},
         "training": {
             k: getattr(args, k)
             for k in ("max_epochs", "max_steps", "max_minutes", "batch_size", "precision", "gradient_clip", "checkpoint_every", "samples_per_subject", "devices", "num_nodes",
-                      "sync_batchnorm", "accumulate_grad_batches", "compile", "num_workers")
+                      "sync_batchnorm", "accumulate_grad_batches", "compile", "num_workers", "monitor_every", "monitor_patience")
         },
     }
     return resolve_config(args.method, merge(user, overrides))
@@ -282,17 +304,17 @@ def run_evaluate(args: argparse.Namespace) -> None:
     fixmatch = FixMatchConfig(threshold=args.fixmatch_threshold, mu=args.fixmatch_mu)
     evaluate(
         args.encoder, args.data, args.out, tuple(args.fractions), tuple(args.seeds), not args.no_random_init,
-        finetune_mode=args.finetune, finetune_steps=args.finetune_steps, fixmatch=fixmatch,
+        finetune_mode=args.finetune, schedule=Schedule(epochs=args.finetune_epochs, max_steps=args.finetune_max_steps), fixmatch=fixmatch,
     )  # fmt: skip
     print((args.out / "evaluation.md").read_text())
     print(f"results -> {args.out / 'evaluation.json'}")
 
 
 def run_benchmark(args: argparse.Namespace) -> None:
-    from medssl.evaluation.label_efficiency import budget_from, run_benchmark as benchmark
+    from medssl.evaluation.budgets import budget_from
+    from medssl.evaluation.label_efficiency import run_benchmark as benchmark
 
-    names = ("encoder", "width", *(f"{stage}_{what}" for stage in ("pretrain", "finetune", "dense") for what in ("steps", "batch")))
-    budget = budget_from(args.budget, **{name: getattr(args, name) for name in names})
+    budget = budget_from(args.budget, {key: getattr(args, key) for key in BUDGET_OVERRIDES})
     benchmark(
         args.datasets, args.out, budget, method=args.method, seeds=tuple(args.seeds), fractions=tuple(args.fractions),
         image_size=args.image_size, tasks=tuple(args.tasks), cohort_subjects=args.cohort_subjects,

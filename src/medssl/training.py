@@ -21,6 +21,7 @@ from medssl.data.datasets import ImageDataset, ImageTable, load_table
 from medssl.data.preprocess import Preprocessing
 from medssl.data.shards import ShardDataset, is_shard_cache
 from medssl.data.skips import SkippedInputError
+from medssl.evaluation.monitor import MonitorData, ValidationMonitor
 from medssl.methods import default_config, get_method
 from medssl.methods.base import OptimizerConfig, SSLMethod
 from medssl.methods.views import ViewConfig
@@ -31,7 +32,7 @@ from medssl.report.figures import image_rows
 TRAINING_KEYS = {
     "batch_size", "max_epochs", "max_steps", "max_minutes", "precision", "gradient_clip", "checkpoint_every", "log_every",
     "samples_per_subject", "num_workers", "accelerator", "devices", "num_nodes", "strategy",
-    "sync_batchnorm", "accumulate_grad_batches", "compile", "shuffle_buffer",
+    "sync_batchnorm", "accumulate_grad_batches", "compile", "shuffle_buffer", "monitor_every", "monitor_patience",
 }  # fmt: skip
 DATA_DEPENDENT_ARGS = {"genetic_features"}  # set from the data, never by a config
 
@@ -104,6 +105,7 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     method_cls = get_method(config["method"])
     train = config["training"]
     throughput, nonfinite = Throughput(), NonFiniteSteps()
+    monitor = ValidationMonitor(train["monitor_every"], train.get("monitor_patience", 0)) if train.get("monitor_every") else None
     precision = resolve_precision(train.get("precision", "auto"), train.get("accelerator", "auto"))
     trainer = L.Trainer(
         default_root_dir=out_dir,
@@ -123,6 +125,7 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
             throughput,
             nonfinite,
             EpochSeeding(),
+            *([monitor] if monitor else []),
         ],
         # every logged step reaches the disk: a killed run keeps its log up to the kill
         logger=[CSVLogger(out_dir, name="logs", version="", flush_logs_every_n_steps=train.get("log_every", 10)), TensorBoardLogger(out_dir, name="logs", version="")],
@@ -130,6 +133,8 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         enable_model_summary=False,
     )
     training_data = _training_data(data, out_dir, config["data"], method_cls, strict, trainer, seed, train)
+    if monitor:
+        monitor.attach(training_data.monitor, data)
     image_size = training_data.image_size
     encoder = {**config["encoder"], "spatial_dims": len(image_size), "in_channels": training_data.in_channels}
     if EncoderConfig(**config["encoder"]).is_vit:  # its positional embedding is fixed to the data's size
@@ -165,10 +170,13 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         "precision": precision.value,
         "nonfinite_steps_skipped": nonfinite.skipped,
         **throughput.summary(),
+        **(monitor.summary() if monitor else {}),
     }
     if trainer.is_global_zero:
         save_encoder(encoder_path, model.encoder, method=config["method"], preprocessing=training_data.preprocessing)
         _save_figures(model, training_data.examples, out_dir)
+        if monitor:
+            monitor.write(out_dir)
         (out_dir / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))
         print(f"{training_data.skip_summary} (report: {training_data.skip_report})")
     return PretrainResult(encoder_path, summary)
@@ -185,7 +193,7 @@ def _check_same_run(saved_config: Path, config: dict) -> None:
     """Resuming with another model, data or schedule would fail deep in Lightning or silently
     change the run; only the stopping criteria may change."""
     saved = yaml.safe_load(saved_config.read_text()) if saved_config.exists() else {}
-    stop_keys = {"max_epochs", "max_steps", "max_minutes", "checkpoint_every", "log_every", "devices", "num_nodes", "strategy", "accelerator", "num_workers", "compile"}
+    stop_keys = {"max_epochs", "max_steps", "max_minutes", "checkpoint_every", "log_every", "devices", "num_nodes", "strategy", "accelerator", "num_workers", "compile", "monitor_every", "monitor_patience"}
     differ = [
         f"{section}.{key}: run has {saved.get(section, {}).get(key)!r}, now {value!r}"
         for section in ("encoder", "views", "optimizer", "method_args", "data", "training")
@@ -222,12 +230,13 @@ class TrainingData:
     skip_report: Path
     examples: torch.Tensor  # a few images for the figures saved after training
     method_args: dict = field(default_factory=dict)  # set from the data (genetic_features)
+    monitor: MonitorData | None = None  # the labelled validation split, when the data has one
 
 
 def _training_data(data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, trainer: L.Trainer, seed: int, train: dict) -> TrainingData:
     if is_shard_cache(data):
         return _streamed_data(Path(data), data_config, method_cls, strict, trainer, seed, train)
-    table, genetics = _load_training_images(data, out_dir, data_config, method_cls, strict, write=trainer.is_global_zero)
+    table, genetics, validation = _load_training_images(data, out_dir, data_config, method_cls, strict, write=trainer.is_global_zero)
     return TrainingData(
         dataset=ImageDataset(table.images, train.get("samples_per_subject", 1), genetics),
         image_size=tuple(table.images.shape[2:]),
@@ -239,6 +248,7 @@ def _training_data(data: str | Path, out_dir: Path, data_config: dict, method_cl
         skip_report=out_dir / "skipped.csv",
         examples=table.images[:8],
         method_args={} if genetics is None else {"genetic_features": genetics.shape[1]},
+        monitor=validation,
     )
 
 
@@ -268,10 +278,16 @@ def _streamed_data(cache: Path, data_config: dict, method_cls: type[SSLMethod], 
     )
 
 
-def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, write: bool) -> tuple[ImageTable, torch.Tensor | None]:
-    """The training split's images, and for a method paired with genetics each one's features."""
+def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, write: bool) -> tuple[ImageTable, torch.Tensor | None, MonitorData | None]:
+    """The training split's images, for a method paired with genetics each one's features, and the
+    labelled validation split (for a monitor) when there is one."""
     volume_index = data_config.get("volume_index") or 0
     table = load_table(data, preprocessing_from(data_config), volume_index=volume_index, work_dir=out_dir if write else None)
+    validation = None
+    if table.labels is not None and (table.splits == "val").any():
+        val = table.split("val")
+        val = val.select(val.labels >= 0)
+        validation = MonitorData(val.images, val.labels) if len(val) else None
     if (table.splits == "train").any():  # never pretrain on the validation or test images
         table = table.split("train")
     genetics = None
@@ -280,7 +296,7 @@ def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, me
     if write:
         table.skips.write(out_dir)
     table.skips.check(strict)
-    return table, genetics
+    return table, genetics, validation
 
 
 def _pair_genetics(table: ImageTable, data_config: dict, method: str) -> tuple[ImageTable, torch.Tensor]:

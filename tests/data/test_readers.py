@@ -16,8 +16,6 @@ import pytest
 from medssl.data.readers import (
     AXIS_CONVENTION,
     UnreadableImageError,
-    group_dicom_series,
-    is_dicom_series_dir,
     read_image,
 )
 
@@ -167,27 +165,24 @@ def test_series_order_comes_from_positions(shared_data, brain_series, tmp_path):
     random.Random(0).shuffle(names)
     for file, name in zip(files, names):
         shutil.copy(file, tmp_path / f"IM{name:03d}")  # no suffix: found by the DICM magic
-    assert is_dicom_series_dir(tmp_path)
     shuffled = read_image(tmp_path)
     np.testing.assert_array_equal(shuffled.array, brain_series.array)
     assert shuffled.spacing == brain_series.spacing
 
 
-def test_several_series_are_listed(shared_data, tmp_path):
+def test_several_series_are_listed_and_each_read_by_its_uid(shared_data, tmp_path):
     for file in sorted((shared_data / BRAIN_SERIES).glob("*.dcm"))[:3]:
         shutil.copy(file, tmp_path)
     (tmp_path / "ct").mkdir()
     shutil.copy(shared_data / CT_SMALL, tmp_path / "ct")
     (tmp_path / "notes.txt").write_text("not an image")
-    series = group_dicom_series(tmp_path)
-    uids = {
-        str(pydicom.dcmread(shared_data / f, stop_before_pixels=True).SeriesInstanceUID)
-        for f in (CT_SMALL, f"{BRAIN_SERIES}/brain_001.dcm")
-    }
-    assert set(series) == uids and sorted(len(v) for v in series.values()) == [1, 3]
-    with pytest.raises(UnreadableImageError, match="2 DICOM series") as caught:
+    brain, ct = (str(pydicom.dcmread(shared_data / f, stop_before_pixels=True).SeriesInstanceUID) for f in (f"{BRAIN_SERIES}/brain_001.dcm", CT_SMALL))
+    with pytest.raises(UnreadableImageError, match="2 DICOM series: name one in a series_uid column") as caught:
         read_image(tmp_path)
-    assert all(uid in caught.value.reason for uid in uids)
+    assert brain in caught.value.reason and ct in caught.value.reason
+    assert read_image(tmp_path, series_uid=brain).array.shape[-1] == 3 and read_image(tmp_path, series_uid=ct).spatial_dims == 2
+    with pytest.raises(UnreadableImageError, match="no DICOM series 1.2.3 in this folder"):
+        read_image(tmp_path, series_uid="1.2.3")
 
 
 def test_odd_slice_shape_names_the_file(shared_data, tmp_path):
@@ -209,12 +204,6 @@ def test_repeated_positions_are_rejected(shared_data, tmp_path):
         shutil.copy(slice_2, tmp_path / name)
     with pytest.raises(UnreadableImageError, match="distinct positions"):
         read_image(tmp_path)
-
-
-def test_is_dicom_series_dir(shared_data):
-    assert is_dicom_series_dir(shared_data / BRAIN_SERIES)
-    assert not is_dicom_series_dir(shared_data / "nifti/nibabel")
-    assert not is_dicom_series_dir(shared_data / BRAIN_SERIES / "brain_001.dcm")
 
 
 # --- photos -----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from medssl.evaluation.budgets import Schedule
+
 from medssl.data.readers import read_image
 from medssl.evaluation.detection import (
     DetectionTask,
@@ -203,7 +205,7 @@ def test_the_detector_learns_to_find_squares():
     encoder = build_encoder(name="resnet10", width=8, stem="strided")
     before = encoder.state_dict()["backbone.conv1.weight"].clone()
     train, val = squares_task(96, seed=1), squares_task(32, seed=2)
-    _, record = train_detector(encoder, train, val, steps=60, batch_size=16, lr=3e-3, eval_every=20)
+    _, record = train_detector(encoder, train, val, schedule=Schedule.fixed(60, evaluations=3, lr=3e-3), batch_size=16)
     assert record["val_ap"] > 0.4, record  # 0.67 here; a blind detector scores ~0
     assert record["step"] in (20, 40, 60) and len(record["history"]["loss"]) == 60
     assert record["history"]["loss"][-1] < record["history"]["loss"][0]

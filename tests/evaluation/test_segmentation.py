@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+
+from medssl.evaluation.budgets import Schedule
 from conftest import TINY_ENCODER
 
 from medssl.evaluation.segmentation import (
@@ -73,7 +75,7 @@ def test_training_learns_a_bright_blob_in_2d():
     train, val = blobs(64, 20, 2, seed=0), blobs(24, 20, 2, seed=1)
     encoder = tiny_encoder(2)
     before = dice_per_structure(predict_labels(UNet(tiny_encoder(2), 2), val[0]), val[1], ["bg", "blob"])["blob"]
-    model, record = train_segmentation(encoder, train, val, n_classes=2, steps=60, batch_size=16, lr=3e-3, eval_every=10)
+    model, record = train_segmentation(encoder, train, val, n_classes=2, schedule=Schedule.fixed(60, evaluations=6, lr=3e-3), batch_size=16)
     after = dice_per_structure(predict_labels(model, val[0]), val[1], ["bg", "blob"])["blob"]
     assert after == pytest.approx(record["val_dice"]) and record["step"] in [step for step, _ in record["history"]["val"]]
     assert after > 0.9 and after > before + 0.3, (before, after)  # chance (all blob) is ~0.26
@@ -83,9 +85,9 @@ def test_training_learns_a_bright_blob_in_2d():
 
 def test_training_runs_in_3d():
     train, val = blobs(8, 16, 3, seed=0), blobs(4, 16, 3, seed=1)
-    model, record = train_segmentation(tiny_encoder(3), train, val, n_classes=2, steps=3, batch_size=4, eval_every=2)
+    model, record = train_segmentation(tiny_encoder(3), train, val, n_classes=2, schedule=Schedule.fixed(4, evaluations=2), batch_size=4)
     assert predict_labels(model, val[0], batch_size=3).shape == (4, 16, 16, 16)
-    assert [step for step, _ in record["history"]["val"]] == [2, 3] and 0 <= record["val_dice"] <= 1
+    assert [step for step, _ in record["history"]["val"]] == [2, 4] and 0 <= record["val_dice"] <= 1
 
 
 @pytest.fixture(scope="module")
@@ -146,5 +148,5 @@ def test_mni152_task_names_missing_files(tmp_path):
 def test_a_single_labelled_volume_still_trains():
     train, val = blobs(1, 16, 3, seed=0), blobs(4, 16, 3, seed=1)
     encoder = tiny_encoder(3, stem="strided")  # 16 voxels -> a 1-voxel deepest map
-    _, record = train_segmentation(encoder, train, val, n_classes=2, steps=2, batch_size=4, eval_every=1)
+    _, record = train_segmentation(encoder, train, val, n_classes=2, schedule=Schedule.fixed(2, evaluations=2), batch_size=4)
     assert len(record["history"]["loss"]) == 2

@@ -22,9 +22,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from medssl.data.datasets import load_table
-from medssl.data.manifest import Manifest, ManifestError, read_manifest, scan_folder
+from medssl.data.manifest import Manifest, ManifestError, read_manifest, read_row, scan_folder
 from medssl.data.preprocess import Preprocessing
-from medssl.data.readers import UnreadableImageError, read_image
+from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
 from medssl.data.tables import read_table
 from medssl.evaluation.embeddings import embed
@@ -48,7 +48,7 @@ class ManifestImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray | str]:
         try:
-            return index, self.preprocessing(read_image(self.rows[index]["path"], volume_index=self.volume_index))
+            return index, self.preprocessing(read_row(self.rows[index], self.volume_index, self.preprocessing.geometry))
         except UnreadableImageError as error:
             return index, error.reason
 
@@ -66,6 +66,7 @@ def image_chunks(source: Path, preprocessing: Preprocessing, volume_index: int, 
             yield rows, table.images[part]
         return
     manifest = scan_folder(source) if source.is_dir() else read_manifest(source)
+    skips.entries += manifest.skips.entries  # files the scan could not read
     loader = DataLoader(ManifestImages(manifest, preprocessing, volume_index), batch_size=batch_size, num_workers=workers, collate_fn=list)
     for items in loader:
         kept = [(i, x) for i, x in items if not isinstance(x, str)]

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from medssl.data.manifest import SPLITS, Manifest, ManifestError, read_manifest, scan_folder
+from medssl.data.manifest import SPLITS, Manifest, ManifestError, read_manifest, read_row, scan_folder
 from medssl.data.preprocess import Preprocessing
-from medssl.data.readers import UnreadableImageError, read_image
+from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
 
 @dataclass
@@ -102,17 +102,20 @@ def load_table(
 def load_native_size(manifest_csv: str | Path) -> ImageTable:
     """Every image of a manifest at the size of its first one, so that annotations made in the
     images' own pixels or voxels (boxes, masks) stay aligned with them."""
-    native = read_image(read_manifest(manifest_csv).rows[0]["path"]).array.shape[1:]
+    native = read_row(read_manifest(manifest_csv).rows[0]).array.shape[1:]
     return load_table(manifest_csv, Preprocessing(image_size=native))
 
 
 def _load_manifest(manifest: Manifest, preprocessing: Preprocessing, volume_index: int) -> ImageTable:
-    skips = SkipReport()
+    skips = SkipReport(list(manifest.skips.entries))  # a scan's unreadable files come first
     images, kept = [], []
     for row in tqdm(manifest.rows, desc="reading images", unit="file", leave=False):
         try:
-            images.append(preprocessing(read_image(row["path"], volume_index=volume_index)))
+            image = read_row(row, volume_index, preprocessing.geometry)
+            images.append(preprocessing(image))
             kept.append(row)
+            if image.corrections:
+                skips.correct(row["path"], "; ".join(image.corrections))
         except UnreadableImageError as error:
             skips.add(row["path"], error.reason)
     if not kept:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from medssl.data.readers import group_dicom_series
+import nibabel as nib
+from tqdm.auto import tqdm
+
+from medssl.data.archive import COLUMNS, index_series, read_header
+from medssl.data.readers import NIFTI_SUFFIXES, PILLOW_SUFFIXES, Image, UnreadableImageError, looks_like_dicom, read_image, reading
+from medssl.data.skips import SkipReport
 
 REQUIRED_COLUMNS = ("subject_id", "path")
 SPLITS = ("train", "val", "test")
@@ -22,6 +28,8 @@ class ManifestError(ValueError):
 class Manifest:
     rows: list[dict[str, str]]
     columns: list[str]
+    skips: SkipReport = field(default_factory=SkipReport)  # files a scan could not read
+    notes: list[str] = field(default_factory=list)  # what a scan saw and did not act on
 
     def write(self, path: str | Path) -> Path:
         path = Path(path)
@@ -92,39 +100,91 @@ def _checked_row(csv_path: Path, line: int, row: dict) -> dict[str, str]:
     return row | {"path": str(path if path.is_absolute() else csv_path.parent.absolute() / path)}
 
 
-def _is_image_file(path: Path) -> bool:
-    name = path.name.lower()
-    return path.is_file() and not name.startswith(".") and name.endswith(IMAGE_SUFFIXES)
+def read_row(row: dict[str, str], volume_index: int = 0, geometry: str = "strict") -> Image:
+    """The image a manifest row names: a file, or a folder and the ``series_uid`` in it. A
+    ``modality`` in the row is the image's (CT gets the HU window), whatever the file says."""
+    image = read_image(row["path"], volume_index=volume_index, series_uid=row.get("series_uid") or None, geometry=geometry)
+    return replace(image, modality=row["modality"]) if row.get("modality") else image
 
 
-def scan_folder(root: str | Path) -> Manifest:
-    """Lists the images under ``root``: one row per file, or per DICOM series (a volume).
+def scan_folder(root: str | Path, labels_from_folders: bool = False, progress: bool = True) -> Manifest:
+    """Lists the images under ``root``, one row per image or volume, wherever its files sit: a
+    NIfTI, PNG or JPEG file; a DICOM multi-frame file, a DICOM series of slices (the folder and
+    its ``series_uid``) or each instance of a series of 2D images (see ``data.archive``). DICOM
+    rows carry their identifiers and acquisition fields; 4D NIfTI files their number of volumes.
 
-    Files in exactly one level of class subfolders (the MedNIST layout) get the subfolder as label.
-    """
+    ``labels_from_folders``: the first folder below ``root`` becomes each row's label (the MedNIST
+    layout, ``root/<class>/<image>``); never guessed, but the layout is noted when seen.
+    Unreadable files go to ``manifest.skips``; what the scan saw, to ``manifest.notes``."""
     root = Path(root)
     if not root.is_dir():
         raise ManifestError(f"not a folder: {root}")
-    rows, dicom_files = [], set()
-    volume_folders: set[Path] = set()
-    for files in group_dicom_series(root).values():
-        dicom_files.update(files)
-        if len(files) == 1:  # a single file is an image of its own (2D, or multi-frame 3D)
-            rows.append({"subject_id": _subject_id(files[0], root), "path": str(files[0])})
-        else:  # a folder holding several series is listed once; reading it names them all
-            volume_folders.add(files[0].parent)
-    rows += [{"subject_id": _subject_id(folder, root), "path": str(folder)} for folder in sorted(volume_folders)]
-    others = sorted(p for p in root.rglob("*") if _is_image_file(p) and p not in dicom_files)
-    rows += [{"subject_id": _subject_id(path, root), "path": str(path)} for path in others]
+    skips, rows, headers, others = SkipReport(), [], [], 0
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for path in tqdm(files, desc=f"scanning {root}", unit="file", disable=not progress, leave=False):
+        name = path.name.lower()
+        try:
+            if name.endswith(NIFTI_SUFFIXES):
+                rows.append(_nifti_row(path))
+            elif name.endswith(PILLOW_SUFFIXES):
+                rows.append({"path": str(path), "kind": "2D"})
+            elif looks_like_dicom(path):
+                if (header := read_header(path)) is not None:  # the header only: a small record of it
+                    headers.append(header)
+            else:
+                others += 1
+        except UnreadableImageError as error:
+            skips.add(path, error.reason)
+    rows += index_series(headers)
     if not rows:
-        raise ManifestError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} and DICOM series)")
-    columns = ["subject_id", "path"]
+        raise ManifestError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} and DICOM files; {len(skips)} unreadable)")
+    _name_rows(rows, root)
+    notes = [f"{others} file(s) that are no images were left out"] if others else []
+    layout = _class_folders(rows, root)
+    if layout and not labels_from_folders:
+        notes.append(f"the images sit in {len(layout)} class folders ({', '.join(sorted(layout)[:6])}), the MedNIST layout: --labels-from-folders takes them as labels")
+    if labels_from_folders:
+        for row in rows:
+            row["label"] = Path(row["path"]).relative_to(root).parts[0]
+    if four_d := [r for r in rows if int(r.get("volumes") or 1) > 1]:
+        notes.append(f"{len(four_d)} 4D file(s) (e.g. {Path(four_d[0]['path']).name}, {four_d[0]['volumes']} volumes): each row reads volume_index 0 unless told otherwise")
+    columns = ["subject_id", "path", "kind", *([c for c in COLUMNS if c != "kind"] if headers else []), *(["volumes"] if four_d else []), *(["label"] if labels_from_folders else [])]
+    return Manifest([{c: row.get(c, "") for c in columns} for row in rows], columns, skips, notes)
+
+
+def scan_summary(manifest: Manifest) -> str:
+    """What a scan found: rows by kind and modality, skipped files by reason, and its notes."""
+    kinds = Counter(row.get("kind") or "?" for row in manifest.rows)
+    modalities = Counter(row.get("modality") or "(not DICOM)" for row in manifest.rows)
+    reasons = Counter(reason.split(":")[0] for _, reason in manifest.skips.entries)
+    lines = [f"{len(manifest.rows)} rows: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))]
+    lines.append("by modality: " + ", ".join(f"{m} {n}" for m, n in modalities.most_common()))
+    lines.append(f"skipped: {len(manifest.skips)}" + (" (" + "; ".join(f"{n} x {r}" for r, n in reasons.most_common()) + ")" if reasons else ""))
+    return "\n".join(lines + [f"note: {note}" for note in manifest.notes])
+
+
+def _nifti_row(path: Path) -> dict[str, str]:
+    with reading(path):
+        shape = nib.load(path).shape
+    return {"path": str(path), "kind": "2D" if len(shape) == 2 else "3D", "volumes": str(shape[3]) if len(shape) == 4 else ""}
+
+
+def _class_folders(rows: list[dict], root: Path) -> set[str]:
+    """The class names if every image sits exactly one folder below ``root`` in 2+ folders, else empty."""
     parts = [Path(r["path"]).relative_to(root).parts for r in rows]
     if {len(p) for p in parts} == {2} and len({p[0] for p in parts}) > 1:
-        for row, part in zip(rows, parts):
-            row["label"] = part[0]
-        columns.append("label")
-    return Manifest(rows, columns)
+        return {p[0] for p in parts}
+    return set()
+
+
+def _name_rows(rows: list[dict], root: Path) -> None:
+    """subject_id from the path below ``root``; a folder holding several series gets each one's UID tail."""
+    for row in rows:
+        row["subject_id"] = _subject_id(Path(row["path"]), root)
+    repeated = {sid for sid, n in Counter(r["subject_id"] for r in rows).items() if n > 1}
+    for row in rows:
+        if row["subject_id"] in repeated and row.get("series_uid"):
+            row["subject_id"] += "_" + row["series_uid"].rsplit(".", 1)[-1]
 
 
 def _subject_id(path: Path, root: Path) -> str:

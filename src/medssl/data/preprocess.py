@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from monai.transforms import Resize, ResizeWithPadOrCrop
 
+from medssl.data.geometry import GEOMETRY_OPTIONS
 from medssl.data.readers import AXIS_CONVENTION, Image, UnreadableImageError
 
 CT_MODALITIES = {"CT"}
@@ -21,11 +22,14 @@ class Preprocessing:
     ct_window: tuple[float, float] = (-1000.0, 1000.0)  # HU mapped to [0, 1]
     percentiles: tuple[float, float] = (0.5, 99.5)  # MR / X-ray / photos: clip, then scale to [0, 1]
     spacing: tuple[float, ...] | None = None  # mm; resample to it, then pad/crop to image_size
+    geometry: str = "strict"  # a DICOM series that is no regular grid: "strict" skips it, "resample" regrids it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
         if len(self.image_size) not in (2, 3) or min(self.image_size) < 1:
             raise ValueError(f"image_size must be 2 or 3 positive sizes, got {self.image_size}")
+        if self.geometry not in GEOMETRY_OPTIONS:
+            raise ValueError(f"geometry must be one of {GEOMETRY_OPTIONS}, got {self.geometry!r}")
         if self.spacing is not None and len(self.spacing) != len(self.image_size):
             raise ValueError(f"spacing {self.spacing} and image_size {self.image_size} differ in length")
 

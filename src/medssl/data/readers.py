@@ -24,6 +24,8 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import apply_orientation, io_orientation
 from pydicom.pixels import apply_modality_lut
 
+from medssl.data.geometry import GeometryError, Slices, checked
+
 AXIS_CONVENTION = {
     2: "rows, columns as displayed",
     3: "RAS+ (x: left->right, y: posterior->anterior, z: inferior->superior)",
@@ -40,6 +42,7 @@ class Image:
     spacing: tuple[float, ...]  # mm per spatial axis (1.0 where unknown)
     modality: str  # DICOM Modality ("CT", "MR", "CR", ...) or "" when unknown
     path: str
+    corrections: tuple[str, ...] = ()  # what reading changed to make a regular grid (geometry: resample)
 
     @property
     def spatial_dims(self) -> int:
@@ -58,23 +61,25 @@ class UnreadableImageError(ValueError):
         return type(self), (self.path, self.reason)
 
 
-def read_image(path: str | Path, volume_index: int = 0) -> Image:
-    """Reads one image; ``volume_index`` picks a volume of a 4D NIfTI (other images have one)."""
+def read_image(path: str | Path, volume_index: int = 0, series_uid: str | None = None, geometry: str = "strict") -> Image:
+    """Reads one image; ``volume_index`` picks a volume of a 4D NIfTI (other images have one),
+    ``series_uid`` the DICOM series of a folder that holds several; ``geometry`` says what to do
+    with a series whose slices are no regular grid (see ``data.geometry``)."""
     path = Path(path)
-    with _reading(path):
+    with reading(path):
         if not path.exists():
             raise UnreadableImageError(path, "no such file or directory")
         name = path.name.lower()
         if path.is_dir():
-            array, spacing, modality = _read_dicom_dir(path)
+            array, spacing, modality, corrections = _read_dicom_dir(path, series_uid, geometry)
         elif path.stat().st_size == 0:
             raise UnreadableImageError(path, "empty file (0 bytes)")
         elif name.endswith(NIFTI_SUFFIXES):
             return _finish(path, *_read_nifti(path, volume_index), "")
         elif name.endswith(PILLOW_SUFFIXES):
-            array, spacing, modality = _read_pillow(path), (1.0, 1.0), ""
-        elif _looks_like_dicom(path):
-            array, spacing, modality = _read_dicom([path])
+            array, spacing, modality, corrections = _read_pillow(path), (1.0, 1.0), "", []
+        elif looks_like_dicom(path):
+            array, spacing, modality, corrections = _read_dicom([path], geometry)
         else:
             raise UnreadableImageError(
                 path,
@@ -83,24 +88,14 @@ def read_image(path: str | Path, volume_index: int = 0) -> Image:
                 "or a folder holding one DICOM series",
             )
         _check_volume_index(path, volume_index, 1)
-        return _finish(path, array, spacing, modality)
-
-
-def is_dicom_series_dir(path: Path) -> bool:
-    """A directory whose own files (not subfolders') include DICOM files."""
-    return path.is_dir() and any(f.is_file() and _looks_like_dicom(f) for f in path.iterdir())
-
-
-def group_dicom_series(folder: Path) -> dict[str, list[Path]]:
-    """SeriesInstanceUID -> its files, searched recursively; non-DICOM and unparsable files are ignored."""
-    return _scan_series(folder)[0]
+        return _finish(path, array, spacing, modality, tuple(corrections))
 
 
 # --- shared helpers ---------------------------------------------------------------------------
 
 
 @contextmanager
-def _reading(path: Path) -> Iterator[None]:
+def reading(path: Path) -> Iterator[None]:
     """Turns any library exception into an UnreadableImageError naming ``path``."""
     try:
         yield
@@ -128,7 +123,7 @@ def _check_volume_index(path: Path, volume_index: int, n_volumes: int) -> None:
         raise UnreadableImageError(path, f"volume_index {volume_index} out of range: the image has {volumes}")
 
 
-def _finish(path: Path, array: np.ndarray, spacing: tuple[float, ...], modality: str) -> Image:
+def _finish(path: Path, array: np.ndarray, spacing: tuple[float, ...], modality: str, corrections: tuple[str, ...] = ()) -> Image:
     array = np.asarray(array, dtype=np.float32)  # cast first: values beyond float32's range become inf
     if 0 in array.shape:
         raise UnreadableImageError(path, f"image has a zero-length axis (shape {array.shape[1:]})")
@@ -140,7 +135,7 @@ def _finish(path: Path, array: np.ndarray, spacing: tuple[float, ...], modality:
         array = np.nan_to_num(array, nan=0.0, posinf=values.max(), neginf=values.min())
     # A missing, zero or NaN spacing (e.g. PixelSpacing "0\0" in some CR files) means "unknown".
     spacing = tuple(float(s) if np.isfinite(s) and s > 0 else 1.0 for s in spacing)
-    return Image(np.ascontiguousarray(array), spacing, modality, str(path))
+    return Image(np.ascontiguousarray(array), spacing, modality, str(path), corrections)
 
 
 # --- NIfTI ------------------------------------------------------------------------------------
@@ -189,7 +184,7 @@ def _has_dicom_magic(path: Path) -> bool:
         return False
 
 
-def _looks_like_dicom(path: Path) -> bool:
+def looks_like_dicom(path: Path) -> bool:
     return path.suffix.lower() == ".dcm" or _has_dicom_magic(path)
 
 
@@ -197,10 +192,10 @@ def _scan_series(folder: Path) -> tuple[dict[str, list[Path]], list[UnreadableIm
     series: dict[str, list[Path]] = {}
     broken = []
     for path in sorted(folder.rglob("*")):
-        if not (path.is_file() and _looks_like_dicom(path)):
+        if not (path.is_file() and looks_like_dicom(path)):
             continue
         try:
-            with _reading(path):
+            with reading(path):
                 uid = pydicom.dcmread(path, stop_before_pixels=True, force=True).get("SeriesInstanceUID")
         except UnreadableImageError as error:
             broken.append(error)
@@ -210,51 +205,58 @@ def _scan_series(folder: Path) -> tuple[dict[str, list[Path]], list[UnreadableIm
     return series, broken
 
 
-def _read_dicom_dir(folder: Path) -> tuple[np.ndarray, tuple[float, ...], str]:
+def _read_dicom_dir(folder: Path, series_uid: str | None, geometry: str) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
     series, broken = _scan_series(folder)
     if broken:  # reading the rest would silently leave a gap in the volume
         raise broken[0]
     if not series:
         raise UnreadableImageError(folder, "folder contains no DICOM files")
+    if series_uid is not None:
+        if series_uid not in series:
+            raise UnreadableImageError(folder, f"no DICOM series {series_uid} in this folder; it holds {', '.join(series)}")
+        return _read_dicom(series[series_uid], geometry)
     if len(series) > 1:
         listing = "; ".join(f"{uid} ({len(files)} file(s))" for uid, files in series.items())
         raise UnreadableImageError(
-            folder, f"folder holds {len(series)} DICOM series, read each separately: {listing}"
+            folder, f"folder holds {len(series)} DICOM series: name one in a series_uid column of the manifest (`medssl scan` writes one row per series): {listing}"
         )
-    return _read_dicom(next(iter(series.values())))
+    return _read_dicom(next(iter(series.values())), geometry)
 
 
 @dataclass
 class _Slice:
     pixels: np.ndarray  # (rows, columns, channels), rescaled
     position: np.ndarray | None  # ImagePositionPatient (LPS, mm)
+    orientation: np.ndarray | None  # ImageOrientationPatient: row, then column direction cosines
     instance: int
     source: Path
 
 
-def _read_dicom(paths: list[Path]) -> tuple[np.ndarray, tuple[float, ...], str]:
+def _read_dicom(paths: list[Path], geometry: str) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
     """Reads single-frame files (one per slice) or one multi-frame file into a 2D image or 3D volume."""
     slices: list[_Slice] = []
     first = None  # geometry, modality and photometry come from the first file
     for path in paths:
-        with _reading(path):
+        with reading(path):
             ds = pydicom.dcmread(path, force=True)  # force: older .dcm files lack the 'DICM' preamble
             first = ds if first is None else first
             if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
                 if not _has_dicom_magic(path):  # force=True "reads" any bytes; say what is likelier
                     raise UnreadableImageError(path, "not a DICOM file (no 'DICM' marker, no pixel data)")
                 raise UnreadableImageError(path, "DICOM has no pixel data (PixelData missing)")
-            frames = ds.pixel_array
+            frames = _decoded(ds, path)
             if int(ds.get("SamplesPerPixel", 1)) == 1:
                 frames = frames[..., None]
             if int(ds.get("NumberOfFrames") or 1) == 1:
                 frames = frames[None]
             for index, frame in enumerate(frames):  # (rows, columns, channels)
                 position = _attribute(ds, "ImagePositionPatient", "PlanePositionSequence", index)
+                orientation = _attribute(ds, "ImageOrientationPatient", "PlaneOrientationSequence", index)
                 slices.append(
                     _Slice(
                         _rescale(frame, ds, index),
                         None if position is None else np.array(position, dtype=float),
+                        None if orientation is None else np.array(orientation, dtype=float),
                         int(ds.get("InstanceNumber") or 0),
                         path,
                     )
@@ -271,14 +273,29 @@ def _read_dicom(paths: list[Path]) -> tuple[np.ndarray, tuple[float, ...], str]:
     spacing = spacing or first.get("ImagerPixelSpacing")  # X-ray detectors often give only this
     row_step, column_step = (float(s) for s in spacing) if spacing else (1.0, 1.0)
     modality = str(first.get("Modality", ""))
+    corrections: list[str] = []
     if len(slices) == 1:
         array = slices[0].pixels.transpose(2, 0, 1)  # (C, rows, columns)
         spacing = (row_step, column_step)
     else:
-        array, spacing = _stack(slices, first, column_step, row_step)
+        array, spacing, corrections = _stack(slices, first, column_step, row_step, geometry)
     if first.get("PhotometricInterpretation") == "MONOCHROME1":  # stored inverted: make bright = dense
         array = array.max() + array.min() - array
-    return array, spacing, modality
+    return array, spacing, modality, corrections
+
+
+def _decoded(ds: pydicom.Dataset, path: Path) -> np.ndarray:
+    """The pixel array; a failure to decode names the transfer syntax and what would decode it."""
+    try:
+        return ds.pixel_array
+    except (NotImplementedError, RuntimeError) as error:
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        name = f"{syntax.name} ({syntax})" if syntax is not None else "an unknown transfer syntax"
+        detail = str(error).strip().splitlines()
+        raise UnreadableImageError(
+            path, f"pixel data in {name} cannot be decoded: {' '.join(line.strip() for line in detail)}; pydicom decodes JPEG, JPEG-LS, "
+            "JPEG 2000 and RLE with pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg and pylibjpeg-rle (medssl's own dependencies) or python-gdcm"
+        ) from error
 
 
 def _attribute(ds: pydicom.Dataset, keyword: str, group: str, frame: int = 0) -> Any:
@@ -308,39 +325,45 @@ def _rescale(frame: np.ndarray, ds: pydicom.Dataset, index: int) -> np.ndarray:
 
 
 def _stack(
-    slices: list[_Slice], first: pydicom.Dataset, column_step: float, row_step: float
-) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Sorts slices into a (C, X, Y, Z) volume, reoriented to RAS+ when the geometry is known."""
-    orientation = _attribute(first, "ImageOrientationPatient", "PlaneOrientationSequence")
+    slices: list[_Slice], first: pydicom.Dataset, column_step: float, row_step: float, geometry: str
+) -> tuple[np.ndarray, tuple[float, ...], list[str]]:
+    """Sorts slices into a (C, X, Y, Z) volume, reoriented to RAS+ when the geometry is known;
+    a geometry that is no regular grid is refused or regridded, as ``geometry`` says."""
     gap = _attribute(first, "SpacingBetweenSlices", "PixelMeasuresSequence") or _attribute(
         first, "SliceThickness", "PixelMeasuresSequence"
     )
-    if orientation is None or any(s.position is None for s in slices):
+    if any(s.position is None or s.orientation is None for s in slices):
         ordered = sorted(slices, key=lambda s: s.instance)  # stable: multi-frame keeps frame order
         volume = np.stack([s.pixels for s in ordered], axis=2).transpose(3, 1, 0, 2)
-        return volume, (column_step, row_step, float(gap or 1.0))  # (C, columns, rows, slices)
-
-    row_dir, column_dir = np.array(orientation[:3], dtype=float), np.array(orientation[3:], dtype=float)
-    normal = np.cross(row_dir, column_dir)
-    depth = np.array([s.position @ normal for s in slices])
+        return volume, (column_step, row_step, float(gap or 1.0)), []  # (C, columns, rows, slices)
+    orientations = np.array([s.orientation for s in slices])
+    if np.abs(orientations - orientations[0]).max() > 1e-3:
+        raise UnreadableImageError(slices[0].source, f"mixed slice orientations within one series ({len(np.unique(orientations.round(3), axis=0))} different): no single grid holds them")
+    row_dir, column_dir = orientations[0, :3], orientations[0, 3:]
+    depth = np.array([s.position @ np.cross(row_dir, column_dir) for s in slices])
     order = np.argsort(depth, kind="stable")
-    depth = depth[order]
-    if np.any(np.diff(depth) < 1e-3):
+    if np.any(np.diff(depth[order]) < 1e-3):
         n_positions = len(np.unique(depth.round(3)))
         raise UnreadableImageError(
             slices[0].source,
             f"{len(slices)} slices at only {n_positions} distinct positions: several volumes "
             "(e.g. time points or echoes) in one series are not supported",
         )
-    slice_step = (depth[-1] - depth[0]) / (len(slices) - 1)
+    stack = Slices(np.stack([slices[i].pixels for i in order], axis=2), np.array([slices[i].position for i in order]), row_dir, column_dir, (column_step, row_step))
+    try:
+        stack, corrections = checked(stack, geometry)
+    except GeometryError as error:
+        raise UnreadableImageError(slices[0].source, str(error)) from error
+    depths = stack.depths
+    slice_step = (depths[-1] - depths[0]) / (len(depths) - 1)
     # (columns i, rows j, slices k) -> patient LPS, then RAS, then the axis flips/permutation to RAS+.
     affine = np.eye(4)
-    affine[:3, :3] = np.column_stack([row_dir * column_step, column_dir * row_step, normal * slice_step])
-    affine[:3, 3] = slices[order[0]].position
+    affine[:3, :3] = np.column_stack([row_dir * column_step, column_dir * row_step, stack.normal * slice_step])
+    affine[:3, 3] = stack.positions[0]
     ornt = io_orientation(_LPS_TO_RAS @ affine)
-    volume = np.stack([slices[i].pixels for i in order], axis=2).transpose(1, 0, 2, 3)  # (i, j, k, C)
+    volume = stack.pixels.transpose(1, 0, 2, 3)  # (i, j, k, C)
     volume = apply_orientation(volume, ornt).transpose(3, 0, 1, 2)
     spacing = [0.0] * 3
     for axis, step in enumerate((column_step, row_step, slice_step)):
         spacing[int(ornt[axis, 0])] = step
-    return volume, tuple(spacing)
+    return volume, tuple(spacing), corrections

@@ -49,9 +49,9 @@ import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from medssl.data.manifest import count_subjects, manifest_rows
+from medssl.data.manifest import count_subjects, manifest_rows, read_row
 from medssl.data.preprocess import Preprocessing
-from medssl.data.readers import UnreadableImageError, read_image
+from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
 
 FORMAT = "medssl-shards-1"
@@ -207,7 +207,7 @@ def _convert_shard(job: _ShardJob) -> dict:
         with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for index, row in enumerate(job.rows, start=job.first_row):
                 try:
-                    image = job.preprocessing(read_image(row["path"], volume_index=job.volume_index))
+                    image = job.preprocessing(read_row(row, job.volume_index, job.preprocessing.geometry))
                 except UnreadableImageError as error:
                     skipped.append([row["path"], error.reason])
                     continue

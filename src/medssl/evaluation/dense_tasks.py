@@ -76,7 +76,7 @@ def _subset(task: DenseTask, fraction: float, seed: int) -> np.ndarray:
 
 def _scores(task: DenseTask, encoder: Encoder, subset: np.ndarray, budget, seed: int) -> dict:
     train, val, test = (task.data.split(s) for s in ("train", "val", "test"))
-    settings = {"steps": budget.dense_steps, "batch_size": budget.dense_batch, "eval_every": max(1, budget.dense_steps // 8), "seed": seed}
+    settings = {"schedule": budget.dense, "batch_size": budget.dense_batch, "seed": seed}
     if isinstance(train, DetectionTask):
         model, record = train_detector(encoder, train.select(subset), val, **settings)
         return {"val": record["val_ap"], "step": record["step"], "map50": evaluate_detector(model, test)}
@@ -109,7 +109,7 @@ def task_rows(task: DenseTask, encoder_path: Path, out: Path, budget, seed: int,
 def task_result(task: DenseTask, rows: list[dict], out_dir: Path) -> dict:
     metrics = [task.metric, *sorted({k for row in rows for k in row if k.startswith("dice ")})]
     summary = summarise(rows, tuple(metrics))
-    figure = label_efficiency(summary, task.name, out_dir / f"label_efficiency_{task.name}.png", probes=("finetune",), metric=task.metric)
+    figure = label_efficiency(summary, task.name, out_dir / f"label_efficiency_{task.name}.png", probes=("finetune",), metrics=(task.metric,))
     return {"metric": task.metric, "metrics": metrics, "rows": rows, "summary": summary, "figure": figure.name}
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.data.datasets import load_native_size
-from medssl.evaluation.selection import train_with_selection
+from medssl.evaluation.selection import Schedule, train_with_selection
 from medssl.models.encoders import STEMS, Encoder, EncoderConfig
 
 SIZE_WEIGHT, OFFSET_WEIGHT = 0.1, 1.0  # CenterNet's loss weights
@@ -349,15 +349,13 @@ def train_detector(
     train: DetectionTask,
     val: DetectionTask,
     *,
-    steps: int = 300,
+    schedule: Schedule = Schedule(),
     batch_size: int = 32,
-    lr: float = 1e-3,
-    eval_every: int = 30,
     seed: int = 0,
     stride: int = 4,
     flip: bool = True,
 ) -> tuple[Detector, dict]:
-    """Trains a CenterNet on (a copy of) ``encoder`` for ``steps`` AdamW steps (cosine schedule);
+    """Trains a CenterNet on (a copy of) ``encoder`` as ``schedule`` plans (AdamW, cosine);
     returns the model of the best val AP@0.5 and a record: val_ap, step, history (per-step loss,
     (step, val AP) pairs).
 
@@ -382,5 +380,5 @@ def train_detector(
             outputs = model(images.to(device))
         return detection_loss(outputs, {k: v.to(device) for k, v in targets.items()})["loss"]
 
-    record = train_with_selection(model, batch_loss, lambda: evaluate_detector(model, val), steps=steps, lr=lr, eval_every=eval_every)
+    record = train_with_selection(model, batch_loss, lambda: evaluate_detector(model, val), schedule, n_samples=len(train), batch_size=batch_size)
     return model, {"val_ap": record["score"], "step": record["step"], "history": record["history"]}

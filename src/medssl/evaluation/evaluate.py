@@ -14,6 +14,7 @@ from medssl.data.datasets import ImageTable, load_table
 from medssl.data.preprocess import Preprocessing
 from medssl.evaluation.embeddings import embed
 from medssl.evaluation.finetune import FixMatchConfig, finetune, predict_proba
+from medssl.evaluation.selection import Schedule
 from medssl.evaluation.probe import classification_metrics, knn_probe, label_subset, linear_probe
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import Encoder, EncoderConfig, best_device
@@ -30,7 +31,7 @@ def evaluate(
     seeds: tuple[int, ...] = (0,),
     random_init: bool = True,
     finetune_mode: str = "none",
-    finetune_steps: int = 100,
+    schedule: Schedule = Schedule(),
     finetune_batch: int = 128,
     fixmatch: FixMatchConfig | None = None,
 ) -> dict:
@@ -62,7 +63,7 @@ def evaluate(
                 rows += probe_rows(x, table, subset, name, fraction, seed)
                 if finetune_mode != "none":
                     base = {"encoder": name, "fraction": fraction, "seed": seed, "n_labels": len(subset)}
-                    rows += finetune_rows(encoders[name], parts, subset, base, finetune_mode, (finetune_steps, finetune_batch), fixmatch)
+                    rows += finetune_rows(encoders[name], parts, subset, base, finetune_mode, (schedule, finetune_batch), fixmatch)
     np.savez_compressed(
         out_dir / "embeddings.npz",
         subject_id=np.array(table.subject_ids),
@@ -91,7 +92,7 @@ def labelled_table(data: str | Path, metadata: dict, out_dir: Path) -> ImageTabl
     table = load_table(data, preprocessing, volume_index=volume_index, work_dir=out_dir)
     table.skips.write(out_dir)
     if table.labels is None:
-        raise ValueError(f"{data}: evaluation needs labels (a 'label' column in the manifest, or class subfolders)")
+        raise ValueError(f"{data}: evaluation needs labels: a 'label' column in the manifest (`medssl scan FOLDER --labels-from-folders` writes one for class subfolders)")
     table = table.select(table.labels >= 0)
     present = set(table.splits)
     if "test" not in present:  # no split from the source: make one, stratified
@@ -129,7 +130,7 @@ def probe_rows(features: np.ndarray, table: ImageTable, subset: np.ndarray, name
     ]
 
 
-def finetune_rows(encoder: Encoder, parts: dict[str, ImageTable], subset: np.ndarray, base: dict, mode: str, schedule: tuple[int, int], fixmatch: FixMatchConfig) -> list[dict]:
+def finetune_rows(encoder: Encoder, parts: dict[str, ImageTable], subset: np.ndarray, base: dict, mode: str, schedule: tuple[Schedule, int], fixmatch: FixMatchConfig) -> list[dict]:
     """End-to-end training on the labelled subset (FixMatch: plus the rest of train as images only),
     the step chosen on val AUC, the test split scored once. No row where FixMatch has no unlabelled image."""
     train, val, test = parts["train"], parts["val"], parts["test"]
@@ -139,14 +140,14 @@ def finetune_rows(encoder: Encoder, parts: dict[str, ImageTable], subset: np.nda
         if len(unlabelled) == 0:  # every label given (fraction 1): FixMatch would be supervised fine-tuning
             return []
         semi = {"unlabelled": train.images[torch.from_numpy(unlabelled)], "fixmatch": fixmatch}
-    n_classes, (steps, batch_size) = len(train.class_names), schedule
+    n_classes, (plan, batch_size) = len(train.class_names), schedule
     model, best = finetune(
         encoder, (train.images[torch.from_numpy(subset)], train.labels[subset]), (val.images, val.labels),
-        n_classes=n_classes, steps=steps, batch_size=batch_size, eval_every=max(1, steps // 10), seed=base["seed"], **semi,
+        n_classes=n_classes, schedule=plan, batch_size=batch_size, seed=base["seed"], **semi,
     )  # fmt: skip
     metrics = classification_metrics(test.labels, predict_proba(model, test.images), np.arange(n_classes))
     extra = {"mask_rate": best["mask_rate"]} if "mask_rate" in best else {}
-    return [{**base, "probe": FINETUNE_PROBES[mode], "chosen": best["step"], "val_auc": best["val_auc"], **metrics, **extra}]
+    return [{**base, "probe": FINETUNE_PROBES[mode], "chosen": best["step"], "steps_run": best["steps_run"], "val_auc": best["val_auc"], **metrics, **extra}]
 
 
 def summarise(rows: list[dict], metrics: tuple[str, ...] = ("acc", "auc")) -> list[dict]:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medssl.evaluation.probe import classification_metrics
-from medssl.evaluation.selection import train_with_selection
+from medssl.evaluation.selection import Schedule, train_with_selection
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.encoders import Encoder
 
@@ -134,16 +134,14 @@ def finetune(
     val: tuple[torch.Tensor, np.ndarray],
     *,
     n_classes: int,
-    steps: int = 300,
+    schedule: Schedule = Schedule(),
     batch_size: int = 128,
-    lr: float = 1e-3,
-    eval_every: int = 20,
     seed: int = 0,
     unlabelled: torch.Tensor | None = None,
     fixmatch: FixMatchConfig | None = None,
 ) -> tuple[Classifier, dict]:
-    """Trains for ``steps`` AdamW steps (cosine schedule); returns the model of the best val AUC and
-    a record: val_auc, step, the per-step loss history and, for FixMatch, the mean mask rate."""
+    """Trains as ``schedule`` plans (see ``Schedule``); returns the model of the best val AUC and a
+    record: val_auc, step, steps_run, the per-step loss history and, for FixMatch, the mean mask rate."""
     if (unlabelled is None) != (fixmatch is None):
         raise ValueError("FixMatch needs both an unlabelled pool of images and a FixMatchConfig")
     if len(np.unique(val[1])) < 2:
@@ -174,10 +172,10 @@ def finetune(
         return classification_metrics(val[1], predict_proba(model, val[0]), np.arange(n_classes))["auc"]
 
     record = train_with_selection(
-        model, batch_loss, val_auc, steps=steps, lr=lr, eval_every=eval_every,
+        model, batch_loss, val_auc, schedule, n_samples=len(images), batch_size=batch_size,
         undefined="validation AUC was undefined at every evaluation; check the validation labels",
     )  # fmt: skip
-    best = {"val_auc": record["score"], "step": record["step"], "history": record["history"]}
+    best = {"val_auc": record["score"], "step": record["step"], "steps_run": record["steps_run"], "history": record["history"]}
     if fixmatch is not None:
         best["history"].update(semi)
         best["mask_rate"] = float(np.mean(semi["mask_rate"]))

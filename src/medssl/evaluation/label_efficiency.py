@@ -12,7 +12,8 @@ cached in the output folder, so an interrupted benchmark resumes where it stoppe
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+import math
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -24,52 +25,16 @@ from medssl.data.public import resolve_dataset
 from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows
 from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
 from medssl.evaluation.published import published_rows
+from medssl.evaluation.budgets import APPROACHES, CANDIDATES, FRACTIONS, PUBLIC_IMAGE_SIZES, SCRATCH, SEEDS, VIEW_PRESETS, Budget
 from medssl.report.figures import label_efficiency
 from medssl.training import pretrain, resolve_config
-
-FRACTIONS = (0.01, 0.1, 0.25, 1.0)
-SEEDS = (0, 1, 2)
-# (encoder kind, probe) -> the approach's name in tables and figures
-APPROACHES = {
-    ("ssl", "finetune"): "SSL + fine-tuning",
-    ("ssl", "linear"): "SSL linear probe",
-    ("ssl", "knn"): "SSL kNN",
-    ("random", "finetune"): "supervised from scratch",
-    ("random", "linear"): "random-init linear probe",
-    ("random", "knn"): "random-init kNN",
-}
-PUBLIC_IMAGE_SIZES = {"mednist": [64, 64]}  # sources without a native size (folders of files)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much compute each (dataset, seed) gets; the work is fixed, the wall time is measured."""
-
-    encoder: str = "resnet18"
-    width: int = 32  # half the standard ResNet-18 width: 3.5x faster on a CPU
-    stem: str = "strided"
-    pretrain_steps: int = 150
-    pretrain_batch: int = 128
-    finetune_steps: int = 100
-    finetune_batch: int = 64
-    dense_steps: int = 80  # segmentation and detection training
-    dense_batch: int = 16
-
-
-BUDGETS = {
-    # the whole 2D table at 28 px (3 datasets x 3 seeds x 4 fractions) in about 30 min on 2 CPU cores
-    "cpu": Budget(),
-    # a GPU run: a proper pretraining (~100 epochs of PneumoniaMNIST) and full fine-tuning schedules
-    "gpu": Budget(width=64, pretrain_steps=4000, pretrain_batch=256, finetune_steps=1000, finetune_batch=128, dense_steps=1000, dense_batch=32),
-}
-
 
 def run_benchmark(
     datasets: list[str],
     out_dir: str | Path,
     budget: Budget,
     *,
-    method: str = "simclr",
+    method: str = "auto",
     seeds: tuple[int, ...] = SEEDS,
     fractions: tuple[float, ...] = FRACTIONS,
     image_size: list[int] | None = None,
@@ -78,7 +43,8 @@ def run_benchmark(
 ) -> dict:
     """Runs the protocol on every classification dataset (public names or paths) and every
     segmentation/detection task of ``DENSE_TASKS``; writes benchmark.json, benchmark.md and one
-    label-efficiency figure per dataset and task into ``out_dir``."""
+    label-efficiency figure per dataset and task into ``out_dir``. ``method="auto"`` chooses the
+    SSL method per dataset among ``CANDIDATES`` by the validation monitor of a shorter pretraining."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -86,17 +52,40 @@ def run_benchmark(
         key = Path(name).stem if Path(name).exists() else name
         size = image_size or PUBLIC_IMAGE_SIZES.get(key)
         data = packed(with_splits(resolve_dataset(name), out_dir / key / "manifest.csv"), size, out_dir / key)
-        rows = []
+        choice = choose_method(data, out_dir / key / "method_choice", budget, size) if method == "auto" else {"method": method, "views": "the method's own"}
+        rows, pretraining = [], []
         for seed in seeds:
             run = out_dir / key / f"seed{seed}"
-            encoder_path = pretrained_encoder(data, run / "pretrain", method, budget, seed, size)
+            encoder_path = pretrained_encoder(data, run / "pretrain", choice["method"], budget, seed, size, views=choice.get("view_settings"))
+            pretraining.append(json.loads((run / "pretrain" / "pretrain_summary.json").read_text()))
             rows += _evaluation(encoder_path, data, run / "eval", budget, seed, fractions)
-        results[key] = dataset_result(key, rows, out_dir)
+        results[key] = {**dataset_result(key, rows, out_dir), "method_choice": choice, "pretraining": pretraining}
     record = {"method": method, "budget": asdict(budget), "seeds": list(seeds), "fractions": list(fractions), "datasets": results}
-    record["tasks"] = {name: _dense_task(name, out_dir, budget, method, seeds, fractions, cohort_subjects) for name in tasks}
+    record["tasks"] = {name: _dense_task(name, out_dir, budget, "simclr" if method == "auto" else method, seeds, fractions, cohort_subjects) for name in tasks}
     (out_dir / "benchmark.json").write_text(json.dumps(record, indent=2, default=float))
     (out_dir / "benchmark.md").write_text(markdown_report(record))
     return record
+
+
+def choose_method(data: Path, out: Path, budget: Budget, image_size: list[int] | None, candidates: tuple[str, ...] = CANDIDATES) -> dict:
+    """Pretrains each candidate for ``budget.selection_share`` of the epochs (seed 0), then the best
+    of them with each of ``VIEW_PRESETS``, and keeps the one whose validation kNN AUC peaked highest:
+    the choice never sees a test image or a training label. Returns {method, views, view_settings,
+    evidence: {candidate: monitor summary}}, saved in ``out``."""
+
+    def score(name: str, method: str, views: dict | None) -> float:
+        run = out / name.replace(" + ", "-").replace(" ", "_")
+        pretrained_encoder(data, run, method, budget, 0, image_size, share=budget.selection_share, views=views)
+        summary = json.loads((run / "pretrain_summary.json").read_text())
+        evidence[name] = {k: v for k, v in summary.items() if k.startswith("monitor") or k in ("epochs", "global_step", "train_images_per_s")}
+        return evidence[name].get("monitor_best_knn_auc", -1.0)
+
+    evidence: dict[str, dict] = {}
+    method = max(candidates, key=lambda m: score(m, m, None))
+    views = max([None, *VIEW_PRESETS], key=lambda v: score(method if v is None else f"{method} + {v} views", method, VIEW_PRESETS.get(v)))
+    choice = {"method": method, "views": views or "the method's own", "view_settings": VIEW_PRESETS.get(views), "criterion": "highest validation kNN AUC (leave-one-out within the validation split)", "evidence": evidence}
+    (out / "choice.json").write_text(json.dumps(choice, indent=2))
+    return choice
 
 
 def with_splits(data: Path, manifest_path: Path) -> Path:
@@ -106,7 +95,7 @@ def with_splits(data: Path, manifest_path: Path) -> Path:
         return manifest_path
     if data.suffix == ".npz":
         return data
-    manifest = scan_folder(data) if data.is_dir() else read_manifest(data)
+    manifest = scan_folder(data, labels_from_folders=True) if data.is_dir() else read_manifest(data)  # a labelled folder: one per class
     if "label" not in manifest.columns or any(row.get("split") for row in manifest.rows):
         return data
     _, classes = np.unique([row["label"] for row in manifest.rows], return_inverse=True)
@@ -137,23 +126,34 @@ def _dense_task(name: str, out_dir: Path, budget: Budget, method: str, seeds: tu
     size = None if task.unlabelled.suffix == ".npz" else list(task.data.images.shape[2:])
     rows = []
     for seed in seeds:
-        encoder_path = pretrained_encoder(task.unlabelled, pretraining / f"seed{seed}", method, budget, seed, size)
+        encoder_path = pretrained_encoder(task.unlabelled, pretraining / f"seed{seed}", method, budget, seed, size, monitored=False)  # masks are no class labels
         rows += task_rows(task, encoder_path, out_dir / name / f"seed{seed}", budget, seed, fractions)
     return task_result(task, rows, out_dir)
 
 
-def pretrained_encoder(data: Path, run: Path, method: str, budget: Budget, seed: int, image_size: list[int] | None = None) -> Path:
-    """The encoder pretrained on ``data``'s training images, from ``run`` when already there."""
+def pretrained_encoder(
+    data: Path, run: Path, method: str, budget: Budget, seed: int, image_size: list[int] | None = None,
+    share: float = 1.0, monitored: bool = True, views: dict | None = None,
+) -> Path:
+    """The encoder pretrained on ``data``'s training images, from ``run`` when already there; a
+    stopped pretraining resumes from its last checkpoint. ``share``: of the budget's epochs;
+    ``monitored``: with the validation monitor (it needs class labels on the validation split);
+    ``views``: view settings over the method's own."""
     if (run / "encoder.pt").exists():
         return run / "encoder.pt"
+    dims = len(image_size) if image_size else load_table(data).images.ndim - 2
     config = resolve_config(
         method,
         {
             "encoder": {"name": budget.encoder, "width": budget.width, "stem": budget.stem},
-            "training": {"max_steps": budget.pretrain_steps, "max_epochs": 100_000, "batch_size": budget.pretrain_batch},
+            "training": {
+                "max_epochs": max(1, round(share * budget.pretrain_epochs(dims))), "max_steps": -1, "batch_size": budget.pretrain_batch,
+                "monitor_every": budget.monitor_every if monitored else 0, "monitor_patience": budget.monitor_patience, "checkpoint_every": 500,
+            },
             "data": {"image_size": image_size},
+            "views": views or {},
         },
-    )
+    )  # fmt: skip
     resume = (run / "checkpoints" / "last.ckpt").exists()
     return pretrain(data, run, config, seed=seed, resume=resume).encoder_path
 
@@ -161,10 +161,7 @@ def pretrained_encoder(data: Path, run: Path, method: str, budget: Budget, seed:
 def _evaluation(encoder_path: Path, data: Path, out: Path, budget: Budget, seed: int, fractions: tuple[float, ...]) -> list[dict]:
     done = out / "evaluation.json"
     if not done.exists():
-        evaluate(
-            encoder_path, data, out, fractions, (seed,), finetune_mode="supervised",
-            finetune_steps=budget.finetune_steps, finetune_batch=budget.finetune_batch,
-        )  # fmt: skip
+        evaluate(encoder_path, data, out, fractions, (seed,), finetune_mode="supervised", schedule=budget.finetune, finetune_batch=budget.finetune_batch)
     return [{**row, "approach": approach_name(row)} for row in json.loads(done.read_text())["rows"]]
 
 
@@ -177,18 +174,20 @@ def dataset_result(key: str, rows: list[dict], out_dir: Path) -> dict:
     summary = summarise([{**row, "encoder": row["approach"]} for row in rows])
     published = published_rows(key.removesuffix("_64"))
     figure = label_efficiency(
-        summary, key, out_dir / f"label_efficiency_{key}.png", probes=("finetune", "linear"), references=published[:1]
+        summary, key, out_dir / f"label_efficiency_{key}.png", probes=("finetune", "linear"), metrics=("auc", "acc"), references=published[:1]
     )
-    return {"rows": rows, "summary": summary, "published": published, "targets": targets(rows, published), "figure": figure.name}
+    saved = {approach: labels_saved(rows, approach) for approach in ("SSL + fine-tuning", "SSL linear probe")}
+    return {"rows": rows, "summary": summary, "published": published, "labels_saved": saved, "checks": checks(rows, published), "figure": figure.name}
 
 
 def _by_seed(rows: list[dict], approach: str, fraction: float, metric: str) -> dict[int, float]:
     return {r["seed"]: r[metric] for r in rows if r["approach"] == approach and r["fraction"] == fraction}
 
 
-def _gap(rows: list[dict], better: str, worse: str, fraction: float, metric: str = "auc") -> dict:
+def _gap(rows: list[dict], better: str, worse: str, fraction: float, metric: str = "auc", worse_fraction: float | None = None) -> dict:
     """Mean difference over seeds and whether it exceeds the larger of the two seed SDs."""
-    a, b = _by_seed(rows, better, fraction, metric), _by_seed(rows, worse, fraction, metric)
+    a = _by_seed(rows, better, fraction, metric)
+    b = _by_seed(rows, worse, fraction if worse_fraction is None else worse_fraction, metric)
     seeds = sorted(a.keys() & b.keys())
     if len(seeds) < 2:
         return {"gap": None, "spread": None, "met": None, "note": "needs at least two seeds with both approaches"}
@@ -197,47 +196,103 @@ def _gap(rows: list[dict], better: str, worse: str, fraction: float, metric: str
     return {"gap": gap, "spread": spread, "met": bool(gap > spread)}
 
 
-def targets(rows: list[dict], published: list[dict]) -> list[dict]:
-    """The issue's three targets, each with its measured numbers, met or not."""
-    checks = [
-        {"target": f"SSL + fine-tuning beats supervised from scratch at {f:.0%} (AUC, gap > spread)", **_gap(rows, "SSL + fine-tuning", "supervised from scratch", f)}
-        for f in (0.01, 0.1)
-    ]
-    checks.append({"target": "SSL linear probe at 1% beats supervised from scratch at 1% (AUC, gap > spread)", **_gap(rows, "SSL linear probe", "supervised from scratch", 0.01)})
-    reference = next((p for p in published if p["model"] == "ResNet-18 (28)"), None)
-    accs = list(_by_seed(rows, "SSL + fine-tuning", 0.1, "acc").values())
-    if reference and accs:
-        mean = float(np.mean(accs))
-        checks.append(
-            {"target": f"SSL + fine-tuning at 10% reaches the published supervised ResNet-18 (28) ACC at 100% ({reference['acc']:.3f}) [{reference['source']}]",
-             "gap": mean - reference["acc"], "spread": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0, "met": bool(mean >= reference["acc"])}
+def checks(rows: list[dict], published: list[dict]) -> list[dict]:
+    """Is the baseline as strong as the field's, and does pretraining beat it with few labels?
+    Each check with its measured numbers, met or not (None: not measurable here)."""
+    found = []
+    scratch = list(_by_seed(rows, SCRATCH, 1.0, "auc").values())
+    if published and scratch:
+        reference, mean = published[0], float(np.mean(scratch))
+        found.append(
+            {"check": f"supervised from scratch at 100% reaches the published {reference['model']} AUC ({reference['auc']:.3f}) [{reference['source']}]; "
+                      "if not, the baseline is too weak for any comparison", "gap": mean - reference["auc"], "spread": float(np.std(scratch, ddof=1)) if len(scratch) > 1 else 0.0,
+             "met": bool(mean >= reference["auc"])}
         )  # fmt: skip
-    return checks
+    for fraction in (0.01, 0.1):
+        found.append({"check": f"SSL + fine-tuning beats supervised from scratch at {fraction:.0%} (AUC, gap > spread)", **_gap(rows, "SSL + fine-tuning", SCRATCH, fraction)})
+    return found
+
+
+def crossing(fractions: np.ndarray, means: np.ndarray, threshold: float) -> float:
+    """The smallest label fraction at which the curve reaches ``threshold``, linear in log
+    fraction between the two measured points around the first crossing; the smallest measured
+    fraction if it starts above, inf if it never gets there."""
+    above = np.flatnonzero(means >= threshold)
+    if len(above) == 0:
+        return math.inf
+    i = above[0]
+    if i == 0:
+        return float(fractions[0])
+    low, high = np.log(fractions[i - 1 : i + 1])
+    t = (threshold - means[i - 1]) / (means[i] - means[i - 1])
+    return float(np.exp(low + t * (high - low)))
+
+
+def labels_saved(rows: list[dict], approach: str, metric: str = "auc", n_boot: int = 2000, seed: int = 0) -> dict:
+    """The share of the labels with which ``approach`` matches supervised training from scratch at
+    100%, within the latter's spread (its mean minus its seed SD), and a bootstrap interval over
+    seeds (each cell's seeds resampled with replacement, the reference mean too)."""
+    reference = np.array(list(_by_seed(rows, SCRATCH, 1.0, metric).values()))
+    fractions = np.array(sorted({r["fraction"] for r in rows if r["approach"] == approach}))
+    cells = [np.array(list(_by_seed(rows, approach, f, metric).values())) for f in fractions]
+    if len(reference) < 2 or not len(fractions) or any(len(c) == 0 for c in cells):
+        return {"fraction": None, "note": "needs supervised from scratch at 100% with two seeds or more, and the approach at every fraction"}
+    spread = float(reference.std(ddof=1))
+    threshold = float(reference.mean()) - spread
+    estimate = crossing(fractions, np.array([c.mean() for c in cells]), threshold)
+    rng = np.random.default_rng(seed)
+    boots = [
+        crossing(fractions, np.array([rng.choice(c, len(c)).mean() for c in cells]), float(rng.choice(reference, len(reference)).mean()) - spread)
+        for _ in range(n_boot)
+    ]
+    low, high = np.percentile(boots, [2.5, 97.5])
+    return {"fraction": estimate, "interval": [float(low), float(high)], "threshold": threshold, "reference_mean": float(reference.mean()), "reference_sd": spread,
+            "below_smallest": estimate == fractions[0], "never": math.isinf(estimate)}  # fmt: skip
 
 
 def markdown_report(record: dict) -> str:
     fractions = record["fractions"]
     lines = [f"Method {record['method']}; budget {record['budget']}; seeds {record['seeds']}. Mean ± SD over seeds; test split scored once per model.", ""]
     for key, result in record["datasets"].items():
-        lines += [f"## {key}", ""]
+        lines += [f"## {key}", "", _choice_line(result["method_choice"]), "", *_pretraining_lines(result["pretraining"]), ""]
         for metric in ("auc", "acc"):
             lines += [f"Test {metric.upper()}:", "", "| approach | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |", "|---" * (len(fractions) + 1) + "|"]
             lines += [f"| {a} | " + " | ".join(summary_cell(result["summary"], a, f, metric) for f in fractions) + " |" for a in APPROACHES.values()]
             lines.append("")
         lines += [f"Published, supervised, 100% labels: {p['model']} AUC {p['auc']:.3f}, ACC {p['acc']:.3f} [{p['source']}]" for p in result["published"]]
-        lines += ["", "Targets:", ""]
-        for check in result["targets"]:
+        lines += ["", "Labels saved (the share of labels at which the approach matches supervised from scratch at 100%, within its SD; 95% bootstrap interval over seeds):", ""]
+        lines += [f"- {approach}: {saved_text(saved)}" for approach, saved in result["labels_saved"].items()]
+        lines += ["", "Checks:", ""]
+        for check in result["checks"]:
             status = {True: "met", False: "not met", None: "not measured"}[check["met"]]
             numbers = "" if check["gap"] is None else f" (gap {check['gap']:+.3f}, spread {check['spread']:.3f})"
-            lines.append(f"- {status}: {check['target']}{numbers}")
+            lines.append(f"- {status}: {check['check']}{numbers}")
         lines += ["", f"![{key}]({result['figure']})", ""]
     for name, result in record.get("tasks", {}).items():
         lines += markdown_section(name, result, fractions)
     return "\n".join(lines)
 
 
-def budget_from(name: str, **overrides) -> Budget:
-    """A named budget with the settings given on the command line (None keeps the preset's)."""
-    if name not in BUDGETS:
-        raise ValueError(f"unknown budget {name!r}; choose one of {sorted(BUDGETS)}")
-    return replace(BUDGETS[name], **{k: v for k, v in overrides.items() if v is not None})
+def saved_text(saved: dict) -> str:
+    if saved.get("fraction") is None:
+        return f"not measured ({saved['note']})"
+    low, high = (f"{x:.1%}" if math.isfinite(x) else "never" for x in saved["interval"])
+    if saved["never"]:
+        return f"never within the measured fractions (scratch@100% {saved['reference_mean']:.3f} ± {saved['reference_sd']:.3f}; interval {low} to {high})"
+    at = f"at or below {saved['fraction']:.0%}, the smallest measured" if saved["below_smallest"] else f"{saved['fraction']:.1%}"
+    return f"{at} of the labels (interval {low} to {high}; scratch@100% {saved['reference_mean']:.3f} ± {saved['reference_sd']:.3f})"
+
+
+def _choice_line(choice: dict) -> str:
+    if "evidence" not in choice:
+        return f"Method: {choice['method']} (given)."
+    scores = ", ".join(f"{m} {e.get('monitor_best_knn_auc', float('nan')):.4f} (epoch {e.get('monitor_best_epoch')})" for m, e in choice["evidence"].items())
+    return f"Method: **{choice['method']}** with {choice['views']} views, chosen by {choice['criterion']} after a shorter pretraining: {scores}."
+
+
+def _pretraining_lines(summaries: list[dict]) -> list[str]:
+    lines = ["| pretraining seed | epochs | steps | best validation kNN AUC (epoch) | stopped on plateau | images/s |", "|---|---|---|---|---|---|"]
+    for seed, s in enumerate(summaries):
+        rate = s.get("train_images_per_s") or float("nan")
+        lines.append(f"| {seed} | {s['epochs']} | {s['global_step']} | {s.get('monitor_best_knn_auc', float('nan')):.4f} ({s.get('monitor_best_epoch')}) | {s.get('stopped_on_plateau')} | {rate:.0f} |")
+    return lines

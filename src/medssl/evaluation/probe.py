@@ -47,6 +47,28 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: np.nd
     return {"acc": float(accuracy), "auc": float(auc)}
 
 
+def check_knn_split(labels: np.ndarray) -> None:
+    if len(labels) < 3 or len(np.unique(labels)) < 2:
+        raise ValueError(f"kNN within a split needs at least 3 samples of 2 classes, got {len(labels)} of {len(np.unique(labels))} class(es)")
+
+
+def knn_within(features: np.ndarray, labels: np.ndarray, k: int = 20, temperature: float = 0.07) -> dict[str, float]:
+    """ACC and AUC of leave-one-out kNN inside one labelled split: each sample's class scores are
+    the votes of its ``k`` most cosine-similar others, weighted by exp(similarity / temperature)
+    (the weighted kNN of Wu et al., CVPR 2018). It needs no other split's labels, so a monitor on
+    the validation split leaves the training labels untouched."""
+    check_knn_split(labels)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True).clip(1e-12)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    k = min(k, len(labels) - 1)
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]  # (N, k)
+    weights = np.exp((np.take_along_axis(similarity, nearest, 1) - 1) / temperature)  # (N, k), -1: no overflow
+    classes = np.unique(labels)
+    votes = (weights[..., None] * (labels[nearest][..., None] == classes)).sum(1)  # (N, classes)
+    return classification_metrics(labels, votes / votes.sum(1, keepdims=True), classes)
+
+
 def _select(make_model, grid, train, val, score) -> tuple:
     """Fits one model per grid value on ``train``; returns (value, val score, model) of the best."""
     fitted = [(value, make_model(value).fit(*train)) for value in grid]

@@ -25,7 +25,7 @@ from medssl.data.datasets import load_native_size
 from medssl.data.manifest import read_manifest
 from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import read_image
-from medssl.evaluation.selection import train_with_selection
+from medssl.evaluation.selection import Schedule, train_with_selection
 from medssl.models.encoders import Encoder
 
 CHEST_STRUCTURES = ["background", "lungs", "heart", "lesion"]
@@ -286,13 +286,11 @@ def train_segmentation(
     val: tuple[torch.Tensor, torch.Tensor],
     *,
     n_classes: int,
-    steps: int = 200,
+    schedule: Schedule = Schedule(),
     batch_size: int = 32,
-    lr: float = 1e-3,
-    eval_every: int = 20,
     seed: int = 0,
 ) -> tuple[UNet, dict]:
-    """Trains a UNet on (images, masks) for ``steps`` AdamW steps (cosine schedule) with Dice + CE;
+    """Trains a UNet on (images, masks) as ``schedule`` plans (AdamW, cosine) with Dice + CE;
     returns the model of the best mean foreground Dice on ``val`` and a record: val_dice, step and
     history (per-step loss; (step, val Dice) at each evaluation). Runs on the encoder's device."""
     torch.manual_seed(seed)
@@ -320,7 +318,7 @@ def train_segmentation(
         return float(np.mean(dice)) if dice else math.nan
 
     record = train_with_selection(
-        model, batch_loss, val_dice, steps=steps, lr=lr, eval_every=eval_every,
+        model, batch_loss, val_dice, schedule, n_samples=len(images), batch_size=batch_size,
         undefined="validation Dice was undefined at every evaluation: the validation masks hold no foreground",
     )  # fmt: skip
     return model, {"val_dice": record["score"], "step": record["step"], "history": record["history"]}

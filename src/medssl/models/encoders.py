@@ -33,10 +33,12 @@ VITS: dict[str, tuple[int, int, int]] = {
 ENCODERS = sorted(RESNETS) + sorted(VITS)
 
 # stem -> (first conv kernel, first conv stride, skip max-pool). "small" keeps full resolution
-# for 28px inputs; "strided" halves it once (4x fewer FLOPs); "imagenet" is the classic 7x7/2 + pool.
+# for 28px inputs; "strided" halves it once (4x fewer FLOPs); "pooled" halves it by a max-pool after
+# a full-resolution conv, as MONAI's ResNet with conv1_t_stride=1; "imagenet" is the classic 7x7/2 + pool.
 STEMS: dict[str, tuple[int, int, bool]] = {
     "small": (3, 1, True),
     "strided": (3, 2, True),
+    "pooled": (3, 1, False),
     "imagenet": (7, 2, False),
 }
 

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from medssl.data.readers import read_image
+from medssl.data.manifest import read_row
 
 
 def sample_grid(manifest_rows: list[dict], groups: list[str], path: Path, per_group: int = 4) -> Path:
@@ -19,7 +19,7 @@ def sample_grid(manifest_rows: list[dict], groups: list[str], path: Path, per_gr
     rows = {}
     for group in groups:
         members = [r for r in manifest_rows if r.get("label") == group][:per_group]
-        rows[group] = [(read_image(m["path"]).array[0], m["subject_id"]) for m in members]
+        rows[group] = [(read_row(m).array[0], m["subject_id"]) for m in members]
     return _draw_rows(rows, path, columns=per_group, column_width=1.9)
 
 
@@ -77,28 +77,52 @@ def training_curves(runs: dict[str, Path], path: Path) -> Path:
     return path
 
 
+def monitor_curves(history: list[dict], path: Path) -> Path:
+    """A pretraining monitor's record: the loss and the validation kNN AUC against the epoch, on
+    two axes of one plot, so that a loss still falling while the AUC is flat shows at a glance."""
+    epochs = [row["epoch"] for row in history]
+    fig, loss_ax = plt.subplots(figsize=(5.5, 3.5), dpi=110)
+    loss_ax.plot(epochs, [row["train_loss"] for row in history], color="tab:grey", marker=".", label="training loss")
+    loss_ax.set_xlabel("epoch"), loss_ax.set_ylabel("training loss (epoch mean)")
+    auc_ax = loss_ax.twinx()
+    auc_ax.plot(epochs, [row["knn_auc"] for row in history], color="tab:blue", marker="o", label="validation kNN AUC")
+    auc_ax.set_ylabel("validation kNN AUC", color="tab:blue")
+    best = max(history, key=lambda row: row["knn_auc"])
+    auc_ax.axvline(best["epoch"], color="tab:blue", linestyle=":", linewidth=1)
+    fig.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def label_efficiency(
-    summary: list[dict], title: str, path: Path, probes: tuple[str, ...] = ("linear",), metric: str = "auc", references: list[dict] = ()
+    summary: list[dict], title: str, path: Path, probes: tuple[str, ...] = ("linear",), metrics: tuple[str, ...] = ("auc",), references: list[dict] = ()
 ) -> Path:
-    """Mean ± SD over seeds against the fraction of labels, one line per encoder (and probe, when
-    several are drawn); ``references`` (published results: model, auc/acc, labels) as dashed lines."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.8), dpi=110)
+    """One panel per metric: the mean over seeds against the fraction of labels, with a band of
+    ± one SD, one line per encoder (and probe, when several are drawn); ``references``
+    (published results: model, auc/acc, labels) as dashed lines."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 3.8), dpi=110, squeeze=False)
     encoders = sorted({s["encoder"] for s in summary})
     # an encoder name that comes with one probe only already says which (e.g. "SSL linear probe")
     name_is_enough = len(probes) == 1 or all(len({s["probe"] for s in summary if s["encoder"] == e}) == 1 for e in encoders)
-    for probe in probes:
-        for encoder in encoders:
-            points = sorted((s["fraction"], s[f"{metric}_mean"], s[f"{metric}_std"]) for s in summary if s["encoder"] == encoder and s["probe"] == probe)
-            if points:
-                fractions, means, stds = map(np.array, zip(*points))
-                label = encoder if name_is_enough else f"{encoder} ({probe})"
-                ax.errorbar(fractions * 100, means, yerr=stds, marker="o", capsize=3, label=label, linestyle="-" if probe == probes[0] else ":")
-    for reference in references:
-        ax.axhline(reference[metric], color="grey", linestyle="--", linewidth=1, label=f"published {reference['model']}, {reference['labels']} labels")
-    ax.set_xscale("log"), ax.set_xlabel("labels used"), ax.set_ylabel(f"test {metric.upper()}")
     ticks = sorted({s["fraction"] * 100 for s in summary})
-    ax.set_xticks(ticks, [f"{t:g}%" for t in ticks]), ax.minorticks_off()
-    ax.set_title(title, fontsize=10), ax.legend(fontsize=7)
+    for ax, metric in zip(axes[0], metrics):
+        for probe in probes:
+            for encoder in encoders:
+                points = sorted((s["fraction"], s[f"{metric}_mean"], s[f"{metric}_std"]) for s in summary if s["encoder"] == encoder and s["probe"] == probe)
+                if points:
+                    fractions, means, stds = map(np.array, zip(*points))
+                    label = encoder if name_is_enough else f"{encoder} ({probe})"
+                    (line,) = ax.plot(fractions * 100, means, marker="o", label=label, linestyle="-" if probe == probes[0] else ":")
+                    ax.fill_between(fractions * 100, means - stds, means + stds, color=line.get_color(), alpha=0.15, linewidth=0)
+        for reference in references:
+            if metric in reference:
+                ax.axhline(reference[metric], color="grey", linestyle="--", linewidth=1, label=f"published {reference['model']}, {reference['labels']} labels")
+        ax.set_xscale("log"), ax.set_xlabel("labels used"), ax.set_ylabel(f"test {metric.upper()}")
+        ax.set_xticks(ticks, [f"{t:g}%" for t in ticks]), ax.minorticks_off()
+        ax.set_title(f"{title}: {metric.upper()}" if len(metrics) > 1 else title, fontsize=10)
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

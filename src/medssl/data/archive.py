@@ -1,0 +1,109 @@
+"""Indexes a DICOM archive as it comes from a PACS export: files of many studies and series side by
+side, in any folder layout.
+
+Headers are read one file at a time (no pixels) and only a small record of each is kept, so that a
+folder of 100k files never holds 100k datasets. Files are grouped by StudyInstanceUID and
+SeriesInstanceUID; each group becomes manifest rows:
+- a multi-frame file: one volume (its own row);
+- single-frame slices of a cross-sectional modality with positions and orientations: one volume,
+  a row that names the folder and the series (``series_uid``);
+- anything else (CR/DX/MG radiographs, secondary captures, instances without geometry, a lone
+  slice): one 2D row per instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+
+from pydicom.uid import MediaStorageDirectoryStorage
+
+from medssl.data.readers import UnreadableImageError, reading
+
+# modalities whose instances are independent 2D images even when they share a series
+PROJECTION_MODALITIES = {"CR", "DX", "MG", "XA", "RF", "IO", "PX", "OP", "SC", "XC", "OT", "US", "ES", "GM", "SM"}
+_TAGS = [
+    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "StudyDate", "Modality", "BodyPartExamined",
+    "SeriesDescription", "Manufacturer", "Rows", "Columns", "NumberOfFrames", "PixelSpacing", "ImagerPixelSpacing",
+    "SliceThickness", "ImagePositionPatient", "ImageOrientationPatient", "InstanceNumber",
+]  # fmt: skip
+# the manifest columns a DICOM row fills (identifiers and the acquisition fields researchers filter on)
+COLUMNS = ["kind", "series_uid", "modality", "body_part", "series_description", "manufacturer", "rows", "columns", "slices",
+           "spacing", "patient_id", "study_date", "study_uid", "transfer_syntax", "files"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the index keeps of one file's header."""
+
+    path: Path
+    study: str
+    series: str
+    fields: dict[str, str]  # the manifest columns this file fills
+    frames: int
+    has_geometry: bool  # ImagePositionPatient and ImageOrientationPatient present
+
+
+def read_header(path: Path) -> Header | None:
+    """The file's header record; None for a DICOMDIR (an index of other files, no image)."""
+    with reading(path):
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=_TAGS)
+    meta = getattr(ds, "file_meta", None) or {}
+    if meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage or path.name.upper() == "DICOMDIR":
+        return None
+    series = str(ds.get("SeriesInstanceUID") or "")
+    if not series or not ds.get("Rows"):
+        raise UnreadableImageError(path, "DICOM header without an image (no SeriesInstanceUID or Rows): truncated, or not an image object")
+    spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+    fields = {
+        "modality": str(ds.get("Modality") or ""),
+        "body_part": str(ds.get("BodyPartExamined") or ""),
+        "series_description": str(ds.get("SeriesDescription") or ""),
+        "manufacturer": str(ds.get("Manufacturer") or ""),
+        "rows": str(ds.Rows),
+        "columns": str(ds.get("Columns") or ""),
+        "spacing": "x".join(f"{float(s):g}" for s in spacing) if spacing else "",
+        "patient_id": str(ds.get("PatientID") or ""),
+        "study_date": str(ds.get("StudyDate") or ""),
+        "study_uid": str(ds.get("StudyInstanceUID") or ""),
+        "transfer_syntax": str(meta.get("TransferSyntaxUID", "")),
+    }
+    geometry = ds.get("ImagePositionPatient") is not None and ds.get("ImageOrientationPatient") is not None
+    return Header(path, fields["study_uid"], series, fields, int(ds.get("NumberOfFrames") or 1), geometry)
+
+
+def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
+    """Manifest rows (``path`` and the COLUMNS, no subject_id yet) for the grouped headers."""
+    groups: dict[tuple[str, str], list[Header]] = {}
+    for header in headers:
+        groups.setdefault((header.study, header.series), []).append(header)
+    rows = []
+    for members in groups.values():
+        members.sort(key=lambda h: str(h.path))
+        singles = [h for h in members if h.frames == 1]
+        rows += [_row(h.path, h, "3D", slices=h.frames) for h in members if h.frames > 1]
+        if _is_volume(singles):
+            folder = _common_folder([h.path for h in singles])
+            rows.append(_row(folder, singles[0], "3D", slices=len(singles), series_uid=singles[0].series))
+        else:
+            rows += [_row(h.path, h, "2D", slices=1) for h in singles]
+    return rows
+
+
+def _is_volume(slices: list[Header]) -> bool:
+    return len(slices) > 1 and all(h.has_geometry for h in slices) and slices[0].fields["modality"] not in PROJECTION_MODALITIES
+
+
+def _row(path: Path, header: Header, kind: str, slices: int, series_uid: str = "") -> dict[str, str]:
+    files = slices if series_uid else 1
+    return {"path": str(path), "kind": kind, "series_uid": series_uid, **header.fields, "slices": str(slices), "files": str(files)}
+
+
+def _common_folder(paths: list[Path]) -> Path:
+    folder = paths[0].parent
+    while not all(folder in p.parents for p in paths):
+        folder = folder.parent
+    return folder

@@ -1,0 +1,67 @@
+"""The pretraining monitor: kNN within the validation split, the spread of the features, and a
+stop on plateau, through the real Trainer."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from conftest import TINY_ENCODER, write_medmnist_npz
+
+from medssl.evaluation.monitor import feature_spread
+from medssl.evaluation.probe import knn_within
+from medssl.training import pretrain, resolve_config
+
+
+def monitored(**training) -> dict:
+    return resolve_config("simclr", {"encoder": TINY_ENCODER, "training": {"batch_size": 8, "precision": "32", "max_epochs": 3, "checkpoint_every": 2, **training}})
+
+
+def test_knn_within_a_split_separates_separable_classes_and_not_noise():
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2
+    separable = rng.normal(size=(60, 8)) + 4 * labels[:, None]
+    assert knn_within(separable, labels)["auc"] > 0.99
+    assert 0.3 < knn_within(rng.normal(size=(60, 8)), labels)["auc"] < 0.7
+    with pytest.raises(ValueError, match="2 classes"):
+        knn_within(separable, np.zeros(60, int))
+
+
+def test_the_feature_spread_is_zero_on_collapse_and_about_one_when_spread():
+    rng = np.random.default_rng(0)
+    assert feature_spread(np.ones((100, 16)) + 1e-9 * rng.normal(size=(100, 16))) < 1e-6
+    assert 0.9 < feature_spread(rng.normal(size=(5000, 16))) < 1.1
+
+
+def test_the_monitor_logs_writes_its_curve_and_checkpoints_its_history(tmp_path, npz_2d):
+    run = tmp_path / "run"
+    summary = pretrain(npz_2d, run, monitored(monitor_every=1, max_epochs=2)).summary
+    assert summary["monitor_checks"] == 2 and 0 <= summary["monitor_best_knn_auc"] <= 1 and summary["monitor_best_epoch"] in (1, 2)
+    with (run / "monitor.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(float(r["train_loss"]) > 0 for r in rows)
+    assert (run / "monitor.png").stat().st_size > 0
+    with (run / "logs" / "metrics.csv").open() as handle:
+        assert sum(1 for r in csv.DictReader(handle) if r.get("monitor/knn_auc")) == 2
+    resumed = pretrain(npz_2d, run, monitored(monitor_every=1, max_epochs=3), resume=True).summary
+    assert resumed["monitor_checks"] == 3  # the two checks before the stop are kept
+
+
+def test_a_plateau_stops_pretraining(tmp_path):
+    # labels the images cannot show (random), so the kNN AUC wanders and soon stops improving
+    npz = write_medmnist_npz(tmp_path / "noise.npz", (16, 16), n=40)
+    data = dict(np.load(npz))
+    data["val_labels"] = np.random.default_rng(1).permutation(data["val_labels"])
+    np.savez(npz, **data)
+    summary = pretrain(npz, tmp_path / "run", monitored(monitor_every=1, monitor_patience=1, max_epochs=30)).summary
+    assert summary["stopped_on_plateau"] and summary["epochs"] < 30
+    assert summary["monitor_checks"] == summary["monitor_best_epoch"] + 1  # one check of patience after the best
+
+
+def test_the_monitor_needs_a_labelled_validation_split(tmp_path):
+    npz = write_medmnist_npz(tmp_path / "toy.npz", (16, 16), n=40)
+    data = {k: v for k, v in np.load(npz).items() if not k.startswith("val")}
+    np.savez(npz, **data)
+    with pytest.raises(ValueError, match="labelled validation split"):
+        pretrain(npz, tmp_path / "run", monitored(monitor_every=1))
