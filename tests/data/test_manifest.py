@@ -134,3 +134,38 @@ def test_4d_files_are_listed_with_their_volumes(shared_data, tmp_path):
     shutil.copy(shared_data / "nifti/nibabel/example4d.nii.gz", tmp_path / "bold.nii.gz")
     manifest = scan_folder(tmp_path)
     assert manifest.rows[0]["volumes"] == "2" and any("4D" in note for note in manifest.notes)
+
+
+def test_repeat_visits_are_one_row_each_and_stay_on_one_side_of_a_split(tmp_path):
+    write_png(tmp_path / "a.png")
+    rows = [{"subject_id": "S1", "visit": v, "path": "a.png"} for v in ("2", "3")]
+    assert len(read_manifest(write_csv(tmp_path / "visits.csv", rows)).rows) == 2
+    with pytest.raises(ManifestError, match=r"repeated subject_id \+ visit\(s\), e\.g\. \['S1 visit 2'\]"):
+        read_manifest(write_csv(tmp_path / "twice.csv", rows + rows[:1]))
+    split = [{**row, "split": s} for row, s in zip(rows, ("train", "test"))]
+    with pytest.raises(ManifestError, match=r"1 subject\(s\) have scans in more than one split, e\.g\. \['S1'\]"):
+        read_manifest(write_csv(tmp_path / "leak.csv", split))
+
+
+def test_splits_made_for_a_manifest_keep_each_subject_whole():
+    from medssl.evaluation.evaluate import stratified_splits
+
+    subjects = [f"S{i // 2}" for i in range(200)]  # two scans each
+    labels = np.array([int(s[1:]) % 2 for s in subjects])
+    splits = stratified_splits(labels, seed=0, groups=subjects)
+    assert all(len({sp for s, sp in zip(subjects, splits) if s == subject}) == 1 for subject in set(subjects))
+    assert {"train", "val", "test"} == set(splits)
+
+
+def test_a_bids_layout_gives_subject_visit_and_modality(shared_data, tmp_path):
+    t1 = shared_data / "nifti/nibabel/anatomical.nii"
+    for session in ("ses-1", "ses-2"):
+        (tmp_path / "sub-01" / session / "anat").mkdir(parents=True)
+        shutil.copy(t1, tmp_path / "sub-01" / session / "anat" / f"sub-01_{session}_T1w.nii")
+    (tmp_path / "sub-02" / "anat").mkdir(parents=True)
+    shutil.copy(t1, tmp_path / "sub-02" / "anat" / "sub-02_CT.nii")
+    manifest = scan_folder(tmp_path)
+    rows = {(r["subject_id"], r["visit"], r["modality"], r["suffix"]) for r in manifest.rows}
+    assert rows == {("sub-01", "ses-1", "MR", "T1w"), ("sub-01", "ses-2", "MR", "T1w"), ("sub-02", "", "CT", "CT")}
+    assert len({r["scan_id"] for r in manifest.rows}) == 3 and any("BIDS" in note for note in manifest.notes)
+    read_manifest(manifest.write(tmp_path / "m.csv"))  # two visits of sub-01 are two rows, not repeated IDs

@@ -45,7 +45,8 @@ def read_manifest(csv_path: str | Path) -> Manifest:
     """Reads and validates a manifest; relative paths are resolved against the CSV's folder."""
     csv_path = Path(csv_path)
     rows = list(manifest_rows(csv_path))
-    count_subjects(csv_path, (row["subject_id"] for row in rows))
+    count_rows(csv_path, (row_key(row) for row in rows), key_name(rows[0] if rows else {}))
+    _check_subject_level_splits(csv_path, rows)
     if not any(Path(r["path"]).exists() for r in rows):
         raise ManifestError(
             f"{csv_path}: none of the {len(rows)} paths exist (first: {rows[0]['path']}); "
@@ -71,22 +72,45 @@ def manifest_rows(csv_path: Path) -> Iterator[dict[str, str]]:
             yield _checked_row(csv_path, reader.line_num, row)
 
 
-def count_subjects(csv_path: Path, subject_ids: Iterable[str]) -> int:
-    """How many rows a manifest has; an error if none, or if a subject ID repeats (holds only IDs)."""
+def row_key(row: dict[str, str]) -> str:
+    """What makes a row one scan: its scan_id, else its subject and visit, else its subject (a
+    subject scanned more than once, as at a biobank's repeat visits, needs one of the first two)."""
+    if "scan_id" in row:
+        return row["scan_id"]
+    return f"{row['subject_id']}\t{row['visit']}" if "visit" in row else row["subject_id"]
+
+
+def key_name(row: dict[str, str]) -> str:
+    return "scan_id" if "scan_id" in row else "subject_id + visit" if "visit" in row else "subject_id"
+
+
+def count_rows(csv_path: Path, keys: Iterable[str], name: str = "subject_id") -> int:
+    """How many rows a manifest has; an error if none, or if a row's key (``row_key``) repeats."""
     seen: set[str] = set()
     repeated: list[str] = []
-    for subject in subject_ids:
-        if subject in seen:
-            repeated.append(subject)
-        seen.add(subject)
+    for key in keys:
+        if key in seen:
+            repeated.append(key)
+        seen.add(key)
     if not seen:
         raise ManifestError(f"{csv_path}: the manifest has no rows")
     if repeated:
+        examples = [key.replace("\t", " visit ") for key in dict.fromkeys(repeated)][:5]
         raise ManifestError(
-            f"{csv_path}: {len(repeated)} repeated subject_id(s), e.g. {list(dict.fromkeys(repeated))[:5]}; "
-            "each row must be one subject (give repeated scans their own IDs, such as 'S01_visit2')"
+            f"{csv_path}: {len(repeated)} repeated {name}(s), e.g. {examples}; each row must be one scan: "
+            "a subject scanned more than once needs a visit (or scan_id) column"
         )
     return len(seen)
+
+
+def _check_subject_level_splits(csv_path: Path, rows: list[dict[str, str]]) -> None:
+    """A subject's scans all in one split: otherwise a test score would have seen the subject."""
+    splits: dict[str, set[str]] = {}
+    for row in rows:
+        if row.get("split"):
+            splits.setdefault(row["subject_id"], set()).add(row["split"])
+    if mixed := sorted(subject for subject, names in splits.items() if len(names) > 1):
+        raise ManifestError(f"{csv_path}: {len(mixed)} subject(s) have scans in more than one split, e.g. {mixed[:5]}: splits must be by subject")
 
 
 def _checked_row(csv_path: Path, line: int, row: dict) -> dict[str, str]:
@@ -125,7 +149,7 @@ def scan_folder(root: str | Path, labels_from_folders: bool = False, progress: b
         name = path.name.lower()
         try:
             if name.endswith(NIFTI_SUFFIXES):
-                rows.append(_nifti_row(path))
+                rows.append(_nifti_row(path) | bids_fields(path, root))
             elif name.endswith(PILLOW_SUFFIXES):
                 rows.append({"path": str(path), "kind": "2D"})
             elif looks_like_dicom(path):
@@ -138,7 +162,8 @@ def scan_folder(root: str | Path, labels_from_folders: bool = False, progress: b
     rows += index_series(headers)
     if not rows:
         raise ManifestError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} and DICOM files; {len(skips)} unreadable)")
-    _name_rows(rows, root)
+    bids = any(row.get("bids_subject") for row in rows)
+    _name_rows(rows, root, bids)
     notes = [f"{others} file(s) that are no images were left out"] if others else []
     layout = _class_folders(rows, root)
     if layout and not labels_from_folders:
@@ -148,7 +173,10 @@ def scan_folder(root: str | Path, labels_from_folders: bool = False, progress: b
             row["label"] = Path(row["path"]).relative_to(root).parts[0]
     if four_d := [r for r in rows if int(r.get("volumes") or 1) > 1]:
         notes.append(f"{len(four_d)} 4D file(s) (e.g. {Path(four_d[0]['path']).name}, {four_d[0]['volumes']} volumes): each row reads volume_index 0 unless told otherwise")
-    columns = ["subject_id", "path", "kind", *([c for c in COLUMNS if c != "kind"] if headers else []), *(["volumes"] if four_d else []), *(["label"] if labels_from_folders else [])]
+    if bids:
+        notes.append("a BIDS layout: subject, visit and modality from sub-*/ses-*/<datatype>/ (scan_id tells the scans apart)")
+    columns = ["subject_id", *(["scan_id", "visit"] if bids else []), "path", "kind", *([c for c in COLUMNS if c != "kind"] if headers else []),
+               *(["modality", "suffix"] if bids and not headers else ["suffix"] if bids else []), *(["volumes"] if four_d else []), *(["label"] if labels_from_folders else [])]  # fmt: skip
     return Manifest([{c: row.get(c, "") for c in columns} for row in rows], columns, skips, notes)
 
 
@@ -177,14 +205,34 @@ def _class_folders(rows: list[dict], root: Path) -> set[str]:
     return set()
 
 
-def _name_rows(rows: list[dict], root: Path) -> None:
-    """subject_id from the path below ``root``; a folder holding several series gets each one's UID tail."""
+def _name_rows(rows: list[dict], root: Path, bids: bool) -> None:
+    """An ID per row from its path below ``root`` (a folder holding several series: with each one's
+    UID tail): the subject_id, or under BIDS the scan_id beside the sub-* subject."""
     for row in rows:
         row["subject_id"] = _subject_id(Path(row["path"]), root)
     repeated = {sid for sid, n in Counter(r["subject_id"] for r in rows).items() if n > 1}
     for row in rows:
         if row["subject_id"] in repeated and row.get("series_uid"):
             row["subject_id"] += "_" + row["series_uid"].rsplit(".", 1)[-1]
+        if bids:
+            row["scan_id"] = row["subject_id"]
+            row["subject_id"] = row.get("bids_subject") or row["scan_id"]
+
+
+BIDS_MODALITIES = {"anat": "MR", "func": "MR", "dwi": "MR", "fmap": "MR", "perf": "MR", "pet": "PT"}  # datatype -> modality
+
+
+def bids_fields(path: Path, root: Path) -> dict[str, str]:
+    """Subject, visit, modality and suffix of a file at sub-<label>/[ses-<label>/]<datatype>/ (BIDS);
+    nothing for a file elsewhere. A CT suffix is CT whatever its folder."""
+    parts = path.relative_to(root).parts
+    subject = next((part for part in parts[:-2] if part.startswith("sub-")), None)
+    if subject is None:
+        return {}
+    stem = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
+    suffix = stem.rsplit("_", 1)[-1]
+    session = next((part for part in parts[:-2] if part.startswith("ses-")), "")
+    return {"bids_subject": subject, "visit": session, "suffix": suffix, "modality": "CT" if suffix == "CT" else BIDS_MODALITIES.get(parts[-2], "")}
 
 
 def _subject_id(path: Path, root: Path) -> str:

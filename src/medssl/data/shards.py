@@ -49,7 +49,7 @@ import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from medssl.data.manifest import count_subjects, manifest_rows, read_row
+from medssl.data.manifest import count_rows, key_name, manifest_rows, read_row, row_key
 from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
@@ -100,7 +100,8 @@ def prepare_shards(
     manifest_csv, out_dir = Path(manifest_csv).absolute(), Path(out_dir)
     if preprocessing.in_channels is None:  # as load_table does: files become single-channel
         preprocessing = replace(preprocessing, in_channels=1)
-    n_rows = count_subjects(manifest_csv, (row["subject_id"] for row in manifest_rows(manifest_csv)))  # checks it all before any image
+    first = next(manifest_rows(manifest_csv), {})
+    n_rows = count_rows(manifest_csv, (row_key(row) for row in manifest_rows(manifest_csv)), key_name(first))  # checks it all before any image
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "format": FORMAT,

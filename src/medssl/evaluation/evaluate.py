@@ -96,19 +96,24 @@ def labelled_table(data: str | Path, metadata: dict, out_dir: Path) -> ImageTabl
     table = table.select(table.labels >= 0)
     present = set(table.splits)
     if "test" not in present:  # no split from the source: make one, stratified
-        table.splits = stratified_splits(table.labels, seed=0)
+        table.splits = stratified_splits(table.labels, seed=0, groups=table.subject_ids)
     elif "val" not in present:  # a given test split is never touched; validation comes out of train
         train = np.flatnonzero(table.splits == "train")
         table.splits = table.splits.astype("<U5")
-        table.splits[train] = stratified_splits(table.labels[train], seed=0, shares=(0.875, 0.125))
+        table.splits[train] = stratified_splits(table.labels[train], seed=0, shares=(0.875, 0.125), groups=[table.subject_ids[i] for i in train])
     if present != set(table.splits):
         with (out_dir / "splits.csv").open("w", newline="") as handle:
             csv.writer(handle).writerows([("subject_id", "split"), *zip(table.subject_ids, table.splits)])
     return table
 
 
-def stratified_splits(labels: np.ndarray, seed: int, shares: tuple[float, float] = (0.7, 0.1)) -> np.ndarray:
-    """train/val/test in the given (train, val) shares within each class, the rest test."""
+def stratified_splits(labels: np.ndarray, seed: int, shares: tuple[float, float] = (0.7, 0.1), groups: list[str] | None = None) -> np.ndarray:
+    """train/val/test in the given (train, val) shares within each class, the rest test. With
+    ``groups`` (each row's subject), whole subjects are split, by the label of their first scan,
+    so that no subject has scans on both sides."""
+    if groups is not None and len(set(groups)) < len(groups):  # one scan per subject: rows are subjects already
+        _, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+        return stratified_splits(np.asarray(labels)[first], seed, shares)[inverse]
     rng = np.random.default_rng(seed)
     splits = np.full(len(labels), "test", dtype=object)
     for cls in np.unique(labels):

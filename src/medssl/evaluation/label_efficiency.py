@@ -99,7 +99,7 @@ def with_splits(data: Path, manifest_path: Path) -> Path:
     if "label" not in manifest.columns or any(row.get("split") for row in manifest.rows):
         return data
     _, classes = np.unique([row["label"] for row in manifest.rows], return_inverse=True)
-    for row, split in zip(manifest.rows, stratified_splits(classes, seed=0)):
+    for row, split in zip(manifest.rows, stratified_splits(classes, seed=0, groups=[row["subject_id"] for row in manifest.rows])):
         row["split"], row["path"] = split, str(Path(row["path"]).resolve())
     manifest.columns = [c for c in manifest.columns if c != "split"] + ["split"]
     return manifest.write(manifest_path)
