@@ -5,8 +5,8 @@ Headers are read one file at a time (no pixels) and only a small record of each 
 folder of 100k files never holds 100k datasets. Files are grouped by StudyInstanceUID and
 SeriesInstanceUID; each group becomes manifest rows:
 - a multi-frame file: one volume (its own row);
-- single-frame slices of a cross-sectional modality with positions and orientations: one volume,
-  a row that names the folder and the series (``series_uid``);
+- single-frame slices of a cross-sectional modality with positions and orientations, at more than
+  one position: one volume, a row that names the folder and the series (``series_uid``);
 - anything else (CR/DX/MG radiographs, secondary captures, instances without geometry, a lone
   slice): one 2D row per instance.
 """
@@ -44,7 +44,7 @@ class Header:
     series: str
     fields: dict[str, str]  # the manifest columns this file fills
     frames: int
-    has_geometry: bool  # ImagePositionPatient and ImageOrientationPatient present
+    position: tuple[float, ...] | None  # ImagePositionPatient, when ImageOrientationPatient is given too
 
 
 def read_header(path: Path) -> Header | None:
@@ -71,8 +71,8 @@ def read_header(path: Path) -> Header | None:
         "study_uid": str(ds.get("StudyInstanceUID") or ""),
         "transfer_syntax": str(meta.get("TransferSyntaxUID", "")),
     }
-    geometry = ds.get("ImagePositionPatient") is not None and ds.get("ImageOrientationPatient") is not None
-    return Header(path, fields["study_uid"], series, fields, int(ds.get("NumberOfFrames") or 1), geometry)
+    position = ds.get("ImagePositionPatient") if ds.get("ImageOrientationPatient") is not None else None
+    return Header(path, fields["study_uid"], series, fields, int(ds.get("NumberOfFrames") or 1), None if position is None else tuple(float(v) for v in position))
 
 
 def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
@@ -94,7 +94,11 @@ def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
 
 
 def _is_volume(slices: list[Header]) -> bool:
-    return len(slices) > 1 and all(h.has_geometry for h in slices) and slices[0].fields["modality"] not in PROJECTION_MODALITIES
+    """Slices of a cross-sectional modality at two or more places; the same place throughout
+    (repeated acquisitions, copies) makes independent images."""
+    if len(slices) < 2 or any(h.position is None for h in slices) or slices[0].fields["modality"] in PROJECTION_MODALITIES:
+        return False
+    return len({h.position for h in slices}) > 1
 
 
 def _row(path: Path, header: Header, kind: str, slices: int, series_uid: str = "") -> dict[str, str]:

@@ -140,7 +140,7 @@ def scan_folder(root: str | Path, labels_from_folders: bool = False, progress: b
     ``labels_from_folders``: the first folder below ``root`` becomes each row's label (the MedNIST
     layout, ``root/<class>/<image>``); never guessed, but the layout is noted when seen.
     Unreadable files go to ``manifest.skips``; what the scan saw, to ``manifest.notes``."""
-    root = Path(root)
+    root = Path(root).absolute()  # rows hold absolute paths: the manifest may be written anywhere
     if not root.is_dir():
         raise ManifestError(f"not a folder: {root}")
     skips, rows, headers, others = SkipReport(), [], [], 0

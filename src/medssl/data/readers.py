@@ -6,6 +6,7 @@ skip a bad file and report why instead of crashing on a library-specific excepti
 
 from __future__ import annotations
 
+import functools
 import gzip
 import zlib
 from collections import Counter
@@ -188,10 +189,14 @@ def looks_like_dicom(path: Path) -> bool:
     return path.suffix.lower() == ".dcm" or _has_dicom_magic(path)
 
 
-def _scan_series(folder: Path) -> tuple[dict[str, list[Path]], list[UnreadableImageError]]:
+@functools.lru_cache(maxsize=4)
+def _series_index(folder: str) -> tuple[dict[str, list[Path]], list[UnreadableImageError]]:
+    """SeriesInstanceUID -> files under ``folder``, and the files that would not parse; indexed
+    once per process, so a manifest of a thousand series in one export folder reads its headers
+    once, not a thousand times."""
     series: dict[str, list[Path]] = {}
     broken = []
-    for path in sorted(folder.rglob("*")):
+    for path in sorted(Path(folder).rglob("*")):
         if not (path.is_file() and looks_like_dicom(path)):
             continue
         try:
@@ -206,9 +211,9 @@ def _scan_series(folder: Path) -> tuple[dict[str, list[Path]], list[UnreadableIm
 
 
 def _read_dicom_dir(folder: Path, series_uid: str | None, geometry: str) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
-    series, broken = _scan_series(folder)
-    if broken:  # reading the rest would silently leave a gap in the volume
-        raise broken[0]
+    series, broken = _series_index(str(folder))
+    if series_uid is None and broken:  # reading the rest would silently leave a gap in the volume
+        raise broken[0]  # (a named series: the scan reported the broken files, the geometry check finds a gap)
     if not series:
         raise UnreadableImageError(folder, "folder contains no DICOM files")
     if series_uid is not None:
