@@ -104,3 +104,12 @@ def test_a_modality_column_chooses_the_normalisation(shared_data, tmp_path):
     assert not np.allclose(as_ct, as_unknown)  # HU window for the row that says CT, percentiles for the other
     air = as_ct[0, 0, 0, 0]  # a corner of a head CT is air, -1000 HU or below: the bottom of the window
     assert air < 0.01
+
+
+def test_prepare_records_a_regridded_series_too(shared_data, tmp_path):
+    from medssl.data.shards import prepare_shards
+
+    gapped = series_copy(shared_data, tmp_path / "gap", drop={4})
+    (tmp_path / "m.csv").write_text(f"subject_id,path\nS1,{gapped}\n")
+    prepare_shards(tmp_path / "m.csv", tmp_path / "cache", Preprocessing(image_size=(32, 32, 16), geometry="resample"), workers=1)
+    assert "interpolated" in (tmp_path / "cache" / "corrected.csv").read_text()

@@ -38,7 +38,8 @@ TTA_VIEWS = ViewConfig(crop_scale=(0.8, 1.0), aspect_jitter=0.05, brightness=0.1
 
 
 class ManifestImages(Dataset):
-    """Reads and preprocesses one manifest row per item; an unreadable file yields its reason."""
+    """Reads and preprocesses one manifest row per item, with what reading corrected (a regridded
+    series); an unreadable file yields its reason instead of the image."""
 
     def __init__(self, manifest: Manifest, preprocessing: Preprocessing, volume_index: int = 0) -> None:
         self.rows, self.preprocessing, self.volume_index = manifest.rows, preprocessing, volume_index
@@ -46,11 +47,12 @@ class ManifestImages(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray | str]:
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray | str, tuple[str, ...]]:
         try:
-            return index, self.preprocessing(read_row(self.rows[index], self.volume_index, self.preprocessing.geometry))
+            image = read_row(self.rows[index], self.volume_index, self.preprocessing.geometry)
+            return index, self.preprocessing(image), image.corrections
         except UnreadableImageError as error:
-            return index, error.reason
+            return index, error.reason, ()
 
 
 def image_chunks(source: Path, preprocessing: Preprocessing, volume_index: int, batch_size: int, workers: int, skips: SkipReport) -> Iterator[tuple[list[dict], torch.Tensor]]:
@@ -69,9 +71,12 @@ def image_chunks(source: Path, preprocessing: Preprocessing, volume_index: int, 
     skips.entries += manifest.skips.entries  # files the scan could not read
     loader = DataLoader(ManifestImages(manifest, preprocessing, volume_index), batch_size=batch_size, num_workers=workers, collate_fn=list)
     for items in loader:
-        kept = [(i, x) for i, x in items if not isinstance(x, str)]
-        for i, reason in ((i, x) for i, x in items if isinstance(x, str)):
-            skips.add(manifest.rows[i]["path"], reason)
+        kept = [(i, x) for i, x, _ in items if not isinstance(x, str)]
+        for i, x, corrections in items:
+            if isinstance(x, str):
+                skips.add(manifest.rows[i]["path"], x)
+            elif corrections:
+                skips.correct(manifest.rows[i]["path"], "; ".join(corrections))
         if kept:
             yield [_metadata(manifest.rows[i]) for i, _ in kept], torch.from_numpy(np.stack([x for _, x in kept]))
 

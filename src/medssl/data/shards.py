@@ -19,12 +19,13 @@ On-disk format (``out_dir``):
   Member headers carry fixed owner and time fields, so the same inputs give byte-identical shards.
 - ``shard-000000.json``: the shard's sidecar, written once its tar is complete: ``shard``, ``rows``
   ``[first, last + 1]``, ``samples``, ``splits`` (samples per split value, "" for none), ``sha256``,
-  ``bytes`` and ``skipped`` (``[[path, reason], ...]``). A shard with a sidecar and a tar of the recorded
+  ``bytes``, ``skipped`` (``[[path, reason], ...]``) and ``corrected``. A shard with a sidecar and a tar of the recorded
   size is done; a rerun after a crash redoes only the others.
 - ``index.json``: written last; ``format`` (``medssl-shards-1``), ``preprocessing``, ``shard_size``,
   ``shards`` (``file``, ``samples``, ``splits``, ``sha256``, ``bytes``), ``rows``, ``samples``,
   ``skipped``, ``spatial_dims``, ``in_channels``, ``image_size``.
-- ``skipped.csv``: ``path, reason`` of every unreadable image.
+- ``skipped.csv``: ``path, reason`` of every unreadable image; ``corrected.csv``: ``path,
+  correction`` of every series regridded under ``geometry: resample``.
 """
 
 from __future__ import annotations
@@ -203,15 +204,18 @@ def _convert_shard(job: _ShardJob) -> dict:
     """Reads, preprocesses and writes one shard, then its sidecar; runs in a worker process."""
     tar_path, sidecar_path = _shard_paths(job.out_dir, job.number)
     partial = tar_path.with_name(tar_path.name + ".tmp")
-    skipped, splits = [], Counter()
+    skipped, corrected, splits = [], [], Counter()
     with partial.open("wb") as handle:
         with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for index, row in enumerate(job.rows, start=job.first_row):
                 try:
-                    image = job.preprocessing(read_row(row, job.volume_index, job.preprocessing.geometry))
+                    read = read_row(row, job.volume_index, job.preprocessing.geometry)
+                    image = job.preprocessing(read)
                 except UnreadableImageError as error:
                     skipped.append([row["path"], error.reason])
                     continue
+                if read.corrections:
+                    corrected.append([row["path"], "; ".join(read.corrections)])
                 key = f"{index:0{KEY_DIGITS}d}"
                 _add_member(tar, f"{key}.json", json.dumps(row | {"index": index}, sort_keys=True).encode())
                 _add_member(tar, f"{key}.npy", _npy_bytes(image.astype(np.float16)))
@@ -227,6 +231,7 @@ def _convert_shard(job: _ShardJob) -> dict:
         "sha256": _sha256(tar_path),
         "bytes": tar_path.stat().st_size,
         "skipped": skipped,
+        "corrected": corrected,
     }
     _write_json_atomically(sidecar_path, sidecar)
     return sidecar
@@ -250,6 +255,8 @@ def _write_index(out_dir: Path, settings: dict, n_rows: int, sidecars: list[dict
     for sidecar in sidecars:
         for path, reason in sidecar["skipped"]:
             skips.add(path, reason)
+        for path, what in sidecar.get("corrected", []):  # caches prepared before corrections were recorded have none
+            skips.correct(path, what)
     skips.write(out_dir)
     image_size = settings["preprocessing"]["image_size"]
     index = {

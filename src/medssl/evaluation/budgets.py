@@ -83,7 +83,7 @@ BUDGETS = {
                   dense=Schedule(epochs=200, min_steps=500, max_steps=20_000), dense_batch=32),
 }  # fmt: skip
 BUDGET_DESCRIPTIONS = {
-    "quick": "the pipeline in minutes, too short to learn anything",
+    "quick": "the whole pipeline, fast: too short to learn anything",
     "cpu": "converged, about 3 h per 28 px dataset for 3 seeds on 2 cores",
     "gpu": "converged on a GPU, the standard width",
 }
