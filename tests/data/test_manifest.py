@@ -169,3 +169,16 @@ def test_a_bids_layout_gives_subject_visit_and_modality(shared_data, tmp_path):
     assert rows == {("sub-01", "ses-1", "MR", "T1w"), ("sub-01", "ses-2", "MR", "T1w"), ("sub-02", "", "CT", "CT")}
     assert len({r["scan_id"] for r in manifest.rows}) == 3 and any("BIDS" in note for note in manifest.notes)
     read_manifest(manifest.write(tmp_path / "m.csv"))  # two visits of sub-01 are two rows, not repeated IDs
+
+
+def test_a_localizer_of_three_planes_is_three_images_not_a_volume(shared_data, tmp_path):
+    slices = sorted((shared_data / BRAIN).glob("*.dcm"))[:3]
+    planes = ([1, 0, 0, 0, 1, 0], [0, 1, 0, 0, 0, -1], [1, 0, 0, 0, 0, -1])  # axial, sagittal, coronal
+    for file, plane in zip(slices, planes):
+        ds = pydicom.dcmread(file)
+        for tag in [tag for tag in ds.keys() if tag.group == 0]:
+            del ds[tag]
+        ds.ImageOrientationPatient = plane
+        ds.save_as(tmp_path / file.name)
+    rows = scan_folder(tmp_path).rows
+    assert [r["kind"] for r in rows] == ["2D", "2D", "2D"] and not any(r["series_uid"] for r in rows)

@@ -45,6 +45,7 @@ class Header:
     fields: dict[str, str]  # the manifest columns this file fills
     frames: int
     position: tuple[float, ...] | None  # ImagePositionPatient, when ImageOrientationPatient is given too
+    orientation: tuple[float, ...] | None  # ImageOrientationPatient, rounded
 
 
 def read_header(path: Path) -> Header | None:
@@ -71,8 +72,12 @@ def read_header(path: Path) -> Header | None:
         "study_uid": str(ds.get("StudyInstanceUID") or ""),
         "transfer_syntax": str(meta.get("TransferSyntaxUID", "")),
     }
-    position = ds.get("ImagePositionPatient") if ds.get("ImageOrientationPatient") is not None else None
-    return Header(path, fields["study_uid"], series, fields, int(ds.get("NumberOfFrames") or 1), None if position is None else tuple(float(v) for v in position))
+    orientation, position = ds.get("ImageOrientationPatient"), ds.get("ImagePositionPatient")
+    if orientation is None or position is None:
+        orientation = position = None
+    else:
+        orientation, position = tuple(round(float(v), 3) for v in orientation), tuple(float(v) for v in position)
+    return Header(path, fields["study_uid"], series, fields, int(ds.get("NumberOfFrames") or 1), position, orientation)
 
 
 def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
@@ -94,11 +99,13 @@ def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
 
 
 def _is_volume(slices: list[Header]) -> bool:
-    """Slices of a cross-sectional modality at two or more places; the same place throughout
-    (repeated acquisitions, copies) makes independent images."""
+    """Slices of a cross-sectional modality with one orientation and size, at two or more places.
+    Without a common geometry (a localizer's three planes) or at one place throughout (repeated
+    acquisitions, copies), a series is independent images."""
     if len(slices) < 2 or any(h.position is None for h in slices) or slices[0].fields["modality"] in PROJECTION_MODALITIES:
         return False
-    return len({h.position for h in slices}) > 1
+    common = len({(h.orientation, h.fields["rows"], h.fields["columns"]) for h in slices}) == 1
+    return common and len({h.position for h in slices}) > 1
 
 
 def _row(path: Path, header: Header, kind: str, slices: int, series_uid: str = "") -> dict[str, str]:
