@@ -14,7 +14,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pydicom
@@ -75,12 +74,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/dicom_scan"))
     args = parser.parse_args()
     folder = args.work / f"export-{args.series}x{args.slices}-{args.radiographs}"
-    start = time.perf_counter()
     files = make_export(folder, args.series, args.slices, args.radiographs)
-    made = time.perf_counter() - start
     run = json.loads(subprocess.run([sys.executable, "-c", SCAN, str(folder)], check=True, capture_output=True, text=True).stdout)
     expected = {"3D": args.series, "2D": args.radiographs}
-    record = {**run, "files": files, "files_per_s": files / run["seconds"], "expected_kinds": expected, "made_in_s": made, "command": " ".join(sys.argv)}
+    record = {**run, "files": files, "files_per_s": files / run["seconds"], "expected_kinds": expected, "command": " ".join(sys.argv)}
     path = write_json("dicom_scan", record)
     (RESULTS / "dicom_scan.md").write_text(
         "# `medssl scan` on a generated PACS-style export\n\n"

@@ -157,7 +157,7 @@ def markdown(results: dict) -> str:
         for r in results["seeds"]:
             lines.append(f"| {r['seed']} | {r.get('global_step', '-')} | {r.get('nonfinite_steps_skipped', r.get('error', '-'))} | {r.get('last_loss', math.nan):.3f} |")
     if "defaults" in results:
-        lines += ["", f"## SimCLR at its defaults (ResNet-18 width 64, batch 256) on AdrenalMNIST3D, {len(results['defaults'])} seeds", "",
+        lines += ["", f"## SimCLR at its defaults (ResNet-18 width 64, batch 256) on AdrenalMNIST3D, {len(results['defaults'])} seed(s)", "",
                   "Finiteness only: these runs shared the cores with other work, so their speed is not reported (see the speed table).", "",
                   "| seed | steps | precision | non-finite steps skipped | last loss |", "|---|---|---|---|---|"]  # fmt: skip
         for r in results["defaults"]:
