@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
-
 from pydicom.uid import MediaStorageDirectoryStorage
 
 from medssl.data.readers import UnreadableImageError, reading
@@ -40,7 +39,6 @@ class Header:
     """What the index keeps of one file's header."""
 
     path: Path
-    study: str
     series: str
     fields: dict[str, str]  # the manifest columns this file fills
     frames: int
@@ -77,14 +75,14 @@ def read_header(path: Path) -> Header | None:
         orientation = position = None
     else:
         orientation, position = tuple(round(float(v), 3) for v in orientation), tuple(float(v) for v in position)
-    return Header(path, fields["study_uid"], series, fields, int(ds.get("NumberOfFrames") or 1), position, orientation)
+    return Header(path, series, fields, int(ds.get("NumberOfFrames") or 1), position, orientation)
 
 
 def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
     """Manifest rows (``path`` and the COLUMNS, no subject_id yet) for the grouped headers."""
     groups: dict[tuple[str, str], list[Header]] = {}
     for header in headers:
-        groups.setdefault((header.study, header.series), []).append(header)
+        groups.setdefault((header.fields["study_uid"], header.series), []).append(header)
     rows = []
     for members in groups.values():
         members.sort(key=lambda h: str(h.path))
