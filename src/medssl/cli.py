@@ -14,8 +14,8 @@ from medssl.evaluation import DENSE_TASKS
 from medssl.evaluation.budgets import BUDGET_DESCRIPTIONS, BUDGETS, CANDIDATES, FRACTIONS, SEEDS, Schedule
 
 # budget settings with a flag of their own (--width, --pretrain-epochs-2d, --finetune-epochs, ...)
-BUDGET_OVERRIDES = ("encoder", "width", "stem", "pretrain_epochs_2d", "pretrain_epochs_3d", "pretrain_batch", "monitor_every", "monitor_patience",
-                    "finetune.epochs", "finetune.max_steps", "finetune_batch", "dense.min_steps", "dense.max_steps", "dense_batch")  # fmt: skip
+BUDGET_OVERRIDES = ("encoder", "width", "width_3d", "stem", "pretrain_epochs_2d", "pretrain_epochs_3d", "pretrain_batch", "monitor_every", "monitor_patience",
+                    "finetune.epochs", "finetune.max_steps", "finetune_3d.epochs", "finetune_3d.max_steps", "finetune_batch", "dense.min_steps", "dense.max_steps", "dense_batch")  # fmt: skip
 
 
 def _budget_value(key: str):

@@ -25,7 +25,7 @@ from medssl.data.public import resolve_dataset
 from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows
 from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
 from medssl.evaluation.published import published_rows
-from medssl.evaluation.budgets import APPROACHES, CANDIDATES, FRACTIONS, PUBLIC_IMAGE_SIZES, SCRATCH, SEEDS, VIEW_PRESETS, Budget
+from medssl.evaluation.budgets import APPROACHES, CANDIDATES, FRACTIONS, PUBLIC_IMAGE_SIZES, SCRATCH, SEEDS, VIEW_PRESETS, Budget, Schedule
 from medssl.report.figures import label_efficiency
 from medssl.training import pretrain, resolve_config
 
@@ -58,7 +58,7 @@ def run_benchmark(
             run = out_dir / key / f"seed{seed}"
             encoder_path = pretrained_encoder(data, run / "pretrain", choice["method"], budget, seed, size, views=choice.get("view_settings"))
             pretraining.append(json.loads((run / "pretrain" / "pretrain_summary.json").read_text()))
-            rows += _evaluation(encoder_path, data, run / "eval", budget, seed, fractions)
+            rows += _evaluation(encoder_path, data, run / "eval", budget.finetune_schedule(_dims(data, size)), budget.finetune_batch, seed, fractions)
         results[key] = {**dataset_result(key, rows, out_dir), "method_choice": choice, "pretraining": pretraining}
     record = {"method": method, "budget": asdict(budget), "seeds": list(seeds), "fractions": list(fractions), "datasets": results}
     record["tasks"] = {name: _dense_task(name, out_dir, budget, "simclr" if method == "auto" else method, seeds, fractions, cohort_subjects) for name in tasks}
@@ -141,11 +141,11 @@ def pretrained_encoder(
     ``views``: view settings over the method's own."""
     if (run / "encoder.pt").exists():
         return run / "encoder.pt"
-    dims = len(image_size) if image_size else load_table(data).images.ndim - 2
+    dims = _dims(data, image_size)
     config = resolve_config(
         method,
         {
-            "encoder": {"name": budget.encoder, "width": budget.width, "stem": budget.stem},
+            "encoder": {"name": budget.encoder, "width": budget.encoder_width(dims), "stem": budget.stem},
             "training": {
                 "max_epochs": max(1, round(share * budget.pretrain_epochs(dims))), "max_steps": -1, "batch_size": budget.pretrain_batch,
                 "monitor_every": budget.monitor_every if monitored else 0, "monitor_patience": budget.monitor_patience, "checkpoint_every": 500,
@@ -158,10 +158,14 @@ def pretrained_encoder(
     return pretrain(data, run, config, seed=seed, resume=resume).encoder_path
 
 
-def _evaluation(encoder_path: Path, data: Path, out: Path, budget: Budget, seed: int, fractions: tuple[float, ...]) -> list[dict]:
+def _dims(data: Path, image_size: list[int] | None) -> int:
+    return len(image_size) if image_size else load_table(data).images.ndim - 2
+
+
+def _evaluation(encoder_path: Path, data: Path, out: Path, schedule: Schedule, batch: int, seed: int, fractions: tuple[float, ...]) -> list[dict]:
     done = out / "evaluation.json"
     if not done.exists():
-        evaluate(encoder_path, data, out, fractions, (seed,), finetune_mode="supervised", schedule=budget.finetune, finetune_batch=budget.finetune_batch)
+        evaluate(encoder_path, data, out, fractions, (seed,), finetune_mode="supervised", schedule=schedule, finetune_batch=batch)
     return [{**row, "approach": approach_name(row)} for row in json.loads(done.read_text())["rows"]]
 
 
