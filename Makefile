@@ -18,6 +18,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/medssl demo --out runs/demo
 
 test: $(VENV)/.installed tools
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check --quiet .
 	$(VENV)/bin/python -m pytest -q
 
 # Debian's chromium (the report test opens the demo's HTML) and plink2 (the GWAS is checked against

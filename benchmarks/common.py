@@ -21,7 +21,14 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -37,7 +44,7 @@ def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         **payload,
     }
@@ -51,7 +58,9 @@ def mean_sd(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:.3f}"
 
 
-def matmul_gflops(dtype: torch.dtype, device: torch.device = torch.device("cpu"), n: int = 2048, repeats: int = 10, windows: int = 1) -> float:
+def matmul_gflops(
+    dtype: torch.dtype, device: torch.device = torch.device("cpu"), n: int = 2048, repeats: int = 10, windows: int = 1
+) -> float:
     """GFLOP/s of a large square matmul, the most a device's convolutions can hope for: the median
     of ``windows`` timings of ``repeats`` products (CUDA kernels waited for)."""
     a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))

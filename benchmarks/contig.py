@@ -30,8 +30,16 @@ from medssl.training import pretrain, resolve_config
 WORK = Path("runs/bench_contig")
 METHODS = ("contig", "simclr")
 FRACTIONS = (0.1, 1.0)
-SHAPES = {"xray": ([64, 64], {"name": "resnet10", "width": 32, "stem": "strided"}, 128), "mri": ([32, 32, 32], {"name": "resnet10", "width": 16, "stem": "strided"}, 64)}
-VIEWS = {"crop_scale": [0.7, 1.0], "aspect_jitter": 0.1, "flip_prob": 0.0, "blur_prob": 0.1}  # organ sizes are the traits: no strong zoom
+SHAPES = {
+    "xray": ([64, 64], {"name": "resnet10", "width": 32, "stem": "strided"}, 128),
+    "mri": ([32, 32, 32], {"name": "resnet10", "width": 16, "stem": "strided"}, 64),
+}
+VIEWS = {
+    "crop_scale": [0.7, 1.0],
+    "aspect_jitter": 0.1,
+    "flip_prob": 0.0,
+    "blur_prob": 0.1,
+}  # organ sizes are the traits: no strong zoom
 
 
 def main() -> None:
@@ -42,9 +50,17 @@ def main() -> None:
     args = parser.parse_args()
     cohort = _cohort(args.subjects)
     truth = _traits(cohort["subjects"])
-    runs = [_run(modality, method, seed, args.steps, cohort, truth) for modality in SHAPES for seed in args.seeds for method in METHODS]
+    runs = [
+        _run(modality, method, seed, args.steps, cohort, truth)
+        for modality in SHAPES
+        for seed in args.seeds
+        for method in METHODS
+    ]
     summary = _summarise(runs)
-    path = write_json("contig", {"seeds": args.seeds, "steps": args.steps, "subjects": args.subjects, "runs": runs, "summary": summary})
+    path = write_json(
+        "contig",
+        {"seeds": args.seeds, "steps": args.steps, "subjects": args.subjects, "runs": runs, "summary": summary},
+    )
     (RESULTS / "contig.md").write_text(_markdown(summary, args, path.name))
     print(f"-> {RESULTS / 'contig.md'}")
 
@@ -53,7 +69,9 @@ def _cohort(subjects: int) -> dict:
     marker = WORK / "cohort.json"
     if not marker.exists():
         WORK.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps(simulate_cohort(WORK / "cohort", CohortConfig(n_subjects=subjects, seed=0)), default=str))
+        marker.write_text(
+            json.dumps(simulate_cohort(WORK / "cohort", CohortConfig(n_subjects=subjects, seed=0)), default=str)
+        )
     return json.loads(marker.read_text())
 
 
@@ -68,13 +86,26 @@ def _run(modality: str, method: str, seed: int, steps: int, cohort: dict, truth:
     if marker.exists():
         return json.loads(marker.read_text())
     size, encoder, batch_size = SHAPES[modality]
-    data = {"image_size": size} | ({"genetics": str(Path(cohort["genotypes"]).with_suffix(""))} if method == "contig" else {})
+    data = {"image_size": size} | (
+        {"genetics": str(Path(cohort["genotypes"]).with_suffix(""))} if method == "contig" else {}
+    )
     training = {"max_steps": steps, "max_epochs": 1000, "batch_size": batch_size, "checkpoint_every": 100, "devices": 1}
-    config = resolve_config(method, {"data": data, "encoder": encoder, "views": VIEWS, "training": training, "optimizer": {"lr": 1e-3, "warmup_steps": 20}})
+    config = resolve_config(
+        method,
+        {
+            "data": data,
+            "encoder": encoder,
+            "views": VIEWS,
+            "training": training,
+            "optimizer": {"lr": 1e-3, "warmup_steps": 20},
+        },
+    )
     manifest = cohort[f"{modality}_manifest"]
     if not (run / "encoder.pt").exists():
         pretrain(manifest, run, config, seed=seed, resume=(run / "checkpoints" / "last.ckpt").exists())
-    evaluation = evaluate(run / "encoder.pt", manifest, run / "evaluate", FRACTIONS, (seed,), random_init=method == METHODS[0])
+    evaluation = evaluate(
+        run / "encoder.pt", manifest, run / "evaluate", FRACTIONS, (seed,), random_init=method == METHODS[0]
+    )
     scores = {"modality": modality, "method": method, "seed": seed, "auc": {}, "trait_r2": {}}
     for row in evaluation["rows"]:
         if row["probe"] == "linear":
@@ -86,7 +117,10 @@ def _run(modality: str, method: str, seed: int, steps: int, cohort: dict, truth:
     for encoder_name, key in ((method, "pretrained"), ("random_init", "random_init")):
         if key in saved:
             features = saved[key]
-            scores["trait_r2"][encoder_name] = {t: regression_probe(*((features[part[s]], traits[part[s], i]) for s in ("train", "val", "test")))["r2"] for i, t in enumerate(TRAITS)}
+            scores["trait_r2"][encoder_name] = {
+                t: regression_probe(*((features[part[s]], traits[part[s], i]) for s in ("train", "val", "test")))["r2"]
+                for i, t in enumerate(TRAITS)
+            }
     marker.write_text(json.dumps(scores, indent=2))
     return scores
 

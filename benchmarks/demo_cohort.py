@@ -48,19 +48,49 @@ def main() -> None:
         for encoder in ("pretrained", "random_init"):
             cells = [mean_sd([r["phenotypes"][f"{modality}/{encoder}"]["trait_r2"][t] for r in runs]) for t in TRAITS]
             lines.append(f"| {modality} | {encoder} | " + " | ".join(cells) + " |")
-    lines += ["", f"Traits each modality shows: {SHOWN_BY}; the others are negative controls (R² near 0 expected).", "",
-              "## Subgroups: k-means (k = number of true groups) against the true groups", "", "| modality | encoder | ARI | NMI |", "|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        f"Traits each modality shows: {SHOWN_BY}; the others are negative controls (R² near 0 expected).",
+        "",
+        "## Subgroups: k-means (k = number of true groups) against the true groups",
+        "",
+        "| modality | encoder | ARI | NMI |",
+        "|---|---|---|---|",
+    ]
     for modality in SHOWN_BY:
         for encoder in ("pretrained", "random_init"):
             scores = [r["phenotypes"][f"{modality}/{encoder}"]["subgroups"] for r in runs]
-            lines.append(f"| {modality} | {encoder} | {mean_sd([s['ari'] for s in scores])} | {mean_sd([s['nmi'] for s in scores])} |")
-    lines += ["", "## Subgroup classification, linear probe (test AUC, macro one-vs-rest)", "", "| modality | encoder | labels | AUC |", "|---|---|---|---|"]
+            lines.append(
+                f"| {modality} | {encoder} | {mean_sd([s['ari'] for s in scores])} | {mean_sd([s['nmi'] for s in scores])} |"
+            )
+    lines += [
+        "",
+        "## Subgroup classification, linear probe (test AUC, macro one-vs-rest)",
+        "",
+        "| modality | encoder | labels | AUC |",
+        "|---|---|---|---|",
+    ]
     for modality in SHOWN_BY:
         entries = [e for e in runs[0]["probes"][modality] if e["probe"] == "linear"]
         for entry in sorted(entries, key=lambda e: (e["fraction"], e["encoder"])):
-            aucs = [next(x["auc_mean"] for x in r["probes"][modality] if x["probe"] == "linear" and x["encoder"] == entry["encoder"] and x["fraction"] == entry["fraction"]) for r in runs]
+            aucs = [
+                next(
+                    x["auc_mean"]
+                    for x in r["probes"][modality]
+                    if x["probe"] == "linear"
+                    and x["encoder"] == entry["encoder"]
+                    and x["fraction"] == entry["fraction"]
+                )
+                for r in runs
+            ]
             lines.append(f"| {modality} | {entry['encoder']} | {entry['fraction']:.0%} | {mean_sd(aucs)} |")
-    lines += ["", "## Wall time per stage (s, 2 CPU cores)", "", "| stage | " + " | ".join(f"seed {s}" for s in args.seeds) + " |", "|---|" + "---|" * len(args.seeds)]
+    lines += [
+        "",
+        "## Wall time per stage (s, 2 CPU cores)",
+        "",
+        "| stage | " + " | ".join(f"seed {s}" for s in args.seeds) + " |",
+        "|---|" + "---|" * len(args.seeds),
+    ]
     for stage in runs[0]["durations_s"]:
         lines.append(f"| {stage} | " + " | ".join(f"{r['durations_s'][stage]:.0f}" for r in runs) + " |")
     lines.append("| total | " + " | ".join(f"{sum(r['durations_s'].values()):.0f}" for r in runs) + " |")
@@ -77,7 +107,10 @@ def screenshot(report: Path) -> list[str]:
     errors = render(report, full, sections=())["errors"]
     image = PILImage.open(full)
     image.resize((600, round(image.height * 600 / image.width))).save(RESULTS / "demo_report.png", optimize=True)
-    return ["", f"![the report of seed {report.parent.name}](demo_report.png) (console errors in Chromium: {len(errors)})"]
+    return [
+        "",
+        f"![the report of seed {report.parent.name}](demo_report.png) (console errors in Chromium: {len(errors)})",
+    ]
 
 
 if __name__ == "__main__":

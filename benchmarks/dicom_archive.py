@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -29,8 +28,16 @@ from medssl.data.public import data_root
 from medssl.data.transcode import SYNTAXES, transcode
 from medssl.training import pretrain, resolve_config
 
-TWIN_SOURCES = ("pydicom/CT_small.dcm", "pydicom/MR_small.dcm", "pydicom_data/RG1_UNCR.dcm", "pydicom_data/US1_UNCR.dcm")
-TINY = {"encoder": {"name": "resnet10", "width": 8, "stem": "strided"}, "training": {"max_steps": 5, "batch_size": 4, "precision": "32", "checkpoint_every": 100}}
+TWIN_SOURCES = (
+    "pydicom/CT_small.dcm",
+    "pydicom/MR_small.dcm",
+    "pydicom_data/RG1_UNCR.dcm",
+    "pydicom_data/US1_UNCR.dcm",
+)
+TINY = {
+    "encoder": {"name": "resnet10", "width": 8, "stem": "strided"},
+    "training": {"max_steps": 5, "batch_size": 4, "precision": "32", "checkpoint_every": 100},
+}
 SIZES = {"2D": [64, 64], "3D": [32, 32, 16]}
 
 
@@ -62,7 +69,9 @@ def build(folder: Path) -> dict[str, int]:
         made["slices of the series with a gap"] += 1
     (export / "truncated.dcm").write_bytes((shared / "pydicom" / "CT_small.dcm").read_bytes()[:3000])
     made["truncated files"] += 1
-    shutil.copy(data_root() / "nifti" / "invesalius_cranium_ct" / "cranium_ct.nii.gz", folder / "nifti" / "head_ct.nii.gz")
+    shutil.copy(
+        data_root() / "nifti" / "invesalius_cranium_ct" / "cranium_ct.nii.gz", folder / "nifti" / "head_ct.nii.gz"
+    )
     made["NIfTI (CT)"] += 1
     return dict(made)
 
@@ -89,8 +98,15 @@ def main() -> None:
     manifest = scan_folder(args.work / "archive")
     manifest.write(args.work / "manifest.csv")
     scan_skips = manifest.skips.entries
-    record = {"files": made, "rows": len(manifest.rows), "rows_by_kind": Counter(r["kind"] for r in manifest.rows),
-              "rows_by_modality": Counter(r["modality"] or "(NIfTI)" for r in manifest.rows), "scan_skipped": scan_skips, "summary": scan_summary(manifest), "runs": {}}  # fmt: skip
+    record = {
+        "files": made,
+        "rows": len(manifest.rows),
+        "rows_by_kind": Counter(r["kind"] for r in manifest.rows),
+        "rows_by_modality": Counter(r["modality"] or "(NIfTI)" for r in manifest.rows),
+        "scan_skipped": scan_skips,
+        "summary": scan_summary(manifest),
+        "runs": {},
+    }
     for kind, path in split_by_kind(manifest, args.work).items():
         run = args.work / f"pretrain_{kind}"
         config = resolve_config("simclr", {**TINY, "data": {"image_size": SIZES[kind], "in_channels": 1}})
@@ -98,14 +114,36 @@ def main() -> None:
         with (run / "skipped.csv").open() as handle:
             skipped = [(r["path"], r["reason"]) for r in csv.DictReader(handle)]
         embedded = embed_subjects(run / "encoder.pt", path, args.work / f"embed_{kind}")
-        record["runs"][kind] = {"manifest_rows": len(read_manifest(path).rows), "pretrained_on": summary["subjects"], "skipped": skipped, "embedded": embedded["subjects"]}
+        record["runs"][kind] = {
+            "manifest_rows": len(read_manifest(path).rows),
+            "pretrained_on": summary["subjects"],
+            "skipped": skipped,
+            "embedded": embedded["subjects"],
+        }
     path = write_json("dicom_archive", record)
-    lines = ["# A hospital archive end to end: scan -> pretrain -> embed", "", f"Command: `python -m benchmarks.dicom_archive`; machine and date in `{path.name}`.", "",
-             "| files in the archive | count |", "|---|---|", *(f"| {k} | {v} |" for k, v in made.items()), "",
-             "`medssl scan`:", "", "```", record["summary"], "```", "", "| kind | manifest rows | pretrained on | embedded | skipped (reason) |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# A hospital archive end to end: scan -> pretrain -> embed",
+        "",
+        f"Command: `python -m benchmarks.dicom_archive`; machine and date in `{path.name}`.",
+        "",
+        "| files in the archive | count |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in made.items()),
+        "",
+        "`medssl scan`:",
+        "",
+        "```",
+        record["summary"],
+        "```",
+        "",
+        "| kind | manifest rows | pretrained on | embedded | skipped (reason) |",
+        "|---|---|---|---|---|",
+    ]
     for kind, result in record["runs"].items():
         reasons = "; ".join(f"{Path(p).name}: {r}" for p, r in result["skipped"]) or "none"
-        lines.append(f"| {kind} | {result['manifest_rows']} | {result['pretrained_on']} | {result['embedded']} | {reasons} |")
+        lines.append(
+            f"| {kind} | {result['manifest_rows']} | {result['pretrained_on']} | {result['embedded']} | {reasons} |"
+        )
     lines += ["", "Skipped at the scan: " + ("; ".join(f"{Path(p).name}: {r}" for p, r in scan_skips) or "none")]
     (RESULTS / "dicom_archive.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

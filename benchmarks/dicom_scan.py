@@ -75,15 +75,24 @@ def main() -> None:
     args = parser.parse_args()
     folder = args.work / f"export-{args.series}x{args.slices}-{args.radiographs}"
     files = make_export(folder, args.series, args.slices, args.radiographs)
-    run = json.loads(subprocess.run([sys.executable, "-c", SCAN, str(folder)], check=True, capture_output=True, text=True).stdout)
+    run = json.loads(
+        subprocess.run([sys.executable, "-c", SCAN, str(folder)], check=True, capture_output=True, text=True).stdout
+    )
     expected = {"3D": args.series, "2D": args.radiographs}
-    record = {**run, "files": files, "files_per_s": files / run["seconds"], "expected_kinds": expected, "command": " ".join(sys.argv)}
+    record = {
+        **run,
+        "files": files,
+        "files_per_s": files / run["seconds"],
+        "expected_kinds": expected,
+        "command": " ".join(sys.argv),
+    }
     path = write_json("dicom_scan", record)
     (RESULTS / "dicom_scan.md").write_text(
         "# `medssl scan` on a generated PACS-style export\n\n"
         f"Command: `python -m benchmarks.dicom_scan {' '.join(sys.argv[1:])}`; machine and date in `{path.name}`.\n\n"
         "| files | rows | 3D (series) | 2D (radiographs) | skipped | seconds | files/s | peak memory |\n|---|---|---|---|---|---|---|---|\n"
-        f"| {files:,} | {run['rows']:,} | {run['kinds'].get('3D', 0):,} of {args.series:,} | {run['kinds'].get('2D', 0):,} of {args.radiographs:,} | {run['skipped']} "
+        f"| {files:,} | {run['rows']:,} | {run['kinds'].get('3D', 0):,} of {args.series:,} | "
+        f"{run['kinds'].get('2D', 0):,} of {args.radiographs:,} | {run['skipped']} "
         f"| {run['seconds']:.1f} | {record['files_per_s']:.0f} | {run['peak_rss_mb']:.0f} MB |\n"
     )
     print(json.dumps(record, indent=2))

@@ -36,7 +36,11 @@ PHENOTYPE_COUNTS = (1, 16, 64, 256, 1024)
 def main() -> None:
     work = Path("runs/bench_gwas")
     work.mkdir(parents=True, exist_ok=True)
-    record = {"agreement": agreement(work / "agreement"), "calibration": calibration(work / "calibration"), "speed": speed(work / "speed")}
+    record = {
+        "agreement": agreement(work / "agreement"),
+        "calibration": calibration(work / "calibration"),
+        "speed": speed(work / "speed"),
+    }
     path = write_json("gwas", record)
     (RESULTS / "gwas.md").write_text(markdown(record, path.name))
     print(f"-> {RESULTS / 'gwas.md'}")
@@ -53,8 +57,22 @@ def write_table(path: Path, columns: dict[str, np.ndarray], header_prefix: str =
 
 def plink2_glm(bed: Path, pheno: Path, covar: Path | None, out: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
     """plink2 --glm's results per phenotype, and its wall time and peak memory."""
-    command = ["plink2", "--bfile", str(bed), "--pheno", str(pheno), "--no-psam-pheno", "--glm", "hide-covar" if covar else "allow-no-covars", "omit-ref",
-               "cols=+a1freq", "--threads", "2", "--out", str(out)]  # fmt: skip
+    command = [
+        "plink2",
+        "--bfile",
+        str(bed),
+        "--pheno",
+        str(pheno),
+        "--no-psam-pheno",
+        "--glm",
+        "hide-covar" if covar else "allow-no-covars",
+        "omit-ref",
+        "cols=+a1freq",
+        "--threads",
+        "2",
+        "--out",
+        str(out),
+    ]
     command += ["--covar", str(covar)] if covar else []
     usage = _timed([*command])
     results = {}
@@ -81,11 +99,20 @@ def agreement(work: Path) -> dict:
     phenotypes = {"null1": rng.normal(size=n), "null2": rng.normal(size=n), "causal": 0.4 * causal + rng.normal(size=n)}
     age, sex = rng.uniform(40, 80, n).round(1), rng.integers(1, 3, n)
     fid, iid = genotypes.fid.astype(str), genotypes.iid.astype(str)
-    pheno = write_table(work / "pheno.txt", {"FID": fid, "IID": iid, **{k: v.round(6) for k, v in phenotypes.items()}}, "#")
+    pheno = write_table(
+        work / "pheno.txt", {"FID": fid, "IID": iid, **{k: v.round(6) for k, v in phenotypes.items()}}, "#"
+    )
     covar = write_table(work / "covar.txt", {"FID": fid, "IID": iid, "age": age, "sex": sex}, "#")
     reference, _ = plink2_glm(bed, pheno, covar, work / "plink2")
-    ours = run_gwas(bed, {"subject_id": iid, **{k: v.round(6).astype(str) for k, v in phenotypes.items()}}, {"subject_id": iid, "age": age.astype(str), "sex": sex.astype(str)},
-                    work / "medssl", export=False, plots=False, progress=False)  # fmt: skip
+    ours = run_gwas(
+        bed,
+        {"subject_id": iid, **{k: v.round(6).astype(str) for k, v in phenotypes.items()}},
+        {"subject_id": iid, "age": age.astype(str), "sex": sex.astype(str)},
+        work / "medssl",
+        export=False,
+        plots=False,
+        progress=False,
+    )
     differences = {}
     for name in phenotypes:
         with (work / "medssl" / f"{name}.glm.tsv").open() as handle:
@@ -93,11 +120,23 @@ def agreement(work: Path) -> dict:
         theirs = reference[name]
         tested = [i for i, snp in enumerate(theirs["ID"]) if snp in mine and theirs["P"][i] != "NA"]
         differences[name] = {
-            stat: float(max(abs(float(mine[theirs["ID"][i]][stat]) / float(theirs[stat][i]) - 1) for i in tested if float(theirs[stat][i]) != 0))
+            stat: float(
+                max(
+                    abs(float(mine[theirs["ID"][i]][stat]) / float(theirs[stat][i]) - 1)
+                    for i in tested
+                    if float(theirs[stat][i]) != 0
+                )
+            )
             for stat in ("BETA", "SE", "P")
         } | {"snps_compared": len(tested)}
     lead = ours["results"]["causal"]["leads"][0]["ID"] if ours["results"]["causal"]["leads"] else None
-    return {"samples": n, "snps": genotypes.sid_count, "max_relative_difference": differences, "causal_snp": str(genotypes.sid[4000]), "our_lead": lead}
+    return {
+        "samples": n,
+        "snps": genotypes.sid_count,
+        "max_relative_difference": differences,
+        "causal_snp": str(genotypes.sid[4000]),
+        "our_lead": lead,
+    }
 
 
 def simulated_bed(prefix: Path, n_samples: int, n_snps: int, seed: int = 0) -> SimulatedGenotypes:
@@ -121,7 +160,11 @@ def calibration(work: Path, n_null: int = 200, n_causal: int = 20, heritability:
     genetic = standardised @ rng.normal(0, 1, n_causal)
     trait = np.sqrt(heritability) * genetic / genetic.std() + np.sqrt(1 - heritability) * rng.normal(size=len(genetic))
     ids = np.array(source.sample_ids)
-    table = {"subject_id": ids, "trait": trait.astype(str), **{f"null{i:03d}": rng.normal(size=len(ids)).astype(str) for i in range(n_null)}}
+    table = {
+        "subject_id": ids,
+        "trait": trait.astype(str),
+        **{f"null{i:03d}": rng.normal(size=len(ids)).astype(str) for i in range(n_null)},
+    }
     summary = run_gwas(prefix, table, None, work / "medssl", export=False, plots=False, progress=False)
     lambdas = np.array([summary["results"][f"null{i:03d}"]["lambda_gc"] for i in range(n_null)])
     with (work / "medssl" / "trait.glm.tsv").open() as handle:
@@ -130,12 +173,21 @@ def calibration(work: Path, n_null: int = 200, n_causal: int = 20, heritability:
     found = [s for s in causal_ids if p_by_snp.get(s, 1.0) < 5e-8]
     figure = _calibration_figure(work / "medssl", n_null, lambdas, RESULTS / "gwas_calibration.png")
     return {
-        "samples": len(ids), "snps": source.n_snps, "null_phenotypes": n_null,
-        "lambda_mean": float(lambdas.mean()), "lambda_sd": float(lambdas.std(ddof=1)), "lambda_range": [float(lambdas.min()), float(lambdas.max())],
-        "trait": {"heritability": heritability, "causal_snps": n_causal, "found_at_5e-8": len(found), "lambda": summary["results"]["trait"]["lambda_gc"],
-                  "leads": len(summary["results"]["trait"]["leads"])},
+        "samples": len(ids),
+        "snps": source.n_snps,
+        "null_phenotypes": n_null,
+        "lambda_mean": float(lambdas.mean()),
+        "lambda_sd": float(lambdas.std(ddof=1)),
+        "lambda_range": [float(lambdas.min()), float(lambdas.max())],
+        "trait": {
+            "heritability": heritability,
+            "causal_snps": n_causal,
+            "found_at_5e-8": len(found),
+            "lambda": summary["results"]["trait"]["lambda_gc"],
+            "leads": len(summary["results"]["trait"]["leads"]),
+        },
         "figure": figure.name,
-    }  # fmt: skip
+    }
 
 
 def _calibration_figure(folder: Path, n_null: int, lambdas: np.ndarray, path: Path) -> Path:
@@ -173,13 +225,26 @@ def speed(work: Path, n_samples: int = 5000, n_snps: int = 20_000) -> list[dict]
     for count in PHENOTYPE_COUNTS:
         values = {f"P{i:02d}": rng.normal(size=n_samples).round(6) for i in range(count)}
         pheno = write_table(work / f"pheno{count}.txt", {"FID": fid, "IID": iid, **values}, "#")
-        covar = write_table(work / "covar.txt", {"FID": fid, "IID": iid, "age": rng.uniform(40, 80, n_samples).round(1)}, "#")
+        covar = write_table(
+            work / "covar.txt", {"FID": fid, "IID": iid, "age": rng.uniform(40, 80, n_samples).round(1)}, "#"
+        )
         _, plink = plink2_glm(prefix, pheno, covar, work / f"plink2_{count}")
-        code = ("from medssl.genetics.gwas import run_gwas; import sys; "
-                f"run_gwas({str(prefix)!r}, {str(pheno)!r}, {str(covar)!r}, {str(work / f'medssl_{count}')!r}, id_column='IID', "
-                f"phenotype_columns={list(values)!r}, covariate_columns=['age'], export=False, plots=False, progress=False)")  # fmt: skip
+        code = (
+            "from medssl.genetics.gwas import run_gwas; import sys; "
+            f"run_gwas({str(prefix)!r}, {str(pheno)!r}, {str(covar)!r}, {str(work / f'medssl_{count}')!r}, id_column='IID', "
+            f"phenotype_columns={list(values)!r}, covariate_columns=['age'], export=False, plots=False, progress=False)"
+        )
         ours = _timed([sys.executable, "-c", code])
-        rows.append({"phenotypes": count, "samples": n_samples, "snps": n_snps, "medssl": ours, "plink2": plink, "speedup": plink["seconds"] / ours["seconds"]})
+        rows.append(
+            {
+                "phenotypes": count,
+                "samples": n_samples,
+                "snps": n_snps,
+                "medssl": ours,
+                "plink2": plink,
+                "speedup": plink["seconds"] / ours["seconds"],
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -189,20 +254,25 @@ def markdown(record: dict, json_name: str) -> str:
     lines = [
         "# `medssl gwas` against plink2: agreement, calibration, power, speed",
         "",
-        f"Command: `python -m benchmarks.gwas`; record (machine, date, versions) in `{json_name}`. plink2 is Debian's 2.00a3.5, run with `--glm hide-covar omit-ref` "
+        f"Command: `python -m benchmarks.gwas`; record (machine, date, versions) in `{json_name}`. plink2 is "
+        "Debian's 2.00a3.5, run with `--glm hide-covar omit-ref` "
         "(`omit-ref`: A1 is the .bim's allele 1, the allele medssl counts; without it plink2 reports the minor allele) and 2 threads.",
         "",
         f"## Agreement (1000 Genomes chr2, {a['samples']} x {a['snps']}; covariates age and sex)",
         "",
         "| phenotype | SNPs compared | max rel. diff. BETA | SE | P |",
         "|---|---|---|---|---|",
-        *(f"| {k} | {v['snps_compared']} | {v['BETA']:.1e} | {v['SE']:.1e} | {v['P']:.1e} |" for k, v in a["max_relative_difference"].items()),
+        *(
+            f"| {k} | {v['snps_compared']} | {v['BETA']:.1e} | {v['SE']:.1e} | {v['P']:.1e} |"
+            for k, v in a["max_relative_difference"].items()
+        ),
         "",
         f"plink2 prints 6 significant digits, so differences near 5e-6 are its rounding. Planted causal SNP {a['causal_snp']}; our lead SNP: {a['our_lead']}.",
         "",
         f"## Calibration and power (simulated: {c['samples']} x {c['snps']} SNPs in LD blocks)",
         "",
-        f"- lambda_GC over {c['null_phenotypes']} null phenotypes: {c['lambda_mean']:.3f} ± {c['lambda_sd']:.3f} (range {c['lambda_range'][0]:.3f}-{c['lambda_range'][1]:.3f}).",
+        f"- lambda_GC over {c['null_phenotypes']} null phenotypes: {c['lambda_mean']:.3f} ± "
+        f"{c['lambda_sd']:.3f} (range {c['lambda_range'][0]:.3f}-{c['lambda_range'][1]:.3f}).",
         f"- A trait of heritability {c['trait']['heritability']} from {c['trait']['causal_snps']} causal SNPs: {c['trait']['found_at_5e-8']} reach p < 5e-8 "
         f"({c['trait']['leads']} lead SNPs after 250 kb clumping; lambda {c['trait']['lambda']:.3f}).",
         "",
@@ -212,8 +282,12 @@ def markdown(record: dict, json_name: str) -> str:
         "",
         "| phenotypes | samples x SNPs | medssl s | medssl peak MB | plink2 s | plink2 peak MB | plink2 time / medssl time |",
         "|---|---|---|---|---|---|---|",
-        *(f"| {r['phenotypes']} | {r['samples']} x {r['snps']} | {r['medssl']['seconds']:.1f} | {r['medssl']['peak_rss_mb']:.0f} | {r['plink2']['seconds']:.1f} | "
-          f"{r['plink2']['peak_rss_mb']:.0f} | {r['speedup']:.2f} |" for r in record["speed"]),  # fmt: skip
+        *(
+            f"| {r['phenotypes']} | {r['samples']} x {r['snps']} | {r['medssl']['seconds']:.1f} | "
+            f"{r['medssl']['peak_rss_mb']:.0f} | {r['plink2']['seconds']:.1f} | "
+            f"{r['plink2']['peak_rss_mb']:.0f} | {r['speedup']:.2f} |"
+            for r in record["speed"]
+        ),
         "",
         "medssl's time includes starting Python and its imports (~0.7 s), QC (call rate, MAF, exact HWE) and clumping; plink2's includes its own QC-free scan.",
         "",
@@ -227,13 +301,21 @@ def _speed_verdict(rows: list[dict]) -> str:
     first, middle, last = rows[0], rows[-2], rows[-1]
     added = last["phenotypes"] - middle["phenotypes"]
     slope = {tool: (last[tool]["seconds"] - middle[tool]["seconds"]) / added * 1000 for tool in ("medssl", "plink2")}
-    text = (f"Fixed cost (1 phenotype): medssl {first['medssl']['seconds']:.1f} s, plink2 {first['plink2']['seconds']:.1f} s. Each phenotype added between "
-            f"{middle['phenotypes']} and {last['phenotypes']}: medssl {slope['medssl']:.0f} ms, plink2 {slope['plink2']:.0f} ms. ")
+    text = (
+        f"Fixed cost (1 phenotype): medssl {first['medssl']['seconds']:.1f} s, plink2 {first['plink2']['seconds']:.1f} s. Each phenotype added between "
+        f"{middle['phenotypes']} and {last['phenotypes']}: medssl {slope['medssl']:.0f} ms, plink2 {slope['plink2']:.0f} ms. "
+    )
     if last["speedup"] > 1:
         return text + f"medssl is faster from {next(r['phenotypes'] for r in rows if r['speedup'] > 1)} phenotypes on."
     if slope["medssl"] < slope["plink2"]:
-        crossing = last["phenotypes"] + (last["medssl"]["seconds"] - last["plink2"]["seconds"]) / (slope["plink2"] - slope["medssl"]) * 1000
-        return text + f"plink2 is faster at every count measured; at these rates medssl would catch up near {crossing:.0f} phenotypes (not measured)."
+        crossing = (
+            last["phenotypes"]
+            + (last["medssl"]["seconds"] - last["plink2"]["seconds"]) / (slope["plink2"] - slope["medssl"]) * 1000
+        )
+        return (
+            text
+            + f"plink2 is faster at every count measured; at these rates medssl would catch up near {crossing:.0f} phenotypes (not measured)."
+        )
     return text + "plink2 is faster at every count measured, and its cost per phenotype is lower too."
 
 

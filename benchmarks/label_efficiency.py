@@ -48,16 +48,52 @@ def targets(datasets: dict) -> list[dict]:
         floor = BASELINE_FLOOR.get(key, result["published"][0]["auc"] if result["published"] else None)
         if floor is not None:
             measured = _mean(result["rows"], SCRATCH, 1.0)
-            found.append({"target": f"{key}: supervised from scratch at 100% reaches test AUC {floor:.3f}", "value": measured, "met": measured >= floor})
+            found.append(
+                {
+                    "target": f"{key}: supervised from scratch at 100% reaches test AUC {floor:.3f}",
+                    "value": measured,
+                    "met": measured >= floor,
+                }
+            )
     if "pneumoniamnist" in datasets:
         probe = _mean(datasets["pneumoniamnist"]["rows"], "SSL linear probe", 0.01)
-        found.append({"target": "pneumoniamnist: SSL linear probe at 1% of the labels reaches test AUC 0.96", "value": probe, "met": probe >= 0.96})
+        found.append(
+            {
+                "target": "pneumoniamnist: SSL linear probe at 1% of the labels reaches test AUC 0.96",
+                "value": probe,
+                "met": probe >= 0.96,
+            }
+        )
         saved = datasets["pneumoniamnist"]["labels_saved"]["SSL + fine-tuning"].get("fraction")
-        found.append({"target": "pneumoniamnist: SSL + fine-tuning matches scratch@100% with at most 10% of the labels", "value": saved, "met": saved is not None and saved <= 0.1})
-    within = [key for key, r in datasets.items() if (r["labels_saved"]["SSL + fine-tuning"].get("fraction") or np.inf) <= 0.25]
-    found.append({"target": "SSL + fine-tuning matches scratch@100% with at most 25% of the labels on at least 3 of 4 sets", "value": within, "met": len(within) >= 3})
-    beats = [key for key, r in datasets.items() if all(c["met"] for c in r["checks"] if c["check"].startswith("SSL + fine-tuning beats"))]
-    found.append({"target": "SSL + fine-tuning beats scratch at 1% and at 10% beyond the seed spread on at least 3 of 4 sets", "value": beats, "met": len(beats) >= 3})
+        found.append(
+            {
+                "target": "pneumoniamnist: SSL + fine-tuning matches scratch@100% with at most 10% of the labels",
+                "value": saved,
+                "met": saved is not None and saved <= 0.1,
+            }
+        )
+    within = [
+        key for key, r in datasets.items() if (r["labels_saved"]["SSL + fine-tuning"].get("fraction") or np.inf) <= 0.25
+    ]
+    found.append(
+        {
+            "target": "SSL + fine-tuning matches scratch@100% with at most 25% of the labels on at least 3 of 4 sets",
+            "value": within,
+            "met": len(within) >= 3,
+        }
+    )
+    beats = [
+        key
+        for key, r in datasets.items()
+        if all(c["met"] for c in r["checks"] if c["check"].startswith("SSL + fine-tuning beats"))
+    ]
+    found.append(
+        {
+            "target": "SSL + fine-tuning beats scratch at 1% and at 10% beyond the seed spread on at least 3 of 4 sets",
+            "value": beats,
+            "met": len(beats) >= 3,
+        }
+    )
     return found
 
 
@@ -65,7 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="*", default=DATASETS)
     parser.add_argument("--tasks", nargs="*", default=[], help="segmentation/detection tasks")
-    parser.add_argument("--image-size", type=int, nargs="+", help="for sources without a native size (MedNIST: 64 unless given)")
+    parser.add_argument(
+        "--image-size", type=int, nargs="+", help="for sources without a native size (MedNIST: 64 unless given)"
+    )
     parser.add_argument("--budget", default="cpu")
     parser.add_argument("--method", default="auto")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -78,8 +116,18 @@ def main() -> None:
     for part in [("dataset", d) for d in args.datasets] + [("task", t) for t in args.tasks]:
         start = time.perf_counter()
         datasets, tasks = ([part[1]], ()) if part[0] == "dataset" else ([], (part[1],))
-        one = run_benchmark(datasets, args.work, budget, method=args.method, seeds=tuple(args.seeds), tasks=tasks, image_size=args.image_size)
-        walls[part[1]] = max(time.perf_counter() - start, previous.get(part[1], 0.0))  # a cached rerun is quick: keep the computing run's
+        one = run_benchmark(
+            datasets,
+            args.work,
+            budget,
+            method=args.method,
+            seeds=tuple(args.seeds),
+            tasks=tasks,
+            image_size=args.image_size,
+        )
+        walls[part[1]] = max(
+            time.perf_counter() - start, previous.get(part[1], 0.0)
+        )  # a cached rerun is quick: keep the computing run's
         if record is None:
             record = one
         else:
@@ -97,7 +145,8 @@ def main() -> None:
         "",
         f"Command: `python -m benchmarks.label_efficiency {' '.join(sys.argv[1:])}`; full record (machine, date, every row) in `{path.name}`.",
         "Wall time on this machine, per part (the invocation that computed it; stages are cached): "
-        + ", ".join(f"{k} {v / 60:.0f} min" for k, v in walls.items()) + ".",
+        + ", ".join(f"{k} {v / 60:.0f} min" for k, v in walls.items())
+        + ".",
         "",
     ]
     if checked:

@@ -51,23 +51,49 @@ def kernel_errors() -> dict:
         for guarded in (False, True):
             set_guard(guarded)
             torch.manual_seed(0)
-            errors = numerics.weight_gradient_errors(build_encoder(**SMALL_RESNET, spatial_dims=dims), torch.rand(16, 1, *(28,) * dims))
+            errors = numerics.weight_gradient_errors(
+                build_encoder(**SMALL_RESNET, spatial_dims=dims), torch.rand(16, 1, *(28,) * dims)
+            )
             worst = max(errors, key=errors.get)
-            rows[f"{dims}D {'guarded' if guarded else 'plain'}"] = {"worst_convolution": worst, "worst_error": errors[worst], "errors": errors}
+            rows[f"{dims}D {'guarded' if guarded else 'plain'}"] = {
+                "worst_convolution": worst,
+                "worst_error": errors[worst],
+                "errors": errors,
+            }
     set_guard(True)
     return rows
 
 
-def train(work: Path, name: str, dims: int, method: str, steps: int, batch: int, precision: str, seed: int = 0, guarded: bool = True) -> dict:
+def train(
+    work: Path,
+    name: str,
+    dims: int,
+    method: str,
+    steps: int,
+    batch: int,
+    precision: str,
+    seed: int = 0,
+    guarded: bool = True,
+) -> dict:
     """One pretraining run, kept in ``work/name``: its summary and last logged loss."""
     record_path = work / name / "record.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
     encoder = default_config(method)["encoder"]
-    config = resolve_config(method, {
-        "encoder": encoder if EncoderConfig(**encoder).is_vit else SMALL_RESNET,
-        "training": {"batch_size": batch, "max_steps": steps, "max_epochs": 10_000, "precision": precision, "checkpoint_every": 10_000, "log_every": 10},
-    })  # fmt: skip
+    config = resolve_config(
+        method,
+        {
+            "encoder": encoder if EncoderConfig(**encoder).is_vit else SMALL_RESNET,
+            "training": {
+                "batch_size": batch,
+                "max_steps": steps,
+                "max_epochs": 10_000,
+                "precision": precision,
+                "checkpoint_every": 10_000,
+                "log_every": 10,
+            },
+        },
+    )
     run = work / name / "run"
     if run.exists():  # an unfinished run: start it again
         import shutil
@@ -100,9 +126,28 @@ def last_loss(run: Path) -> float:
 def speed(work: Path, steps: int) -> list[dict]:
     rows = []
     for dims, batch in ((2, 128), (3, 64)):
-        for label, precision, guarded in (("bf16, before (plain)", "bf16-mixed", False), ("bf16, after (guarded)", "bf16-mixed", True), ("float32", "32", True)):
-            record = train(work, f"speed/{dims}d-{precision}-{'guarded' if guarded else 'plain'}", dims, "simclr", steps, batch, precision, guarded=guarded)
-            rows.append({"dims": dims, "label": label, **{k: record.get(k) for k in ("steps_per_s", "nonfinite_steps_skipped", "finite", "global_step")}})
+        for label, precision, guarded in (
+            ("bf16, before (plain)", "bf16-mixed", False),
+            ("bf16, after (guarded)", "bf16-mixed", True),
+            ("float32", "32", True),
+        ):
+            record = train(
+                work,
+                f"speed/{dims}d-{precision}-{'guarded' if guarded else 'plain'}",
+                dims,
+                "simclr",
+                steps,
+                batch,
+                precision,
+                guarded=guarded,
+            )
+            rows.append(
+                {
+                    "dims": dims,
+                    "label": label,
+                    **{k: record.get(k) for k in ("steps_per_s", "nonfinite_steps_skipped", "finite", "global_step")},
+                }
+            )
     return rows
 
 
@@ -120,7 +165,13 @@ def defaults(work: Path, steps: int, n_seeds: int) -> list[dict]:
         if not record_path.exists():
             run = work / f"defaults/{seed}" / "run"
             resume = (run / "checkpoints" / "last.ckpt").exists()  # hours of work: a stopped run goes on
-            summary = pretrain(data, run, resolve_config("simclr", {"training": {"max_steps": steps, "checkpoint_every": 20}}), seed=seed, resume=resume).summary
+            summary = pretrain(
+                data,
+                run,
+                resolve_config("simclr", {"training": {"max_steps": steps, "checkpoint_every": 20}}),
+                seed=seed,
+                resume=resume,
+            ).summary
             record_path.write_text(json.dumps({**summary, "seed": seed, "last_loss": last_loss(run)}, indent=2))
         records.append(json.loads(record_path.read_text()))
     return records
@@ -134,43 +185,94 @@ def methods(work: Path, steps: int, float32_steps: int, run_missing: bool = True
     runs = [(auto, steps)] + ([("32", float32_steps)] if auto != "32" else [])
     cells = [
         (f"methods/{method}-{dims}d-{precision}", dims, method, n, precision)
-        for method in sorted(METHODS) if not get_method(method).paired_with_genetics  # MedMNIST has no genotypes
-        for dims in (2, 3) for precision, n in runs
-    ]  # fmt: skip
+        for method in sorted(METHODS)
+        if not get_method(method).paired_with_genetics  # MedMNIST has no genotypes
+        for dims in (2, 3)
+        for precision, n in runs
+    ]
     if not run_missing:
         cells = [cell for cell in cells if (work / cell[0] / "record.json").exists()]
     return [train(work, name, dims, method, n, 32, precision) for name, dims, method, n, precision in cells]
 
 
 def markdown(results: dict) -> str:
-    lines = ["# bf16 numerics on this CPU", "", f"Machine: {machine()['cpu']}, {machine()['cores']} cores; torch {torch.__version__}; "
-             f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}. Command: see numerics.json.", ""]  # fmt: skip
+    lines = [
+        "# bf16 numerics on this CPU",
+        "",
+        f"Machine: {machine()['cpu']}, {machine()['cores']} cores; torch {torch.__version__}; "
+        f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}. Command: see numerics.json.",
+        "",
+    ]
     if "kernels" in results:
-        lines += ["## Kernels: worst bf16 weight-gradient error of any convolution (vs float64; bf16 rounding ~0.3%)", "",
-                  "| encoder at 28 px | convolution | error |", "|---|---|---|"]  # fmt: skip
+        lines += [
+            "## Kernels: worst bf16 weight-gradient error of any convolution (vs float64; bf16 rounding ~0.3%)",
+            "",
+            "| encoder at 28 px | convolution | error |",
+            "|---|---|---|",
+        ]
         lines += [f"| {k} | {v['worst_convolution']} | {v['worst_error']:.3g} |" for k, v in results["kernels"].items()]
     if "speed" in results:
-        lines += ["", "## Speed: SimCLR, ResNet-10 width 16, 28 px (2D batch 128, 3D batch 64)", "", "| dims | precision | steps/s | non-finite steps skipped |", "|---|---|---|---|"]
-        lines += [f"| {r['dims']}D | {r['label']} | {r['steps_per_s']:.2f} | {r['nonfinite_steps_skipped']} |" for r in results["speed"]]
+        lines += [
+            "",
+            "## Speed: SimCLR, ResNet-10 width 16, 28 px (2D batch 128, 3D batch 64)",
+            "",
+            "| dims | precision | steps/s | non-finite steps skipped |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['dims']}D | {r['label']} | {r['steps_per_s']:.2f} | {r['nonfinite_steps_skipped']} |"
+            for r in results["speed"]
+        ]
     if "seeds" in results:
-        lines += ["", "## The demo's 3D encoder, SimCLR on AdrenalMNIST3D, bf16, 5 seeds", "", "| seed | steps | non-finite steps skipped | last loss |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## The demo's 3D encoder, SimCLR on AdrenalMNIST3D, bf16, 5 seeds",
+            "",
+            "| seed | steps | non-finite steps skipped | last loss |",
+            "|---|---|---|---|",
+        ]
         for r in results["seeds"]:
-            lines.append(f"| {r['seed']} | {r.get('global_step', '-')} | {r.get('nonfinite_steps_skipped', r.get('error', '-'))} | {r.get('last_loss', math.nan):.3f} |")
+            lines.append(
+                f"| {r['seed']} | {r.get('global_step', '-')} | {r.get('nonfinite_steps_skipped', r.get('error', '-'))} | {r.get('last_loss', math.nan):.3f} |"
+            )
     if "defaults" in results:
-        lines += ["", f"## SimCLR at its defaults (ResNet-18 width 64, batch 256) on AdrenalMNIST3D, {len(results['defaults'])} seed(s)", "",
-                  "Finiteness only: these runs shared the cores with other work, so their speed is not reported (see the speed table).", "",
-                  "| seed | steps | precision | non-finite steps skipped | last loss |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            f"## SimCLR at its defaults (ResNet-18 width 64, batch 256) on AdrenalMNIST3D, {len(results['defaults'])} seed(s)",
+            "",
+            "Finiteness only: these runs shared the cores with other work, so their speed is not reported (see the speed table).",
+            "",
+            "| seed | steps | precision | non-finite steps skipped | last loss |",
+            "|---|---|---|---|---|",
+        ]
         for r in results["defaults"]:
-            lines.append(f"| {r['seed']} | {r['global_step']} | {r['precision']} | {r['nonfinite_steps_skipped']} | {r['last_loss']:.3f} |")
+            lines.append(
+                f"| {r['seed']} | {r['global_step']} | {r['precision']} | {r['nonfinite_steps_skipped']} | {r['last_loss']:.3f} |"
+            )
     if "methods" in results:
-        lines += ["", "## Every method at its defaults (ResNet-10 width 16 or the method's ViT, batch 32)", "",
-                  "| method | dims | precision | steps | skipped | last loss | steps/s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-        planned = 2 * len({r["precision"] for r in results["methods"]}) * sum(not get_method(m).paired_with_genetics for m in METHODS)
+        lines += [
+            "",
+            "## Every method at its defaults (ResNet-10 width 16 or the method's ViT, batch 32)",
+            "",
+            "| method | dims | precision | steps | skipped | last loss | steps/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        planned = (
+            2
+            * len({r["precision"] for r in results["methods"]})
+            * sum(not get_method(m).paired_with_genetics for m in METHODS)
+        )
         if len(results["methods"]) < planned:
-            lines[-2:-2] = [f"{len(results['methods'])} of {planned} runs finished so far; `--stages methods` runs the rest.", ""]
+            lines[-2:-2] = [
+                f"{len(results['methods'])} of {planned} runs finished so far; `--stages methods` runs the rest.",
+                "",
+            ]
         for r in results["methods"]:
             rate = f"{r['steps_per_s']:.2f}" if r.get("steps_per_s") else "-"
-            lines.append(f"| {r['method']} | {r['dims']}D | {r['precision']} | {r.get('global_step', 'stopped')} | {r.get('nonfinite_steps_skipped', '-')} | {r.get('last_loss', math.nan):.3f} | {rate} |")
+            lines.append(
+                f"| {r['method']} | {r['dims']}D | {r['precision']} | {r.get('global_step', 'stopped')} | "
+                f"{r.get('nonfinite_steps_skipped', '-')} | {r.get('last_loss', math.nan):.3f} | {rate} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -181,11 +283,19 @@ def main() -> None:
     parser.add_argument("--speed-steps", type=int, default=60)
     parser.add_argument("--work", type=Path, default=Path("runs/numerics"))
     parser.add_argument("--default-seeds", type=int, default=5, help="defaults: how many seeds")
-    parser.add_argument("--finished-only", action="store_true", help="methods: tabulate the runs finished in --work, start none")
+    parser.add_argument(
+        "--finished-only", action="store_true", help="methods: tabulate the runs finished in --work, start none"
+    )
     args = parser.parse_args()
     results_path = RESULTS / "numerics.json"
     results = json.loads(results_path.read_text()).get("results", {}) if results_path.exists() else {}
-    stages = {"kernels": kernel_errors, "speed": lambda: speed(args.work, args.speed_steps), "seeds": lambda: seeds(args.work, args.steps), "methods": lambda: methods(args.work, args.steps, args.speed_steps, not args.finished_only), "defaults": lambda: defaults(args.work, args.steps, args.default_seeds)}
+    stages = {
+        "kernels": kernel_errors,
+        "speed": lambda: speed(args.work, args.speed_steps),
+        "seeds": lambda: seeds(args.work, args.steps),
+        "methods": lambda: methods(args.work, args.steps, args.speed_steps, not args.finished_only),
+        "defaults": lambda: defaults(args.work, args.steps, args.default_seeds),
+    }
     for stage in args.stages:
         results[stage] = stages[stage]()
         write_json("numerics", {"steps": args.steps, "results": results})

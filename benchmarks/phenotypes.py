@@ -47,7 +47,11 @@ DATASETS = {
     "retinamnist": {"normal": "0"},  # diabetic retinopathy grade 0 to 4
     "mednist": {"normal": None, "image_size": [32, 32]},  # six body regions / modalities, no disease
     "adrenalmnist3d": {"normal": "0"},  # 0 normal, 1 adrenal mass
-    "cohort-xray": {"normal": "healthy", "covariates": ("age", "sex"), "image_size": [32, 32]},  # simulated: 2000 subjects, 64 px files
+    "cohort-xray": {
+        "normal": "healthy",
+        "covariates": ("age", "sex"),
+        "image_size": [32, 32],
+    },  # simulated: 2000 subjects, 64 px files
 }
 ENCODERS = ("pretrained", "random init")
 METHODS = ("kmeans", "gmm", "hdbscan")
@@ -64,9 +68,20 @@ def main() -> None:
     if args.streaming:
         return streaming(args.work / "streaming")
     start = time.perf_counter()
-    rows = [row for key in args.datasets for seed in args.seeds for row in dataset_rows(key, seed, args.work, args.bootstraps)]
+    rows = [
+        row
+        for key in args.datasets
+        for seed in args.seeds
+        for row in dataset_rows(key, seed, args.work, args.bootstraps)
+    ]
     figures = copy_figures(args.work, args.seeds[0])
-    record = {"seeds": args.seeds, "budget": "cpu (as medssl benchmark)", "rows": rows, "figures": figures, "wall_s": time.perf_counter() - start}
+    record = {
+        "seeds": args.seeds,
+        "budget": "cpu (as medssl benchmark)",
+        "rows": rows,
+        "figures": figures,
+        "wall_s": time.perf_counter() - start,
+    }
     path = write_json("phenotypes", record)
     (RESULTS / "phenotypes.md").write_text(markdown(rows, figures, path.name, record["wall_s"]))
     print(f"{record['wall_s'] / 60:.1f} min -> {RESULTS / 'phenotypes.md'}")
@@ -84,12 +99,19 @@ def source(key: str, work: Path) -> Path:
 
 def encoders(key: str, data: Path, run: Path, seed: int) -> dict[str, Path]:
     """The SimCLR encoder pretrained on the training split, and the same network at random init."""
-    pretrained = pretrained_encoder(data, run / "pretrain", "simclr", BUDGETS["cpu"], seed, DATASETS[key].get("image_size"))
+    pretrained = pretrained_encoder(
+        data, run / "pretrain", "simclr", BUDGETS["cpu"], seed, DATASETS[key].get("image_size")
+    )
     random_init = run / "random_init.pt"
     if not random_init.exists():
         _, metadata = load_encoder(pretrained)
         torch.manual_seed(seed)
-        save_encoder(random_init, Encoder(EncoderConfig(**metadata["encoder"])), method="none (random init)", preprocessing=metadata["preprocessing"])
+        save_encoder(
+            random_init,
+            Encoder(EncoderConfig(**metadata["encoder"])),
+            method="none (random init)",
+            preprocessing=metadata["preprocessing"],
+        )
     return {"pretrained": pretrained, "random init": random_init}
 
 
@@ -111,13 +133,33 @@ def analyse(folder: Path, settings: dict, seed: int, bootstraps: int) -> dict:
     metadata, features = read_embeddings(folder / "embed")
     classes = metadata["label"]
     # with the true number of groups given, how well does k-means recover the classes?
-    row = {f"kmeans_k_true_{k}": v for k, v in agreement(fit_groups(reduce(features, seed=seed), "kmeans", len(set(classes)), seed), classes).items()}
-    found = subgroup_analysis(folder / "embed", folder / "subgroups", METHODS, bootstraps=bootstraps, seed=seed)["methods"]
+    row = {
+        f"kmeans_k_true_{k}": v
+        for k, v in agreement(
+            fit_groups(reduce(features, seed=seed), "kmeans", len(set(classes)), seed), classes
+        ).items()
+    }
+    found = subgroup_analysis(folder / "embed", folder / "subgroups", METHODS, bootstraps=bootstraps, seed=seed)[
+        "methods"
+    ]
     for method, result in found.items():
-        row |= {f"{method}_groups": result["n_groups"], f"{method}_ari": result["agreement"]["ari"], f"{method}_stability": result["stability"].get("ari_mean")}
+        row |= {
+            f"{method}_groups": result["n_groups"],
+            f"{method}_ari": result["agreement"]["ari"],
+            f"{method}_stability": result["stability"].get("ari_mean"),
+        }
     if settings["normal"] is not None:
-        normative = normative_analysis(folder / "embed", folder / "normative", f"label={settings['normal']}", settings.get("covariates", ()), seed=seed)
-        row |= {"normative_auroc_all": normative["auroc"]["any"], "normative_auroc_test": test_auroc(folder / "normative" / "normative_scores.csv")}
+        normative = normative_analysis(
+            folder / "embed",
+            folder / "normative",
+            f"label={settings['normal']}",
+            settings.get("covariates", ()),
+            seed=seed,
+        )
+        row |= {
+            "normative_auroc_all": normative["auroc"]["any"],
+            "normative_auroc_test": test_auroc(folder / "normative" / "normative_scores.csv"),
+        }
     return row
 
 
@@ -155,7 +197,12 @@ def copy_figures(work: Path, seed: int) -> dict[str, str]:
 
 
 def markdown(rows: list[dict], figures: dict[str, str], json_name: str, wall: float) -> str:
-    metrics = ["kmeans_k_true_ari", "kmeans_k_true_nmi", *(f"{m}_{what}" for m in METHODS for what in ("groups", "ari", "stability")), "normative_auroc_test"]
+    metrics = [
+        "kmeans_k_true_ari",
+        "kmeans_k_true_nmi",
+        *(f"{m}_{what}" for m in METHODS for what in ("groups", "ari", "stability")),
+        "normative_auroc_test",
+    ]
     lines = [
         "# Imaging phenotypes on real data: subgroups and deviation from normal",
         "",
@@ -163,9 +210,11 @@ def markdown(rows: list[dict], figures: dict[str, str], json_name: str, wall: fl
         f"Wall time {wall / 60:.1f} min on this machine, with any pretraining not cached by an earlier run. "
         f"Mean ± SD over seeds; SimCLR at the CPU budget of `medssl benchmark` (`{BUDGETS['cpu']}`), against the same network at random init.",
         "",
-        "Columns: `k-means (k true)`: ARI/NMI of k-means given the true number of classes; `<method> groups / ARI / stability`: the number of groups each method "
+        "Columns: `k-means (k true)`: ARI/NMI of k-means given the true number of classes; `<method> groups / "
+        "ARI / stability`: the number of groups each method "
         "chooses itself (silhouette, BIC, density), their ARI with the classes, and the mean ARI between bootstrap refits and the full fit; "
-        "`normative AUROC`: deviation from the normal class (Mahalanobis after PCA, reference scored out of fold) telling the other classes from it, on the test split.",
+        "`normative AUROC`: deviation from the normal class (Mahalanobis after PCA, reference scored out of "
+        "fold) telling the other classes from it, on the test split.",
         "",
         "| dataset | encoder | " + " | ".join(m.replace("_", " ") for m in metrics) + " |",
         "|---|---|" + "---|" * len(metrics),
@@ -173,7 +222,11 @@ def markdown(rows: list[dict], figures: dict[str, str], json_name: str, wall: fl
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         for encoder in ENCODERS:
             chosen = [r for r in rows if r["dataset"] == dataset and r["encoder"] == encoder]
-            lines.append(f"| {dataset} | {encoder} | " + " | ".join(_cell([r.get(m) for r in chosen], m.endswith("_groups")) for m in metrics) + " |")
+            lines.append(
+                f"| {dataset} | {encoder} | "
+                + " | ".join(_cell([r.get(m) for r in chosen], m.endswith("_groups")) for m in metrics)
+                + " |"
+            )
     lines += ["", *(f"![{name}]({file})" for name, file in figures.items())]
     return "\n".join(lines) + "\n"
 
@@ -203,7 +256,11 @@ def streaming(work: Path, sizes: tuple[int, ...] = (2000, 10000, 58954)) -> None
             "print(json.dumps({'seconds': time.perf_counter() - start, 'subjects': s['subjects'], "
             "'peak_rss_mb': peak(resource.RUSAGE_SELF), 'reader_peak_rss_mb': peak(resource.RUSAGE_CHILDREN)}))"
         )
-        result = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        result = json.loads(
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         rows.append({**result, "images_per_s": result["subjects"] / result["seconds"]})
         print(rows[-1], flush=True)
     path = write_json("phenotypes_streaming", {"encoder": str(encoder), "image_size": [32, 32], "rows": rows})
@@ -216,7 +273,10 @@ def streaming(work: Path, sizes: tuple[int, ...] = (2000, 10000, 58954)) -> None
         "",
         "| subjects | seconds | images/s | peak RSS (MB) | reader's peak RSS (MB) |",
         "|---|---|---|---|---|",
-        *(f"| {r['subjects']} | {r['seconds']:.0f} | {r['images_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['reader_peak_rss_mb']:.0f} |" for r in rows),
+        *(
+            f"| {r['subjects']} | {r['seconds']:.0f} | {r['images_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {r['reader_peak_rss_mb']:.0f} |"
+            for r in rows
+        ),
     ]
     (RESULTS / "phenotypes_streaming.md").write_text("\n".join(lines) + "\n")
 

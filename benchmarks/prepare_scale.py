@@ -42,7 +42,16 @@ def main() -> None:
     args = parser.parse_args()
     images = sorted(str(p) for p in resolve_dataset("mednist").rglob("*.jpeg"))
     results = [_measure(images, rows, args) for rows in args.rows]
-    path = write_json("prepare_scale", {"images": len(images), "size": args.size, "workers": args.workers, "shard_size": args.shard_size, "runs": results})
+    path = write_json(
+        "prepare_scale",
+        {
+            "images": len(images),
+            "size": args.size,
+            "workers": args.workers,
+            "shard_size": args.shard_size,
+            "runs": results,
+        },
+    )
     (RESULTS / "prepare_scale.md").write_text(_markdown(results, args, path.name))
     print(f"-> {RESULTS / 'prepare_scale.md'}")
 
@@ -55,8 +64,23 @@ def _measure(images: list[str], rows: int, args: argparse.Namespace) -> dict:
         writer.writerow(["subject_id", "path", "split"])
         writer.writerows((f"S{i:07d}", images[i % len(images)], "train") for i in range(rows))
     shutil.rmtree(cache, ignore_errors=True)
-    command = [sys.executable, "-c", PREPARE, "prepare", "--manifest", str(manifest), "--out", str(cache), "--image-size", str(args.size), str(args.size),
-               "--shard-size", str(args.shard_size), "--workers", str(args.workers)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-c",
+        PREPARE,
+        "prepare",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(cache),
+        "--image-size",
+        str(args.size),
+        str(args.size),
+        "--shard-size",
+        str(args.shard_size),
+        "--workers",
+        str(args.workers),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
@@ -66,8 +90,14 @@ def _measure(images: list[str], rows: int, args: argparse.Namespace) -> dict:
     shard_bytes = sum(p.stat().st_size for p in cache.glob("shard-*.tar"))
     shutil.rmtree(cache)
     manifest.unlink()
-    result = {"rows": rows, "seconds": round(seconds, 1), "images_per_s": round(rows / seconds), "main_peak_mb": round(main_kb / 1024),
-              "largest_process_peak_mb": round(children_kb / 1024), "cache_gb": round(shard_bytes / 1e9, 2)}  # fmt: skip
+    result = {
+        "rows": rows,
+        "seconds": round(seconds, 1),
+        "images_per_s": round(rows / seconds),
+        "main_peak_mb": round(main_kb / 1024),
+        "largest_process_peak_mb": round(children_kb / 1024),
+        "cache_gb": round(shard_bytes / 1e9, 2),
+    }
     print(result, flush=True)
     return result
 
@@ -82,7 +112,10 @@ def _markdown(results: list[dict], args: argparse.Namespace, json_name: str) -> 
         "",
         "| manifest rows | wall s | images/s | main process peak MB | largest process peak MB (main or worker, so far) | cache GB |",
         "|---|---|---|---|---|---|",
-        *(f"| {r['rows']:,} | {r['seconds']} | {r['images_per_s']} | {r['main_peak_mb']} | {r['largest_process_peak_mb']} | {r['cache_gb']} |" for r in results),
+        *(
+            f"| {r['rows']:,} | {r['seconds']} | {r['images_per_s']} | {r['main_peak_mb']} | {r['largest_process_peak_mb']} | {r['cache_gb']} |"
+            for r in results
+        ),
     ]
     return "\n".join(lines) + "\n"
 

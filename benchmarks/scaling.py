@@ -53,7 +53,11 @@ WARMUP_STEPS = 2  # the first step allocates AdamW's state and the allocator's b
 COMPILE_WARMUP_STEPS = 3  # a compiled encoder's second step was seen still slow
 WINDOW_S = 1.0  # a timing window holds whole steps lasting about this long
 MIN_WINDOWS = 3
-MALLOC_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "LD_PRELOAD")  # the Makefile's glibc settings: ~2x on 3D CPU steps
+MALLOC_ENV = (
+    "MALLOC_MMAP_MAX_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "LD_PRELOAD",
+)  # the Makefile's glibc settings: ~2x on 3D CPU steps
 FLOP_BATCH = 2  # FLOPs per image hardly depend on the batch (NT-Xent's B² term is tiny)
 
 
@@ -86,12 +90,25 @@ PRESETS = {
     "cpu": Preset(
         encoder_2d={"name": "resnet18", "width": 32, "stem": "strided"},
         encoder_3d={"name": "resnet10", "width": 16, "stem": "strided"},
-        batch_2d=32, batch_3d=8, rows_2d=512, rows_3d=32, loader_workers=2, settings_2d=64, settings_3d=64, max_step_s=60.0,
+        batch_2d=32,
+        batch_3d=8,
+        rows_2d=512,
+        rows_3d=32,
+        loader_workers=2,
+        settings_2d=64,
+        settings_3d=64,
+        max_step_s=60.0,
     ),
     "gpu": Preset(
         encoder_2d={"name": "resnet50", "width": 64, "stem": "imagenet"},
         encoder_3d={"name": "resnet18", "width": 64, "stem": "strided"},
-        batch_2d=256, batch_3d=8, rows_2d=2048, rows_3d=64, loader_workers=8, settings_2d=224, settings_3d=128,
+        batch_2d=256,
+        batch_3d=8,
+        rows_2d=2048,
+        rows_3d=64,
+        loader_workers=8,
+        settings_2d=224,
+        settings_3d=128,
     ),
 }
 
@@ -142,20 +159,34 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="default: gpu on cuda, else cpu")
     parser.add_argument("--seconds", type=float, default=20.0, help="time budget of each loader or model measurement")
-    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)  # smoke test: smallest sizes, half-size caches
+    parser.add_argument(
+        "--quick", action="store_true", help=argparse.SUPPRESS
+    )  # smoke test: smallest sizes, half-size caches
     args = parser.parse_args()
     args.preset = args.preset or ("gpu" if args.device == "cuda" else "cpu")
     preset = PRESETS[args.preset]
     if args.quick:  # half-size caches, so that a real run never reuses a smoke test's
-        preset = replace(preset, sizes_2d=preset.sizes_2d[:1], sizes_3d=preset.sizes_3d[:1], settings_2d=preset.sizes_2d[0], settings_3d=preset.sizes_3d[0],
-                         rows_2d=preset.rows_2d // 2, rows_3d=preset.rows_3d // 2)
+        preset = replace(
+            preset,
+            sizes_2d=preset.sizes_2d[:1],
+            sizes_3d=preset.sizes_3d[:1],
+            settings_2d=preset.sizes_2d[0],
+            settings_3d=preset.sizes_3d[0],
+            rows_2d=preset.rows_2d // 2,
+            rows_3d=preset.rows_3d // 2,
+        )
     device = Device(args.device)
-    torch._inductor.config.force_disable_caches = True  # compile overhead as a first run pays it, not a rerun's cache hits
+    torch._inductor.config.force_disable_caches = (
+        True  # compile overhead as a first run pays it, not a rerun's cache hits
+    )
     started = time.perf_counter()
     files = {2: mednist_jpegs(preset.rows_2d), 3: nifti_volumes()}
     part1 = [loader_vs_model(preset, dims, size, files[dims], device, args.seconds) for dims, size in sizes(preset)]
     n, repeats = (8192, 20) if device.cuda else (2048, 5)
-    ceiling = {dtype: matmul_gflops(getattr(torch, name), device.device, n, repeats, windows=5) for dtype, name in (("fp32", "float32"), ("bf16", "bfloat16"))}
+    ceiling = {
+        dtype: matmul_gflops(getattr(torch, name), device.device, n, repeats, windows=5)
+        for dtype, name in (("fp32", "float32"), ("bf16", "bfloat16"))
+    }
     part2 = [settings_table(preset, dims, device, args.seconds, ceiling) for dims in (2, 3)]
     payload = {
         "preset": args.preset,
@@ -195,7 +226,10 @@ def label(dims: int, side: int) -> str:
 def mednist_jpegs(n: int) -> list[Path]:
     """n real MedNIST JPEGs (unpacked once by medssl's dataset resolver), classes interleaved so
     that every shard holds all of them."""
-    by_class = [sorted(folder.glob("*.jpeg")) for folder in sorted(p for p in resolve_dataset("mednist").iterdir() if p.is_dir())]
+    by_class = [
+        sorted(folder.glob("*.jpeg"))
+        for folder in sorted(p for p in resolve_dataset("mednist").iterdir() if p.is_dir())
+    ]
     interleaved = [path.absolute() for group in itertools.zip_longest(*by_class) for path in group if path is not None]
     return interleaved[:n]
 
@@ -225,8 +259,14 @@ def shard_cache(files: list[Path], rows: int, dims: int, side: int) -> tuple[Pat
         return cache, json.loads(timing_file.read_text()) | {"reused": True}
     shutil.rmtree(cache, ignore_errors=True)  # a half-prepared cache would time only its rest
     start = time.perf_counter()
-    index = prepare_shards(manifest(files, rows, dims), cache, Preprocessing(image_size=shape(dims, side)),
-                           shard_size=max(1, rows // SHARDS), workers=PREPARE_WORKERS, progress=False)
+    index = prepare_shards(
+        manifest(files, rows, dims),
+        cache,
+        Preprocessing(image_size=shape(dims, side)),
+        shard_size=max(1, rows // SHARDS),
+        workers=PREPARE_WORKERS,
+        progress=False,
+    )
     wall = time.perf_counter() - start
     timing = {
         "prepare_s": wall,
@@ -234,7 +274,7 @@ def shard_cache(files: list[Path], rows: int, dims: int, side: int) -> tuple[Pat
         "samples": index["samples"],
         "skipped": index["skipped"],
         "distinct_files": min(len(files), rows),
-        "prepared_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "prepared_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     timing_file.write_text(json.dumps(timing, indent=1))
     return cache, timing | {"reused": False}
@@ -250,7 +290,15 @@ def loader_vs_model(preset: Preset, dims: int, side: int, files: list[Path], dev
     loader = loader_speed(cache, batch, preset.loader_workers, seconds)
     setting = Setting(channels_last=dims == 2)  # as pretraining does: channels_last only in 2D
     model = measure(preset.encoder(dims), shape(dims, side), batch, device, setting, seconds, preset.max_step_s)
-    result = {"dims": dims, "side": side, "batch": batch, "encoder": preset.encoder(dims), "prepare": prepare, "loader": loader, "model": model}
+    result = {
+        "dims": dims,
+        "side": side,
+        "batch": batch,
+        "encoder": preset.encoder(dims),
+        "prepare": prepare,
+        "loader": loader,
+        "model": model,
+    }
     if "images_per_s" in model:
         model["gflop_per_image"] = model_flops_per_image(preset.encoder(dims), shape(dims, side), device.device) / 1e9
         result["bound"] = "loader-bound" if loader["images_per_s"] < model["images_per_s"] else "model-bound"
@@ -275,7 +323,12 @@ def loader_speed(cache: Path, batch: int, workers: int, seconds: float) -> dict:
                 break
         rates.append(images / (time.perf_counter() - start))
         if time.perf_counter() - begin >= seconds:
-            return {"images_per_s": statistics.median(rates), "windows": len(rates), "first_batch_s": statistics.median(first_batch_s), "workers": workers}
+            return {
+                "images_per_s": statistics.median(rates),
+                "windows": len(rates),
+                "first_batch_s": statistics.median(first_batch_s),
+                "workers": workers,
+            }
 
 
 # --- the model ----------------------------------------------------------------------------------
@@ -296,14 +349,24 @@ def build(encoder: dict, dims: int, device: torch.device, setting: Setting) -> S
     return model
 
 
-def train_speed(encoder: dict, size: tuple[int, ...], batch: int, device: Device, setting: Setting, seconds: float, max_step_s: float | None = None) -> dict:
+def train_speed(
+    encoder: dict,
+    size: tuple[int, ...],
+    batch: int,
+    device: Device,
+    setting: Setting,
+    seconds: float,
+    max_step_s: float | None = None,
+) -> dict:
     """Images/s of SimCLR training steps on random images: the median over windows of whole steps,
     after warm-up steps; warmup_overhead_s is what they took beyond as many steady steps (compiling,
     for a compiled encoder)."""
     device.reset_memory()
     model = build(encoder, len(size), device.device, setting)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    images = torch.rand(batch, 1, *size, device=device.device).contiguous(memory_format=memory_format(len(size), setting.channels_last))
+    images = torch.rand(batch, 1, *size, device=device.device).contiguous(
+        memory_format=memory_format(len(size), setting.channels_last)
+    )
     micro_batches = images.chunk(setting.accumulate)
 
     def step() -> None:
@@ -361,10 +424,25 @@ def settings_table(preset: Preset, dims: int, device: Device, seconds: float, ce
             dtype = "bf16" if setting.bf16 else "fp32"
             achieved = flops * rows[name]["images_per_s"] / 1e9
             rows[name] |= {"achieved_gflops": achieved, "ceiling_dtype": dtype, "of_ceiling": achieved / ceiling[dtype]}
-    return {"dims": dims, "side": side, "batch": batch, "encoder": encoder, "gflop_per_image": flops / 1e9, "settings": rows}
+    return {
+        "dims": dims,
+        "side": side,
+        "batch": batch,
+        "encoder": encoder,
+        "gflop_per_image": flops / 1e9,
+        "settings": rows,
+    }
 
 
-def measure(encoder: dict, size: tuple[int, ...], batch: int, device: Device, setting: Setting, seconds: float, max_step_s: float | None = None) -> dict:
+def measure(
+    encoder: dict,
+    size: tuple[int, ...],
+    batch: int,
+    device: Device,
+    setting: Setting,
+    seconds: float,
+    max_step_s: float | None = None,
+) -> dict:
     """train_speed, or its error as the result: running out of GPU memory at a size is a finding, and
     so is a compiler failure (compilation fails lazily, in the first step)."""
     expected = Exception if setting.compile else torch.OutOfMemoryError
@@ -388,7 +466,10 @@ def fmt(value: float | None, digits: int = 0) -> str:
 def markdown(payload: dict, json_name: str, args: argparse.Namespace) -> str:
     ceiling = payload["matmul_gflops"]
     env = "".join(f"{name}={value} " for name, value in payload["malloc_env"].items() if value is not None)
-    command = f"{env}python -m benchmarks.scaling --device {args.device} --preset {args.preset} --seconds {args.seconds:g}" + (" --quick" if args.quick else "")
+    command = (
+        f"{env}python -m benchmarks.scaling --device {args.device} --preset {args.preset} --seconds {args.seconds:g}"
+        + (" --quick" if args.quick else "")
+    )
     lines = [
         f"# Population scale: loader vs model, and speed settings ({payload['preset']} preset, {payload['device']})",
         "",
@@ -399,7 +480,8 @@ def markdown(payload: dict, json_name: str, args: argparse.Namespace) -> str:
         "## 1. Loader vs model",
         "",
         f"Shard caches prepared from real files with `prepare_shards(workers={PREPARE_WORKERS})` (prepare images/s include starting the worker processes); "
-        f"loader: `DataLoader(ShardDataset(cache), batch_size=B, num_workers=W)`; model: SimCLR training steps (AdamW, bf16 autocast, channels_last in 2D) on `{payload['device']}`.",
+        "loader: `DataLoader(ShardDataset(cache), batch_size=B, num_workers=W)`; model: SimCLR training steps "
+        f"(AdamW, bf16 autocast, channels_last in 2D) on `{payload['device']}`.",
         "",
         "| input | encoder | B | rows (distinct files) | prepare img/s | loader img/s (W) | model img/s | GFLOP/img | GPU GiB | bound |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -423,7 +505,11 @@ def encoder_name(encoder: dict) -> str:
 def part1_row(row: dict) -> str:
     prepare, loader, model = row["prepare"], row["loader"], row["model"]
     reused = " (earlier run)" if prepare["reused"] else ""
-    model_cell = fmt(model["images_per_s"], 1) if "images_per_s" in model else model.get("skipped") or f"failed: `{model['error']}`"
+    model_cell = (
+        fmt(model["images_per_s"], 1)
+        if "images_per_s" in model
+        else model.get("skipped") or f"failed: `{model['error']}`"
+    )
     return (
         f"| {label(row['dims'], row['side'])} | {encoder_name(row['encoder'])} | {row['batch']} | {prepare['samples']} ({prepare['distinct_files']}) | "
         f"{fmt(prepare['prepare_images_per_s'], 1)}{reused} | {fmt(loader['images_per_s'], 1)} ({loader['workers']}) | {model_cell} | "
@@ -435,7 +521,8 @@ def settings_rows(table: dict) -> list[str]:
     rows = table["settings"]
     fp32 = rows["fp32"].get("images_per_s")
     lines = [
-        f"{label(table['dims'], table['side'])}, {encoder_name(table['encoder'])}, batch {table['batch']}, {table['gflop_per_image']:.2f} GFLOP per training image.",
+        f"{label(table['dims'], table['side'])}, {encoder_name(table['encoder'])}, batch {table['batch']}, "
+        f"{table['gflop_per_image']:.2f} GFLOP per training image.",
         "",
         "| setting | img/s | × fp32 | achieved GFLOP/s | of matmul ceiling (dtype) | warm-up overhead s (compiling incl.) | GPU GiB |",
         "|---|---|---|---|---|---|---|",
@@ -454,7 +541,10 @@ def settings_rows(table: dict) -> list[str]:
 
 def notes(payload: dict) -> list[str]:
     part1 = payload["loader_vs_model"]
-    bound = {kind: ", ".join(label(r["dims"], r["side"]) for r in part1 if r.get("bound") == kind) or "none" for kind in ("loader-bound", "model-bound")}
+    bound = {
+        kind: ", ".join(label(r["dims"], r["side"]) for r in part1 if r.get("bound") == kind) or "none"
+        for kind in ("loader-bound", "model-bound")
+    }
     lines = [
         f"- Loader-bound: {bound['loader-bound']}. Model-bound: {bound['model-bound']}.",
         "- Loader and model are measured one after the other, each with the whole machine. In training the loader's workers "
@@ -467,8 +557,10 @@ def notes(payload: dict) -> list[str]:
     for table in payload["settings"]:
         lines.append(f"- {label(table['dims'], table['side'])}: {settings_note(table['settings'])}")
     if payload["device"] == "cuda":
-        lines.append(f"- TF32 flags (matmul, cuDNN): {payload['tf32']['matmul']}, {payload['tf32']['cudnn']}: with cuDNN's TF32 on (PyTorch's default), "
-                     "fp32 convolutions run on tensor cores, so fp32 can exceed the fp32 matmul ceiling, which is measured without TF32.")
+        lines.append(
+            f"- TF32 flags (matmul, cuDNN): {payload['tf32']['matmul']}, {payload['tf32']['cudnn']}: with cuDNN's TF32 on (PyTorch's default), "
+            "fp32 convolutions run on tensor cores, so fp32 can exceed the fp32 matmul ceiling, which is measured without TF32."
+        )
     return lines
 
 
@@ -479,19 +571,33 @@ def prepare_notes(part1: list[dict]) -> list[str]:
         rates = sorted(r["prepare"]["prepare_images_per_s"] for r in part1 if r["dims"] == dims)
         if rates:
             hours = [100_000 / rate / 3600 for rate in (rates[-1], rates[0])]
-            lines.append(f"- Preparing {dims}D shards ({PREPARE_WORKERS} workers): {span(rates[0], rates[-1], 1)} images/s with the workers' start-up, "
-                         f"so at most {span(*hours, 1)} h per 100,000 scans (the start-up amortises over a cohort), paid once per cohort and preprocessing.")
+            lines.append(
+                f"- Preparing {dims}D shards ({PREPARE_WORKERS} workers): {span(rates[0], rates[-1], 1)} images/s with the workers' start-up, "
+                f"so at most {span(*hours, 1)} h per 100,000 scans (the start-up amortises over a cohort), paid once per cohort and preprocessing."
+            )
     return lines
 
 
 def settings_note(rows: dict) -> str:
     rate = {name: row.get("images_per_s") for name, row in rows.items()}
-    steps = (("bf16", "fp32"), ("bf16 + channels_last", "bf16"), ("bf16 + channels_last + compile", "bf16 + channels_last"), ("bf16 + channels_last, accumulate 4", "bf16 + channels_last"))
-    parts = [f"{name} ×{rate[name] / rate[base]:.2f} vs {base}" if rate[name] and rate[base] else f"{name} vs {base}: not measured" for name, base in steps]
+    steps = (
+        ("bf16", "fp32"),
+        ("bf16 + channels_last", "bf16"),
+        ("bf16 + channels_last + compile", "bf16 + channels_last"),
+        ("bf16 + channels_last, accumulate 4", "bf16 + channels_last"),
+    )
+    parts = [
+        f"{name} ×{rate[name] / rate[base]:.2f} vs {base}"
+        if rate[name] and rate[base]
+        else f"{name} vs {base}: not measured"
+        for name, base in steps
+    ]
     measured = [name for name in rate if rate[name]]
     if measured:
         best = max(measured, key=lambda name: rate[name])
-        parts.append(f"fastest: {best}, at {100 * rows[best]['of_ceiling']:.0f}% of the {rows[best]['ceiling_dtype']} matmul ceiling")
+        parts.append(
+            f"fastest: {best}, at {100 * rows[best]['of_ceiling']:.0f}% of the {rows[best]['ceiling_dtype']} matmul ceiling"
+        )
     return "; ".join(parts) + "."
 
 

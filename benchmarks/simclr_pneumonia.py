@@ -35,9 +35,20 @@ def supervised_row(table, config: dict, fraction: float, seed: int) -> dict:
     subset = label_subset(train.labels, fraction, seed)
     torch.manual_seed(seed)
     encoder = Encoder(EncoderConfig(**{**config["encoder"], "spatial_dims": 2, "in_channels": 1}))
-    model, best = finetune(encoder, (train.images[subset], train.labels[subset]), (val.images, val.labels), n_classes=2, seed=seed)
+    model, best = finetune(
+        encoder, (train.images[subset], train.labels[subset]), (val.images, val.labels), n_classes=2, seed=seed
+    )
     metrics = classification_metrics(test.labels, predict_proba(model, test.images), np.arange(2))
-    return {"encoder": "supervised from scratch", "probe": "end-to-end", "fraction": fraction, "seed": seed, "n_labels": len(subset), "chosen_step": best["step"], "val_auc": best["val_auc"], **metrics}
+    return {
+        "encoder": "supervised from scratch",
+        "probe": "end-to-end",
+        "fraction": fraction,
+        "seed": seed,
+        "n_labels": len(subset),
+        "chosen_step": best["step"],
+        "val_auc": best["val_auc"],
+        **metrics,
+    }
 
 
 def main() -> None:
@@ -62,10 +73,22 @@ def main() -> None:
     linear = {(s["encoder"], s["fraction"]): s for s in summary if s["probe"] in ("linear", "end-to-end")}
     ssl = "pretrained (simclr)"
     targets = {
-        f"linear AUC SSL - random-init >= 0.02 at {f:.0%}": linear[(ssl, f)]["auc_mean"] - linear[("random-init", f)]["auc_mean"] for f in FRACTIONS
+        f"linear AUC SSL - random-init >= 0.02 at {f:.0%}": linear[(ssl, f)]["auc_mean"]
+        - linear[("random-init", f)]["auc_mean"]
+        for f in FRACTIONS
     }
-    targets["linear AUC SSL at 1% - supervised from scratch at 1%"] = linear[(ssl, 0.01)]["auc_mean"] - linear[("supervised from scratch", 0.01)]["auc_mean"]
-    payload = {"config": config, "seeds": args.seeds, "pretraining_runs": runs, "rows": rows, "summary": summary, "published": PUBLISHED, "target_gaps": targets}
+    targets["linear AUC SSL at 1% - supervised from scratch at 1%"] = (
+        linear[(ssl, 0.01)]["auc_mean"] - linear[("supervised from scratch", 0.01)]["auc_mean"]
+    )
+    payload = {
+        "config": config,
+        "seeds": args.seeds,
+        "pretraining_runs": runs,
+        "rows": rows,
+        "summary": summary,
+        "published": PUBLISHED,
+        "target_gaps": targets,
+    }
     path = write_json("simclr_pneumoniamnist", payload)
     walls = ", ".join(f"{r['pretrain_wall_s'] / 60:.1f} min" for r in runs)
     lines = [
@@ -77,7 +100,8 @@ def main() -> None:
         "Mean ± sample SD over seeds; each seed pretrains anew, draws its own label subset and its own random init.",
         "",
         markdown_table(summary),
-        f"Published reference: {PUBLISHED['model']}, supervised, {PUBLISHED['labels']} labels [{PUBLISHED['source']}]: AUC {PUBLISHED['auc']}, ACC {PUBLISHED['acc']}.",
+        f"Published reference: {PUBLISHED['model']}, supervised, {PUBLISHED['labels']} labels "
+        f"[{PUBLISHED['source']}]: AUC {PUBLISHED['auc']}, ACC {PUBLISHED['acc']}.",
         "",
         "Target gaps (AUC, mean over seeds): " + "; ".join(f"{k}: {v:+.3f}" for k, v in targets.items()),
     ]

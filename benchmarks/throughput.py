@@ -29,7 +29,11 @@ WARMUP_STEPS = 3
 def bare_loop(config: dict, images: torch.Tensor, steps: int, bf16: bool) -> float:
     """The same module, data loader and optimiser, driven by a plain loop; returns images/s."""
     torch.manual_seed(0)
-    model = SimCLR(encoder={**config["encoder"], "spatial_dims": 2, "in_channels": 1}, views=config["views"], **config["method_args"])
+    model = SimCLR(
+        encoder={**config["encoder"], "spatial_dims": 2, "in_channels": 1},
+        views=config["views"],
+        **config["method_args"],
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loader = DataLoader(ImageDataset(images), batch_size=config["training"]["batch_size"], shuffle=True, drop_last=True)
     model.train()
@@ -56,7 +60,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating bare/engine runs; medians are reported")
     args = parser.parse_args()
     npz = data_root() / "medmnist" / "pneumoniamnist.npz"
-    config = resolve_config("simclr", {"training": {"batch_size": args.batch_size, "max_steps": args.steps + WARMUP_STEPS, "checkpoint_every": 10_000}})
+    config = resolve_config(
+        "simclr",
+        {
+            "training": {
+                "batch_size": args.batch_size,
+                "max_steps": args.steps + WARMUP_STEPS,
+                "checkpoint_every": 10_000,
+            }
+        },
+    )
     images = load_table(npz).split("train").images
     ceiling = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     probe = SimCLR(encoder={**config["encoder"], "spatial_dims": 2, "in_channels": 1}, **config["method_args"])
@@ -77,7 +90,11 @@ def main() -> None:
         "timed_steps": args.steps,
         "matmul_gflops": ceiling,
         "train_gflop_per_image": flops / 1e9,
-        "images_per_s": {"bare_fp32": bare["fp32"], "bare_bf16_channels_last": bare["bf16_channels_last"], "engine_bf16_channels_last": engine},
+        "images_per_s": {
+            "bare_fp32": bare["fp32"],
+            "bare_bf16_channels_last": bare["bf16_channels_last"],
+            "engine_bf16_channels_last": engine,
+        },
         "runs_images_per_s": {"bare_bf16_channels_last": bare_runs, "engine_bf16_channels_last": engine_runs},
         "ratios": {
             "engine_vs_bare": engine / bare["bf16_channels_last"],

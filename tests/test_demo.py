@@ -14,7 +14,19 @@ import pytest
 from medssl.demo import DemoConfig, run_demo
 from medssl.report.browser import chromium_path, render
 
-SECTIONS = ("data", "training", "probes", "maps", "subgroups", "normative", "attribution", "traits", "genetics", "skips", "config")
+SECTIONS = (
+    "data",
+    "training",
+    "probes",
+    "maps",
+    "subgroups",
+    "normative",
+    "attribution",
+    "traits",
+    "genetics",
+    "skips",
+    "config",
+)
 MEDSSL = Path(sys.executable).with_name("medssl")  # the installed command, as `make demo` calls it
 
 
@@ -30,14 +42,35 @@ def demo_run(tmp_path_factory):
 def test_every_stage_lands_in_one_folder(demo_run):
     out, report = demo_run
     payload = json.loads((out / "report.json").read_text())
-    assert set(payload["durations_s"]) == {"simulate", "pretrain_xray", "pretrain_mri", "evaluate_xray", "evaluate_mri", "phenotypes", "genetics"}
-    assert set(payload["phenotypes"]["trait_r2"]) == {"xray/pretrained", "xray/random_init", "mri/pretrained", "mri/random_init"}
+    assert set(payload["durations_s"]) == {
+        "simulate",
+        "pretrain_xray",
+        "pretrain_mri",
+        "evaluate_xray",
+        "evaluate_mri",
+        "phenotypes",
+        "genetics",
+    }
+    assert set(payload["phenotypes"]["trait_r2"]) == {
+        "xray/pretrained",
+        "xray/random_init",
+        "mri/pretrained",
+        "mri/random_init",
+    }
     for modality in ("xray", "mri"):
         found = payload["phenotypes"][modality]
-        assert found["atlas"]["subjects"] == DemoConfig().subjects and set(found["subgroups"]["methods"]) == {"kmeans", "gmm", "hdbscan"}
-        assert "any" in found["normative"]["auroc"] and (out / "phenotypes" / modality / "atlas" / "atlas.html").exists()
+        assert found["atlas"]["subjects"] == DemoConfig().subjects and set(found["subgroups"]["methods"]) == {
+            "kmeans",
+            "gmm",
+            "hdbscan",
+        }
+        assert (
+            "any" in found["normative"]["auroc"] and (out / "phenotypes" / modality / "atlas" / "atlas.html").exists()
+        )
         summary = json.loads((out / f"pretrain_{modality}" / "pretrain_summary.json").read_text())
-        assert summary["nonfinite_steps_skipped"] == 0, f"{modality}: bf16 training skipped non-finite steps on this CPU"
+        assert summary["nonfinite_steps_skipped"] == 0, (
+            f"{modality}: bf16 training skipped non-finite steps on this CPU"
+        )
     genetics = payload["genetics"]
     assert genetics["available"] and {"traits/heart_size", "xray/PC01", "mri/PC05"} <= set(genetics["results"])
     assert all(0 < r["lambda_gc"] < 5 for r in genetics["results"].values())

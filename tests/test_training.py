@@ -11,14 +11,17 @@ from conftest import TINY_ENCODER
 
 from medssl.evaluation.evaluate import evaluate
 from medssl.methods import METHODS, default_config, get_method
+from medssl.methods.simclr import SimCLR
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import EncoderConfig
-from medssl.methods.simclr import SimCLR
 from medssl.training import NonFiniteSteps, pretrain, resolve_config, resolve_precision
 
 
 def tiny_config(method: str = "simclr", **training) -> dict:
-    return resolve_config(method, {"encoder": TINY_ENCODER, "training": {"batch_size": 8, "precision": "32", "checkpoint_every": 2, **training}})
+    return resolve_config(
+        method,
+        {"encoder": TINY_ENCODER, "training": {"batch_size": 8, "precision": "32", "checkpoint_every": 2, **training}},
+    )
 
 
 def write_scores(path, subject_ids: list[str], n_scores: int = 3, seed: int = 0):
@@ -32,7 +35,9 @@ def write_scores(path, subject_ids: list[str], n_scores: int = 3, seed: int = 0)
 
 def logged_steps(run) -> list[int]:
     with (run / "logs" / "metrics.csv").open() as handle:
-        return sorted({int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss_step") or r.get("train/loss_epoch")})
+        return sorted(
+            {int(r["step"]) for r in csv.DictReader(handle) if r.get("train/loss_step") or r.get("train/loss_epoch")}
+        )
 
 
 def test_run_writes_encoder_logs_and_checkpoints(tmp_path, npz_2d):
@@ -43,7 +48,11 @@ def test_run_writes_encoder_logs_and_checkpoints(tmp_path, npz_2d):
     assert list((run / "logs").glob("events.out.tfevents.*")), "TensorBoard log missing"
     assert logged_steps(run)
     encoder, metadata = load_encoder(result.encoder_path)
-    assert metadata["method"] == "simclr" and metadata["spatial_dims"] == 2 and metadata["preprocessing"]["image_size"] == [16, 16]
+    assert (
+        metadata["method"] == "simclr"
+        and metadata["spatial_dims"] == 2
+        and metadata["preprocessing"]["image_size"] == [16, 16]
+    )
 
 
 def test_resume_after_interruption_reaches_the_same_final_step(tmp_path, npz_3d):
@@ -127,7 +136,14 @@ def fit_with_broken_steps(broken_steps: set[int], steps: int, guard: NonFiniteSt
     torch.manual_seed(0)
     model = SimCLRWithBrokenSteps(encoder={**TINY_ENCODER, "spatial_dims": 2}, broken_steps=broken_steps)
     loader = DataLoader(ImageDataset(torch.rand(32, 1, 16, 16)), batch_size=8, shuffle=True, drop_last=True)
-    trainer = L.Trainer(max_steps=steps, callbacks=[guard], logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=steps,
+        callbacks=[guard],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, loader)
     return model
 

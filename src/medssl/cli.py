@@ -14,8 +14,25 @@ from medssl.evaluation import DENSE_TASKS
 from medssl.evaluation.budgets import BUDGET_DESCRIPTIONS, BUDGETS, CANDIDATES, FRACTIONS, SEEDS, Schedule
 
 # budget settings with a flag of their own (--width, --pretrain-epochs-2d, --finetune-epochs, ...)
-BUDGET_OVERRIDES = ("encoder", "width", "width_3d", "stem", "pretrain_epochs_2d", "pretrain_epochs_3d", "pretrain_batch", "monitor_every", "monitor_patience",
-                    "finetune.epochs", "finetune.max_steps", "finetune_3d.epochs", "finetune_3d.max_steps", "finetune_batch", "dense.min_steps", "dense.max_steps", "dense_batch")  # fmt: skip
+BUDGET_OVERRIDES = (
+    "encoder",
+    "width",
+    "width_3d",
+    "stem",
+    "pretrain_epochs_2d",
+    "pretrain_epochs_3d",
+    "pretrain_batch",
+    "monitor_every",
+    "monitor_patience",
+    "finetune.epochs",
+    "finetune.max_steps",
+    "finetune_3d.epochs",
+    "finetune_3d.max_steps",
+    "finetune_batch",
+    "dense.min_steps",
+    "dense.max_steps",
+    "dense_batch",
+)
 
 
 def _budget_value(key: str):
@@ -44,21 +61,44 @@ def build_parser() -> argparse.ArgumentParser:
     scan = commands.add_parser("scan", help="write a manifest CSV for a folder of images")
     scan.add_argument("folder", type=Path)
     scan.add_argument("-o", "--output", type=Path, default=Path("manifest.csv"))
-    scan.add_argument("--labels-from-folders", action="store_true", help="label each image with the first folder below FOLDER (the MedNIST layout, FOLDER/<class>/<image>)")
+    scan.add_argument(
+        "--labels-from-folders",
+        action="store_true",
+        help="label each image with the first folder below FOLDER (the MedNIST layout, FOLDER/<class>/<image>)",
+    )
     scan.set_defaults(run=run_scan)
 
-    prepare = commands.add_parser("prepare", help="preprocess a manifest once into a sharded cache (WebDataset tar shards) that pretrain streams")
-    prepare.add_argument("--manifest", type=Path, required=True, help="manifest CSV (subject_id, path[, label, split, ...]); `medssl scan` writes one")
-    prepare.add_argument("--out", type=Path, required=True, help="cache folder: shard-*.tar, their checksums, index.json, skipped.csv")
-    prepare.add_argument("--image-size", type=int, nargs="+", required=True, help="model input size, 2 values (2D) or 3 (3D)")
+    prepare = commands.add_parser(
+        "prepare", help="preprocess a manifest once into a sharded cache (WebDataset tar shards) that pretrain streams"
+    )
+    prepare.add_argument(
+        "--manifest",
+        type=Path,
+        required=True,
+        help="manifest CSV (subject_id, path[, label, split, ...]); `medssl scan` writes one",
+    )
+    prepare.add_argument(
+        "--out", type=Path, required=True, help="cache folder: shard-*.tar, their checksums, index.json, skipped.csv"
+    )
+    prepare.add_argument(
+        "--image-size", type=int, nargs="+", required=True, help="model input size, 2 values (2D) or 3 (3D)"
+    )
     prepare.add_argument("--channels", type=int, dest="in_channels", help="input channels (default 1)")
     prepare.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
     prepare.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
     prepare.add_argument("--volume-index", type=int, default=0, help="which volume of a 4D NIfTI")
-    prepare.add_argument("--geometry", choices=GEOMETRY_OPTIONS, help="a DICOM series that is no regular grid: strict (default) skips it, resample regrids it")
-    prepare.add_argument("--shard-size", type=int, default=1000, help="images per shard (one worker converts one shard)")
+    prepare.add_argument(
+        "--geometry",
+        choices=GEOMETRY_OPTIONS,
+        help="a DICOM series that is no regular grid: strict (default) skips it, resample regrids it",
+    )
+    prepare.add_argument(
+        "--shard-size", type=int, default=1000, help="images per shard (one worker converts one shard)"
+    )
     prepare.add_argument("--workers", type=int, help="worker processes (default: every core)")
-    prepare.add_argument("--verify", action="store_true", help="recompute the checksum of finished shards and redo those that differ")
+    prepare.add_argument(
+        "--verify", action="store_true", help="recompute the checksum of finished shards and redo those that differ"
+    )
     prepare.set_defaults(run=run_prepare)
 
     pretrain = commands.add_parser("pretrain", help="pretrain an encoder without labels")
@@ -73,67 +113,149 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seeds", type=int, nargs="+", default=[0])
     evaluate.add_argument("--no-random-init", action="store_true", help="skip the random-init baseline rows")
     evaluate.add_argument(
-        "--finetune", choices=["none", "supervised", "fixmatch"], default="none",
+        "--finetune",
+        choices=["none", "supervised", "fixmatch"],
+        default="none",
         help="also train encoder + linear head end to end on the labelled subset (fixmatch: plus the rest of train, unlabelled)",
-    )  # fmt: skip
-    evaluate.add_argument("--finetune-epochs", type=int, default=Schedule.epochs, help="passes over the labelled subset (default %(default)s; stopped early on validation AUC)")
-    evaluate.add_argument("--finetune-max-steps", type=int, default=Schedule.max_steps, help="at most this many steps (default %(default)s; at least " + f"{Schedule.min_steps} unless lower)")
-    evaluate.add_argument("--fixmatch-threshold", type=float, default=0.95, help="confidence a pseudo-label must exceed")
+    )
+    evaluate.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=Schedule.epochs,
+        help="passes over the labelled subset (default %(default)s; stopped early on validation AUC)",
+    )
+    evaluate.add_argument(
+        "--finetune-max-steps",
+        type=int,
+        default=Schedule.max_steps,
+        help="at most this many steps (default %(default)s; at least " + f"{Schedule.min_steps} unless lower)",
+    )
+    evaluate.add_argument(
+        "--fixmatch-threshold", type=float, default=0.95, help="confidence a pseudo-label must exceed"
+    )
     evaluate.add_argument("--fixmatch-mu", type=int, default=7, help="unlabelled batch = mu x labelled batch")
     evaluate.set_defaults(run=run_evaluate)
 
-    benchmark = commands.add_parser("benchmark", help="label efficiency: SSL vs random init vs supervised from scratch at 1-100%% of labels")
-    benchmark.add_argument("--datasets", nargs="*", default=["pneumoniamnist", "breastmnist", "retinamnist"], help=f"public names ({', '.join(PUBLIC)}) or .npz / manifest .csv / class folders")
-    benchmark.add_argument("--tasks", nargs="*", default=[], help=f"segmentation/detection tasks: {', '.join(DENSE_TASKS)}")
-    benchmark.add_argument("--cohort-subjects", type=int, default=2000, help="size of the simulated cohort of the cohort-* tasks")
-    benchmark.add_argument("--out", type=Path, default=Path("runs/benchmark"), help="results and cached runs; rerunning on it resumes")
-    benchmark.add_argument("--budget", default="cpu", choices=sorted(BUDGETS), help="; ".join(f"{k}: {v}" for k, v in BUDGET_DESCRIPTIONS.items()))
-    benchmark.add_argument("--method", default="auto", help="auto (chosen per dataset on validation among %s) or any of `medssl methods`" % ", ".join(CANDIDATES))
+    benchmark = commands.add_parser(
+        "benchmark", help="label efficiency: SSL vs random init vs supervised from scratch at 1-100%% of labels"
+    )
+    benchmark.add_argument(
+        "--datasets",
+        nargs="*",
+        default=["pneumoniamnist", "breastmnist", "retinamnist"],
+        help=f"public names ({', '.join(PUBLIC)}) or .npz / manifest .csv / class folders",
+    )
+    benchmark.add_argument(
+        "--tasks", nargs="*", default=[], help=f"segmentation/detection tasks: {', '.join(DENSE_TASKS)}"
+    )
+    benchmark.add_argument(
+        "--cohort-subjects", type=int, default=2000, help="size of the simulated cohort of the cohort-* tasks"
+    )
+    benchmark.add_argument(
+        "--out", type=Path, default=Path("runs/benchmark"), help="results and cached runs; rerunning on it resumes"
+    )
+    benchmark.add_argument(
+        "--budget",
+        default="cpu",
+        choices=sorted(BUDGETS),
+        help="; ".join(f"{k}: {v}" for k, v in BUDGET_DESCRIPTIONS.items()),
+    )
+    benchmark.add_argument(
+        "--method",
+        default="auto",
+        help=f"auto (chosen per dataset on validation among {', '.join(CANDIDATES)}) or any of `medssl methods`",
+    )
     benchmark.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     benchmark.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS), help="label fractions")
-    benchmark.add_argument("--image-size", type=int, nargs="+", help="for sources without a native size (default: native, MedNIST 64)")
+    benchmark.add_argument(
+        "--image-size", type=int, nargs="+", help="for sources without a native size (default: native, MedNIST 64)"
+    )
     for key in BUDGET_OVERRIDES:
         default = _budget_value(key)
-        benchmark.add_argument(f"--{key.replace('.', '-').replace('_', '-')}", dest=key, type=type(default), metavar=type(default).__name__.upper(), help=f"overrides the budget's {key} (cpu: {default})")
+        benchmark.add_argument(
+            f"--{key.replace('.', '-').replace('_', '-')}",
+            dest=key,
+            type=type(default),
+            metavar=type(default).__name__.upper(),
+            help=f"overrides the budget's {key} (cpu: {default})",
+        )
     benchmark.set_defaults(run=run_benchmark)
 
-    anomaly = commands.add_parser("anomaly", help="per-subject anomaly scores: reconstruction error of a generative run (autoencoder, vae, ...)")
-    anomaly.add_argument("--run", type=Path, required=True, dest="run_dir", metavar="RUN", help="run folder written by pretrain (checkpoints/last.ckpt, encoder.pt, config.yaml)")
-    anomaly.add_argument("--data", type=Path, required=True, help=".npz, manifest .csv or folder; preprocessed as in the run")
+    anomaly = commands.add_parser(
+        "anomaly", help="per-subject anomaly scores: reconstruction error of a generative run (autoencoder, vae, ...)"
+    )
+    anomaly.add_argument(
+        "--run",
+        type=Path,
+        required=True,
+        dest="run_dir",
+        metavar="RUN",
+        help="run folder written by pretrain (checkpoints/last.ckpt, encoder.pt, config.yaml)",
+    )
+    anomaly.add_argument(
+        "--data", type=Path, required=True, help=".npz, manifest .csv or folder; preprocessed as in the run"
+    )
     anomaly.add_argument("--out", type=Path, required=True, help="folder for anomaly_scores.csv and anomaly.json")
-    anomaly.add_argument("--normal-label", help="the healthy class, for the AUROC of detecting the others (default: a class named healthy or normal)")
+    anomaly.add_argument(
+        "--normal-label",
+        help="the healthy class, for the AUROC of detecting the others (default: a class named healthy or normal)",
+    )
     anomaly.add_argument("--batch-size", type=int, default=64)
     anomaly.set_defaults(run=run_anomaly)
 
     _add_phenotype_commands(commands)
 
-    gwas = commands.add_parser("gwas", help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm")
+    gwas = commands.add_parser(
+        "gwas", help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm"
+    )
     gwas.add_argument("--bed", type=Path, required=True, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam)")
-    gwas.add_argument("--phenotypes", type=Path, required=True, help="CSV/TSV/Parquet with subject IDs (e.g. pcs.parquet from embed)")
+    gwas.add_argument(
+        "--phenotypes", type=Path, required=True, help="CSV/TSV/Parquet with subject IDs (e.g. pcs.parquet from embed)"
+    )
     gwas.add_argument("--columns", nargs="+", help="phenotype columns (default: the PCs of an embed table)")
     gwas.add_argument("--covariates", type=Path, help="CSV/TSV/Parquet with subject IDs and covariates (age, sex, ...)")
     gwas.add_argument("--covariate-columns", nargs="+", help="default: every column of --covariates but the ID")
     gwas.add_argument("--id-column", default="subject_id", help="matched to the .fam's IID")
     gwas.add_argument("--out", type=Path, required=True)
-    gwas.add_argument("--inverse-normal", action="store_true", help="rank-based inverse-normal transform of each phenotype")
-    gwas.add_argument("--genetic-pcs", type=int, default=10, help="genetic PCs computed from the genotypes, added as covariates (0: none)")
-    gwas.add_argument("--missing", default="drop", choices=["drop", "mean"], help="missing calls: leave the sample out for that SNP (as plink2) or mean-impute")
+    gwas.add_argument(
+        "--inverse-normal", action="store_true", help="rank-based inverse-normal transform of each phenotype"
+    )
+    gwas.add_argument(
+        "--genetic-pcs",
+        type=int,
+        default=10,
+        help="genetic PCs computed from the genotypes, added as covariates (0: none)",
+    )
+    gwas.add_argument(
+        "--missing",
+        default="drop",
+        choices=["drop", "mean"],
+        help="missing calls: leave the sample out for that SNP (as plink2) or mean-impute",
+    )
     gwas.add_argument("--min-call-rate", type=float, default=0.95)
     gwas.add_argument("--min-maf", type=float, default=0.01)
     gwas.add_argument("--min-hwe-p", type=float, default=1e-6)
     gwas.add_argument("--p-threshold", type=float, default=5e-8, help="lead SNPs: genome-wide significance")
     gwas.add_argument("--clump-kb", type=float, default=250)
-    gwas.add_argument("--clump-r2", type=float, help="clump by LD (r² above this within the window), not distance alone")
-    gwas.add_argument("--chunk", type=int, default=1000, help="SNPs read at a time (memory ~40 bytes x samples x chunk)")
+    gwas.add_argument(
+        "--clump-r2", type=float, help="clump by LD (r² above this within the window), not distance alone"
+    )
+    gwas.add_argument(
+        "--chunk", type=int, default=1000, help="SNPs read at a time (memory ~40 bytes x samples x chunk)"
+    )
     gwas.set_defaults(run=run_gwas)
 
     simulate = commands.add_parser("simulate", help="write a simulated population cohort with known ground truth")
     simulate.add_argument("--out", type=Path, required=True)
     simulate.add_argument("--subjects", type=int, default=2000)
     simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--heritability", type=float, default=0.5, help="share of each trait's variance from genotypes")
+    simulate.add_argument(
+        "--heritability", type=float, default=0.5, help="share of each trait's variance from genotypes"
+    )
     simulate.add_argument("--snps", type=int, default=2000)
-    simulate.add_argument("--disease-groups", type=int, default=3, help="2 to 4 (nodules, fibrosis, neuro, cardiomegaly)")
+    simulate.add_argument(
+        "--disease-groups", type=int, default=3, help="2 to 4 (nodules, fibrosis, neuro, cardiomegaly)"
+    )
     simulate.add_argument("--modalities", nargs="+", default=["xray", "mri"], help="xray (2D) and/or mri (3D)")
     simulate.add_argument("--xray-size", type=int, default=64)
     simulate.add_argument("--mri-size", type=int, default=32)
@@ -141,8 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--genotypes", type=Path, help="a real PLINK .bed to use instead of simulated genotypes")
     simulate.set_defaults(run=run_simulate)
 
-    demo = commands.add_parser("demo", help="the whole journey on a simulated cohort, with an HTML report (~10 min on 2 CPU cores)")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder; rerunning on it resumes finished stages")
+    demo = commands.add_parser(
+        "demo", help="the whole journey on a simulated cohort, with an HTML report (~10 min on 2 CPU cores)"
+    )
+    demo.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="run folder; rerunning on it resumes finished stages"
+    )
     demo.add_argument("--subjects", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=run_demo)
@@ -154,10 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
     """embed -> atlas, subgroups, normative, attribution: each reads the folder ``embed`` wrote."""
-    embed = commands.add_parser("embed", help="one embedding per subject (Parquet, with the manifest's columns) and its principal components")
+    embed = commands.add_parser(
+        "embed", help="one embedding per subject (Parquet, with the manifest's columns) and its principal components"
+    )
     embed.add_argument("--encoder", type=Path, required=True, help="encoder.pt written by pretrain")
-    embed.add_argument("--data", type=Path, required=True, help=".npz, manifest .csv or folder; preprocessed as at pretraining")
-    embed.add_argument("--out", type=Path, required=True, help="folder for embeddings.parquet, pcs.parquet, pca.npz, embedding.json")
+    embed.add_argument(
+        "--data", type=Path, required=True, help=".npz, manifest .csv or folder; preprocessed as at pretraining"
+    )
+    embed.add_argument(
+        "--out", type=Path, required=True, help="folder for embeddings.parquet, pcs.parquet, pca.npz, embedding.json"
+    )
     embed.add_argument("--tta", type=int, default=0, help="average the embedding over this many mild random views too")
     embed.add_argument("--components", type=int, default=20, help="principal components to keep")
     embed.add_argument("--batch-size", type=int, default=256)
@@ -168,7 +300,9 @@ def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
         parser = commands.add_parser(name, help=help)
         parser.add_argument("--embeddings", type=Path, required=True, help="folder written by `medssl embed`")
         parser.add_argument("--out", type=Path, required=True)
-        parser.add_argument("--covariates", type=Path, help="CSV with subject_id and more columns, joined to the embeddings")
+        parser.add_argument(
+            "--covariates", type=Path, help="CSV with subject_id and more columns, joined to the embeddings"
+        )
         parser.add_argument("--seed", type=int, default=0)
         return parser
 
@@ -178,11 +312,17 @@ def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
     atlas.add_argument("--max-points", type=int, default=5000, help="a seeded random sample above this many subjects")
     atlas.set_defaults(run=run_atlas)
 
-    subgroups = analysis("subgroups", "clusters of subjects (k-means, GMM, HDBSCAN): number, stability, agreement, galleries")
+    subgroups = analysis(
+        "subgroups", "clusters of subjects (k-means, GMM, HDBSCAN): number, stability, agreement, galleries"
+    )
     subgroups.add_argument("--methods", nargs="+", default=["kmeans", "gmm", "hdbscan"])
-    subgroups.add_argument("--groups", type=int, nargs=2, default=[2, 8], metavar=("MIN", "MAX"), help="candidate numbers of groups")
+    subgroups.add_argument(
+        "--groups", type=int, nargs=2, default=[2, 8], metavar=("MIN", "MAX"), help="candidate numbers of groups"
+    )
     subgroups.add_argument("--bootstraps", type=int, default=20)
-    subgroups.add_argument("--reference-column", default="label", help="known groups to compare with (ARI, NMI); 'none' to skip")
+    subgroups.add_argument(
+        "--reference-column", default="label", help="known groups to compare with (ARI, NMI); 'none' to skip"
+    )
     subgroups.set_defaults(run=run_subgroups)
 
     normative = analysis("normative", "deviation of every subject from a healthy reference, adjusted for covariates")
@@ -192,55 +332,106 @@ def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
     normative.add_argument("--components", type=int, default=20)
     normative.set_defaults(run=run_normative)
 
-    attribution = commands.add_parser("attribution", help="which image regions drive a principal component or a cluster")
+    attribution = commands.add_parser(
+        "attribution", help="which image regions drive a principal component or a cluster"
+    )
     attribution.add_argument("--embeddings", type=Path, required=True, help="folder written by `medssl embed`")
     attribution.add_argument("--out", type=Path, required=True)
     target = attribution.add_mutually_exclusive_group(required=True)
     target.add_argument("--pc", type=int, help="principal component, from 1")
-    target.add_argument("--cluster", nargs=2, metavar=("SUBGROUPS_CSV:METHOD", "GROUP"), help="e.g. runs/groups/subgroups.csv:kmeans 2")
+    target.add_argument(
+        "--cluster", nargs=2, metavar=("SUBGROUPS_CSV:METHOD", "GROUP"), help="e.g. runs/groups/subgroups.csv:kmeans 2"
+    )
     attribution.add_argument("--method", default="occlusion", choices=["occlusion", "gradient"])
-    attribution.add_argument("--subjects", type=int, default=16, help="explain the subjects scoring highest (and lowest)")
+    attribution.add_argument(
+        "--subjects", type=int, default=16, help="explain the subjects scoring highest (and lowest)"
+    )
     attribution.set_defaults(run=run_attribution)
 
 
 def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--data", type=Path, required=True, help="a MedMNIST .npz, a manifest .csv, or a folder (NIfTI, DICOM series, PNG/JPEG)")
+    data.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a MedMNIST .npz, a manifest .csv, or a folder (NIfTI, DICOM series, PNG/JPEG)",
+    )
     data.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, encoder.pt, skipped.csv")
-    data.add_argument("--image-size", type=int, nargs="+", help="model input size, 2 values (2D) or 3 (3D); .npz default: native")
+    data.add_argument(
+        "--image-size", type=int, nargs="+", help="model input size, 2 values (2D) or 3 (3D); .npz default: native"
+    )
     data.add_argument("--channels", type=int, dest="in_channels", help="input channels (default 1)")
     data.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
     data.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
     data.add_argument("--volume-index", type=int, help="which volume of a 4D NIfTI (default 0)")
-    data.add_argument("--geometry", choices=GEOMETRY_OPTIONS, help="a DICOM series with missing slices, uneven spacing or a gantry tilt: strict (default) skips it, resample regrids it (recorded in corrected.csv)")
-    data.add_argument("--genetics", help="methods paired with genetics (contig): a PLINK .bed prefix, or a table of per-subject scores by subject_id/IID")
-    data.add_argument("--genetic-columns", nargs="+", help="the score columns of a --genetics table (default: every column but the IDs)")
+    data.add_argument(
+        "--geometry",
+        choices=GEOMETRY_OPTIONS,
+        help="a DICOM series with missing slices, uneven spacing or a gantry tilt: strict (default) skips it, resample regrids it (recorded in corrected.csv)",
+    )
+    data.add_argument(
+        "--genetics",
+        help="methods paired with genetics (contig): a PLINK .bed prefix, or a table of per-subject scores by subject_id/IID",
+    )
+    data.add_argument(
+        "--genetic-columns",
+        nargs="+",
+        help="the score columns of a --genetics table (default: every column but the IDs)",
+    )
     data.add_argument("--strict", action="store_true", help="fail if any input is skipped")
     model = parser.add_argument_group("method and model")
     model.add_argument("--method", default="simclr", help="see `medssl methods`")
     model.add_argument("--config", type=Path, help="YAML overriding the method's default config")
     model.add_argument("--encoder", dest="encoder_name", help="resnet10/18/34/50 or vit_tiny/small/base")
-    model.add_argument("--width", type=int, help="ResNet: channels of the first stage (64 = standard); ViT: hidden size (default: the model's standard)")
+    model.add_argument(
+        "--width",
+        type=int,
+        help="ResNet: channels of the first stage (64 = standard); ViT: hidden size (default: the model's standard)",
+    )
     model.add_argument("--patch-size", type=int, help="ViT: patch side in pixels/voxels; must divide the image size")
-    model.add_argument("--stem", help="small (stride 1), strided (stride 2), pooled (stride 1 + max-pool) or imagenet (7x7/2 + pool)")
+    model.add_argument(
+        "--stem", help="small (stride 1), strided (stride 2), pooled (stride 1 + max-pool) or imagenet (7x7/2 + pool)"
+    )
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, dest="max_epochs")
     train.add_argument("--max-steps", type=int)
     train.add_argument("--max-minutes", type=float, help="stop after this wall time")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
-    train.add_argument("--precision", help="auto (default: bf16-mixed where the GPU or CPU computes bf16, else 32), bf16-mixed, 32, 16-mixed")
-    train.add_argument("--gradient-clip", type=float, help="clip the gradient norm to this value (a run whose loss turns non-finite)")
+    train.add_argument(
+        "--precision",
+        help="auto (default: bf16-mixed where the GPU or CPU computes bf16, else 32), bf16-mixed, 32, 16-mixed",
+    )
+    train.add_argument(
+        "--gradient-clip", type=float, help="clip the gradient norm to this value (a run whose loss turns non-finite)"
+    )
     train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    train.add_argument("--samples-per-subject", type=int, help="views drawn per subject and epoch (for few large volumes)")
+    train.add_argument(
+        "--samples-per-subject", type=int, help="views drawn per subject and epoch (for few large volumes)"
+    )
     train.add_argument("--devices", help="auto, or a count (DDP across GPUs)")
     train.add_argument("--num-nodes", type=int)
-    train.add_argument("--sync-batchnorm", action="store_true", default=None, help="BatchNorm statistics over all GPUs' batches (DDP)")
-    train.add_argument("--accumulate-grad-batches", type=int, help="step the optimiser every N batches (a larger effective batch)")
-    train.add_argument("--compile", action="store_true", default=None, help="torch.compile the encoder (GPU; the first steps compile)")
+    train.add_argument(
+        "--sync-batchnorm", action="store_true", default=None, help="BatchNorm statistics over all GPUs' batches (DDP)"
+    )
+    train.add_argument(
+        "--accumulate-grad-batches", type=int, help="step the optimiser every N batches (a larger effective batch)"
+    )
+    train.add_argument(
+        "--compile", action="store_true", default=None, help="torch.compile the encoder (GPU; the first steps compile)"
+    )
     train.add_argument("--num-workers", type=int, help="data-loading worker processes")
-    train.add_argument("--monitor-every", type=int, help="every N epochs, score the encoder by kNN on the labelled validation split (logged, monitor.png)")
-    train.add_argument("--monitor-patience", type=int, help="stop after this many monitor checks without a better score (default: never)")
+    train.add_argument(
+        "--monitor-every",
+        type=int,
+        help="every N epochs, score the encoder by kNN on the labelled validation split (logged, monitor.png)",
+    )
+    train.add_argument(
+        "--monitor-patience",
+        type=int,
+        help="stop after this many monitor checks without a better score (default: never)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
@@ -260,9 +451,18 @@ def run_prepare(args: argparse.Namespace) -> None:
     from medssl.training import preprocessing_from
 
     settings = {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "geometry")}
-    index = prepare_shards(args.manifest, args.out, preprocessing_from(settings), shard_size=args.shard_size, workers=args.workers,
-                           volume_index=args.volume_index, verify=args.verify)  # fmt: skip
-    print(f"{index['samples']} images in {len(index['shards'])} shards, {index['skipped']} skipped (report: {args.out / 'skipped.csv'}) -> {args.out}")
+    index = prepare_shards(
+        args.manifest,
+        args.out,
+        preprocessing_from(settings),
+        shard_size=args.shard_size,
+        workers=args.workers,
+        volume_index=args.volume_index,
+        verify=args.verify,
+    )
+    print(
+        f"{index['samples']} images in {len(index['shards'])} shards, {index['skipped']} skipped (report: {args.out / 'skipped.csv'}) -> {args.out}"
+    )
     print(f"pretrain from it with: medssl pretrain --data {args.out} --out RUN")
 
 
@@ -278,13 +478,46 @@ def pretrain_config(args: argparse.Namespace) -> dict:
 
     user = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
     overrides = {
-        "data": {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "volume_index", "geometry", "genetics", "genetic_columns")},
-        "encoder": {"name": args.encoder_name, "width": args.width or vit_width(args.encoder_name), "stem": args.stem, "patch_size": args.patch_size},
+        "data": {
+            k: getattr(args, k)
+            for k in (
+                "image_size",
+                "in_channels",
+                "modality",
+                "spacing",
+                "volume_index",
+                "geometry",
+                "genetics",
+                "genetic_columns",
+            )
+        },
+        "encoder": {
+            "name": args.encoder_name,
+            "width": args.width or vit_width(args.encoder_name),
+            "stem": args.stem,
+            "patch_size": args.patch_size,
+        },
         "optimizer": {"lr": args.lr},
         "training": {
             k: getattr(args, k)
-            for k in ("max_epochs", "max_steps", "max_minutes", "batch_size", "precision", "gradient_clip", "checkpoint_every", "samples_per_subject", "devices", "num_nodes",
-                      "sync_batchnorm", "accumulate_grad_batches", "compile", "num_workers", "monitor_every", "monitor_patience")
+            for k in (
+                "max_epochs",
+                "max_steps",
+                "max_minutes",
+                "batch_size",
+                "precision",
+                "gradient_clip",
+                "checkpoint_every",
+                "samples_per_subject",
+                "devices",
+                "num_nodes",
+                "sync_batchnorm",
+                "accumulate_grad_batches",
+                "compile",
+                "num_workers",
+                "monitor_every",
+                "monitor_patience",
+            )
         },
     }
     return resolve_config(args.method, merge(user, overrides))
@@ -293,7 +526,9 @@ def pretrain_config(args: argparse.Namespace) -> dict:
 def run_pretrain(args: argparse.Namespace) -> None:
     from medssl.training import pretrain
 
-    result = pretrain(args.data, args.out, pretrain_config(args), seed=args.seed, resume=args.resume, strict=args.strict)
+    result = pretrain(
+        args.data, args.out, pretrain_config(args), seed=args.seed, resume=args.resume, strict=args.strict
+    )
     print(f"encoder -> {result.encoder_path}")
 
 
@@ -303,9 +538,16 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     fixmatch = FixMatchConfig(threshold=args.fixmatch_threshold, mu=args.fixmatch_mu)
     evaluate(
-        args.encoder, args.data, args.out, tuple(args.fractions), tuple(args.seeds), not args.no_random_init,
-        finetune_mode=args.finetune, schedule=Schedule(epochs=args.finetune_epochs, max_steps=args.finetune_max_steps), fixmatch=fixmatch,
-    )  # fmt: skip
+        args.encoder,
+        args.data,
+        args.out,
+        tuple(args.fractions),
+        tuple(args.seeds),
+        not args.no_random_init,
+        finetune_mode=args.finetune,
+        schedule=Schedule(epochs=args.finetune_epochs, max_steps=args.finetune_max_steps),
+        fixmatch=fixmatch,
+    )
     print((args.out / "evaluation.md").read_text())
     print(f"results -> {args.out / 'evaluation.json'}")
 
@@ -316,9 +558,16 @@ def run_benchmark(args: argparse.Namespace) -> None:
 
     budget = budget_from(args.budget, {key: getattr(args, key) for key in BUDGET_OVERRIDES})
     benchmark(
-        args.datasets, args.out, budget, method=args.method, seeds=tuple(args.seeds), fractions=tuple(args.fractions),
-        image_size=args.image_size, tasks=tuple(args.tasks), cohort_subjects=args.cohort_subjects,
-    )  # fmt: skip
+        args.datasets,
+        args.out,
+        budget,
+        method=args.method,
+        seeds=tuple(args.seeds),
+        fractions=tuple(args.fractions),
+        image_size=args.image_size,
+        tasks=tuple(args.tasks),
+        cohort_subjects=args.cohort_subjects,
+    )
     print((args.out / "benchmark.md").read_text())
     print(f"results -> {args.out / 'benchmark.json'}")
 
@@ -328,22 +577,43 @@ def run_anomaly(args: argparse.Namespace) -> None:
 
     result = anomaly_scores(args.run_dir, args.data, args.out, args.normal_label, args.batch_size)
     if result["auroc"]:
-        print(f"AUROC ({result['normal_label']} vs others): " + ", ".join(f"{group} {v['any']:.3f}" for group, v in result["auroc"].items() if "any" in v))
+        print(
+            f"AUROC ({result['normal_label']} vs others): "
+            + ", ".join(f"{group} {v['any']:.3f}" for group, v in result["auroc"].items() if "any" in v)
+        )
     print(f"{result['subjects']} scores -> {args.out / 'anomaly_scores.csv'}")
 
 
 def run_embed(args: argparse.Namespace) -> None:
     from medssl.analysis.embed import embed_subjects
 
-    summary = embed_subjects(args.encoder, args.data, args.out, tta=args.tta, n_components=args.components, batch_size=args.batch_size, workers=args.workers)
+    summary = embed_subjects(
+        args.encoder,
+        args.data,
+        args.out,
+        tta=args.tta,
+        n_components=args.components,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
     explained = sum(summary["explained_variance_ratio"])
-    print(f"{summary['subjects']} subjects ({summary['skipped']} skipped); {len(summary['explained_variance_ratio'])} PCs explain {explained:.1%} -> {args.out}")
+    print(
+        f"{summary['subjects']} subjects ({summary['skipped']} skipped); {len(summary['explained_variance_ratio'])} PCs explain {explained:.1%} -> {args.out}"
+    )
 
 
 def run_atlas(args: argparse.Namespace) -> None:
     from medssl.analysis.atlas import build_atlas
 
-    result = build_atlas(args.embeddings, args.out, method=args.map, color_by=args.color_by, covariates=args.covariates, max_points=args.max_points, seed=args.seed)
+    result = build_atlas(
+        args.embeddings,
+        args.out,
+        method=args.map,
+        color_by=args.color_by,
+        covariates=args.covariates,
+        max_points=args.max_points,
+        seed=args.seed,
+    )
     print(f"{result['shown']} of {result['subjects']} subjects mapped -> {args.out / 'atlas.html'}")
 
 
@@ -352,12 +622,21 @@ def run_subgroups(args: argparse.Namespace) -> None:
 
     reference = None if args.reference_column.lower() == "none" else args.reference_column
     result = subgroup_analysis(
-        args.embeddings, args.out, tuple(args.methods), candidates=range(args.groups[0], args.groups[1] + 1),
-        bootstraps=args.bootstraps, reference_column=reference, covariates=args.covariates, seed=args.seed,
-    )  # fmt: skip
+        args.embeddings,
+        args.out,
+        tuple(args.methods),
+        candidates=range(args.groups[0], args.groups[1] + 1),
+        bootstraps=args.bootstraps,
+        reference_column=reference,
+        covariates=args.covariates,
+        seed=args.seed,
+    )
     for method, found in result["methods"].items():
         agreement = ", ".join(f"{k.upper()} {v:.3f}" for k, v in found["agreement"].items())
-        print(f"{method}: {found['n_groups']} groups, bootstrap ARI {found['stability'].get('ari_mean', float('nan')):.3f}" + (f"; vs {reference}: {agreement}" if agreement else ""))
+        print(
+            f"{method}: {found['n_groups']} groups, bootstrap ARI {found['stability'].get('ari_mean', float('nan')):.3f}"
+            + (f"; vs {reference}: {agreement}" if agreement else "")
+        )
     print(f"-> {args.out / 'subgroups.json'}")
 
 
@@ -365,10 +644,19 @@ def run_normative(args: argparse.Namespace) -> None:
     from medssl.analysis.normative import normative_analysis
 
     result = normative_analysis(
-        args.embeddings, args.out, args.reference, tuple(args.adjust_for), covariates_csv=args.covariates,
-        score=args.score, n_components=args.components, seed=args.seed,
-    )  # fmt: skip
-    print(f"reference {args.reference}: {result['n_reference']} subjects; AUROC of the deviation: " + ", ".join(f"{g} {v:.3f}" for g, v in result["auroc"].items()))
+        args.embeddings,
+        args.out,
+        args.reference,
+        tuple(args.adjust_for),
+        covariates_csv=args.covariates,
+        score=args.score,
+        n_components=args.components,
+        seed=args.seed,
+    )
+    print(
+        f"reference {args.reference}: {result['n_reference']} subjects; AUROC of the deviation: "
+        + ", ".join(f"{g} {v:.3f}" for g, v in result["auroc"].items())
+    )
     print(f"-> {args.out / 'normative_scores.csv'}")
 
 
@@ -378,7 +666,16 @@ def run_attribution(args: argparse.Namespace) -> None:
     centre, name = None, None
     if args.cluster:
         centre, name = cluster_centre(args.embeddings, *args.cluster)
-    result = explain(args.embeddings, args.out, pc=args.pc, centre=centre, name=name, method=args.method, n_subjects=args.subjects, lowest=True)
+    result = explain(
+        args.embeddings,
+        args.out,
+        pc=args.pc,
+        centre=centre,
+        name=name,
+        method=args.method,
+        n_subjects=args.subjects,
+        lowest=True,
+    )
     print("\n".join(f"-> {f}" for f in result["files"]))
 
 
@@ -390,7 +687,9 @@ def cluster_centre(embeddings: Path, subgroups: str, group: str):
     path, _, method = subgroups.partition(":")
     groups = read_table(path)
     if method not in groups:
-        raise ValueError(f"{path} has no column '{method}'; give SUBGROUPS_CSV:METHOD with one of {[c for c in groups if c != 'subject_id']}")
+        raise ValueError(
+            f"{path} has no column '{method}'; give SUBGROUPS_CSV:METHOD with one of {[c for c in groups if c != 'subject_id']}"
+        )
     members = set(groups["subject_id"][groups[method] == group])
     metadata, features = read_embeddings(embeddings)
     chosen = [s in members for s in metadata["subject_id"]]
@@ -400,20 +699,34 @@ def cluster_centre(embeddings: Path, subgroups: str, group: str):
 
 
 def run_gwas(args: argparse.Namespace) -> None:
-    from medssl.genetics.gwas import run_gwas as gwas
     from medssl.data.tables import read_table
+    from medssl.genetics.gwas import run_gwas as gwas
     from medssl.genetics.qc import QcFilters
 
     phenotypes = read_table(args.phenotypes)
     columns = args.columns or [c for c in phenotypes if c.startswith("PC") and c[2:].isdigit()]
     if not columns:
-        raise ValueError(f"{args.phenotypes} has no PC columns; name the phenotypes with --columns (columns: {', '.join(phenotypes)})")
+        raise ValueError(
+            f"{args.phenotypes} has no PC columns; name the phenotypes with --columns (columns: {', '.join(phenotypes)})"
+        )
     filters = QcFilters(min_call_rate=args.min_call_rate, min_maf=args.min_maf, min_hwe_p=args.min_hwe_p)
     summary = gwas(
-        args.bed, phenotypes, args.covariates, args.out, phenotype_columns=columns, covariate_columns=args.covariate_columns,
-        id_column=args.id_column, inverse_normal=args.inverse_normal, genetic_pcs=args.genetic_pcs, missing=args.missing,
-        chunk=args.chunk, filters=filters, p_threshold=args.p_threshold, clump_kb=args.clump_kb, clump_r2=args.clump_r2,
-    )  # fmt: skip
+        args.bed,
+        phenotypes,
+        args.covariates,
+        args.out,
+        phenotype_columns=columns,
+        covariate_columns=args.covariate_columns,
+        id_column=args.id_column,
+        inverse_normal=args.inverse_normal,
+        genetic_pcs=args.genetic_pcs,
+        missing=args.missing,
+        chunk=args.chunk,
+        filters=filters,
+        p_threshold=args.p_threshold,
+        clump_kb=args.clump_kb,
+        clump_r2=args.clump_r2,
+    )
     print(f"{summary['samples']}; {summary['snps']['tested']} SNPs tested ({summary['snps']['removed']} removed by QC)")
     for name, result in summary["results"].items():
         print(f"{name}: lambda {result['lambda_gc']:.3f}, {len(result['leads'])} lead SNP(s)")
@@ -424,16 +737,24 @@ def run_simulate(args: argparse.Namespace) -> None:
     from medssl.simulation.cohort import CohortConfig, simulate_cohort
 
     config = CohortConfig(
-        n_subjects=args.subjects, seed=args.seed, heritability=args.heritability, n_snps=args.snps, n_disease_groups=args.disease_groups,
-        modalities=tuple(args.modalities), xray_size=args.xray_size, mri_size=args.mri_size, xray_format=args.xray_format,
+        n_subjects=args.subjects,
+        seed=args.seed,
+        heritability=args.heritability,
+        n_snps=args.snps,
+        n_disease_groups=args.disease_groups,
+        modalities=tuple(args.modalities),
+        xray_size=args.xray_size,
+        mri_size=args.mri_size,
+        xray_format=args.xray_format,
         genotypes=str(args.genotypes) if args.genotypes else None,
-    )  # fmt: skip
+    )
     for name, path in simulate_cohort(args.out, config).items():
         print(f"{name}: {path}")
 
 
 def run_demo(args: argparse.Namespace) -> None:
-    from medssl.demo import DemoConfig, run_demo as demo
+    from medssl.demo import DemoConfig
+    from medssl.demo import run_demo as demo
 
     print(f"report -> {demo(args.out, DemoConfig(subjects=args.subjects, seed=args.seed))}")
 

@@ -13,6 +13,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,9 @@ class Stages:
         recorded = self.folder / "config.json"
         config = json.loads(json.dumps(config))  # tuples -> lists, as they come back from the file
         if recorded.exists() and json.loads(recorded.read_text()) != config:
-            raise ValueError(f"{run_dir} holds a run with other settings ({recorded}); choose another --out to start anew")
+            raise ValueError(
+                f"{run_dir} holds a run with other settings ({recorded}); choose another --out to start anew"
+            )
         recorded.write_text(json.dumps(config, indent=2))
 
     def run(self, name: str, work: Callable[[], dict]) -> dict:
@@ -70,14 +73,19 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig()) -> Path:
 
     out = Path(out)
     stages = Stages(out, asdict(config))
-    cohort = CohortConfig(n_subjects=config.subjects, seed=config.seed, xray_size=config.xray_size, mri_size=config.mri_size)
+    cohort = CohortConfig(
+        n_subjects=config.subjects, seed=config.seed, xray_size=config.xray_size, mri_size=config.mri_size
+    )
     simulated = stages.run("simulate", lambda: simulate_cohort(out / "cohort", cohort))
     manifests = {m: simulated[f"{m}_manifest"] for m in MODALITY_TITLES}
     for modality, manifest in manifests.items():
-        stages.run(f"pretrain_{modality}", lambda: _pretrain(manifest, out / f"pretrain_{modality}", modality, config))
+        stages.run(f"pretrain_{modality}", partial(_pretrain, manifest, out / f"pretrain_{modality}", modality, config))
     for modality, manifest in manifests.items():
         encoder = out / f"pretrain_{modality}" / "encoder.pt"
-        stages.run(f"evaluate_{modality}", lambda: evaluate(encoder, manifest, out / f"evaluate_{modality}", config.fractions, config.probe_seeds)["summary"])
+        evaluation = partial(
+            evaluate, encoder, manifest, out / f"evaluate_{modality}", config.fractions, config.probe_seeds
+        )
+        stages.run(f"evaluate_{modality}", lambda run=evaluation: run()["summary"])
     stages.run("phenotypes", lambda: _phenotypes(out, manifests, simulated["subjects"], config.seed))
     stages.run("genetics", lambda: _genetics(out, simulated, list(manifests)))
     start = time.perf_counter()
@@ -91,12 +99,21 @@ def _pretrain(manifest: str, run: Path, modality: str, config: DemoConfig) -> di
 
     size = [config.xray_size] * 2 if modality == "xray" else [config.mri_size] * 3
     encoder = {"name": "resnet10", "width": 32 if modality == "xray" else 16, "stem": "strided"}
-    training = {"max_epochs": config.xray_epochs if modality == "xray" else config.mri_epochs, "batch_size": 128 if modality == "xray" else 64,
-                "max_minutes": config.max_minutes_per_encoder, "checkpoint_every": 50, "devices": 1}  # fmt: skip
+    training = {
+        "max_epochs": config.xray_epochs if modality == "xray" else config.mri_epochs,
+        "batch_size": 128 if modality == "xray" else 64,
+        "max_minutes": config.max_minutes_per_encoder,
+        "checkpoint_every": 50,
+        "devices": 1,
+    }
     # Organ sizes are the traits here: strong zoom crops would teach the encoder to ignore them.
     views = {"crop_scale": [0.7, 1.0], "aspect_jitter": 0.1, "blur_prob": 0.1}
-    settings = resolve_config("simclr", {"data": {"image_size": size}, "encoder": encoder, "training": training, "views": views})
-    return pretrain(manifest, run, settings, seed=config.seed, resume=(run / "checkpoints" / "last.ckpt").exists()).summary
+    settings = resolve_config(
+        "simclr", {"data": {"image_size": size}, "encoder": encoder, "training": training, "views": views}
+    )
+    return pretrain(
+        manifest, run, settings, seed=config.seed, resume=(run / "checkpoints" / "last.ckpt").exists()
+    ).summary
 
 
 def _phenotypes(out: Path, manifests: dict[str, str], subjects_csv: str, seed: int) -> dict:
@@ -117,7 +134,9 @@ def _phenotypes(out: Path, manifests: dict[str, str], subjects_csv: str, seed: i
         results[modality] = {
             "atlas": build_atlas(embedding, folder / "atlas", color_by=("label", "age", "sex"), seed=seed),
             "subgroups": subgroup_analysis(embedding, folder / "subgroups", bootstraps=10, seed=seed),
-            "normative": normative_analysis(embedding, folder / "normative", "label=healthy", ("age", "sex"), seed=seed),
+            "normative": normative_analysis(
+                embedding, folder / "normative", "label=healthy", ("age", "sex"), seed=seed
+            ),
             "attribution": explain(embedding, folder / "attribution", pc=1, n_subjects=8, lowest=True),
         }
     results["trait_r2"] = _trait_recovery(out, subjects_csv)
@@ -134,15 +153,30 @@ def _genetics(out: Path, simulated: dict, modalities: list[str], n_pcs: int = 5)
     with open(simulated["causal_snps"], newline="") as handle:
         causal = {row["snp"]: row["trait"] for row in csv.DictReader(handle, delimiter="\t")}
     runs = {"traits": (simulated["subjects"], list(TRAITS))}
-    runs |= {m: (out / "phenotypes" / m / "embed" / "pcs.parquet", [f"PC{i:02d}" for i in range(1, n_pcs + 1)]) for m in modalities}
+    runs |= {
+        m: (out / "phenotypes" / m / "embed" / "pcs.parquet", [f"PC{i:02d}" for i in range(1, n_pcs + 1)])
+        for m in modalities
+    }
     results = {}
     for name, (table, columns) in runs.items():
-        summary = run_gwas(bed, table, simulated["subjects"], out / "genetics" / name, phenotype_columns=columns,
-                           covariate_columns=["age", "sex"], inverse_normal=True, progress=False)  # fmt: skip
+        summary = run_gwas(
+            bed,
+            table,
+            simulated["subjects"],
+            out / "genetics" / name,
+            phenotype_columns=columns,
+            covariate_columns=["age", "sex"],
+            inverse_normal=True,
+            progress=False,
+        )
         for phenotype, found in summary["results"].items():
             hits = [lead["ID"] for lead in found["leads"] if lead["ID"] in causal]
-            results[f"{name}/{phenotype}"] = {"lambda_gc": found["lambda_gc"], "leads": len(found["leads"]), "causal_leads": hits,
-                                              "traits_of_causal_leads": sorted({causal[h] for h in hits})}  # fmt: skip
+            results[f"{name}/{phenotype}"] = {
+                "lambda_gc": found["lambda_gc"],
+                "leads": len(found["leads"]),
+                "causal_leads": hits,
+                "traits_of_causal_leads": sorted({causal[h] for h in hits}),
+            }
     return {"available": True, "samples": summary["samples"], "causal_snps": len(causal), "results": results}
 
 
@@ -160,7 +194,10 @@ def _trait_recovery(out: Path, subjects_csv: str) -> dict:
         traits = np.array([[float(truth[s][t]) for t in TRAITS] for s in saved["subject_id"]])
         for encoder in ("pretrained", "random_init"):
             features = saved[encoder]
-            results[f"{modality}/{encoder}"] = {t: regression_probe(*((features[part[s]], traits[part[s], i]) for s in ("train", "val", "test")))["r2"] for i, t in enumerate(TRAITS)}
+            results[f"{modality}/{encoder}"] = {
+                t: regression_probe(*((features[part[s]], traits[part[s], i]) for s in ("train", "val", "test")))["r2"]
+                for i, t in enumerate(TRAITS)
+            }
     return results
 
 
@@ -173,37 +210,88 @@ def _phenotype_sections(out: Path, phenotypes: dict, modalities: list[str]) -> l
     for m in modalities:
         title, found = MODALITY_TITLES[m], phenotypes[m]
         maps += f'<h3>{title}</h3><p><a href="phenotypes/{m}/atlas/atlas.html">Interactive atlas</a>: hover a point to see the subject.</p>'
-        maps += "".join(figure(folder(m) / "atlas" / f"atlas_{c}.png", f"UMAP of the pretrained embeddings, coloured by {c}") for c in ("label", "age"))
+        maps += "".join(
+            figure(folder(m) / "atlas" / f"atlas_{c}.png", f"UMAP of the pretrained embeddings, coloured by {c}")
+            for c in ("label", "age")
+        )
         for method, g in found["subgroups"]["methods"].items():
-            groups.append({"modality": m, "method": method, "groups": g["n_groups"], "chosen by": g["criterion"], "bootstrap ARI": g["stability"].get("ari_mean"),
-                           "ARI vs disease group": g["agreement"].get("ari"), "NMI": g["agreement"].get("nmi")})  # fmt: skip
-        groups_html += figure(folder(m) / "subgroups" / "subgroups_kmeans.png", f"k-means groups of {title}: mean image, then the members nearest the centre")
-        normal += figure(folder(m) / "normative" / "normative.png", f"{title}: deviation from the healthy, adjusted for age and sex")
+            groups.append(
+                {
+                    "modality": m,
+                    "method": method,
+                    "groups": g["n_groups"],
+                    "chosen by": g["criterion"],
+                    "bootstrap ARI": g["stability"].get("ari_mean"),
+                    "ARI vs disease group": g["agreement"].get("ari"),
+                    "NMI": g["agreement"].get("nmi"),
+                }
+            )
+        groups_html += figure(
+            folder(m) / "subgroups" / "subgroups_kmeans.png",
+            f"k-means groups of {title}: mean image, then the members nearest the centre",
+        )
+        normal += figure(
+            folder(m) / "normative" / "normative.png", f"{title}: deviation from the healthy, adjusted for age and sex"
+        )
         normal += table([{"modality": m, **{f"AUROC {g}": v for g, v in found["normative"]["auroc"].items()}}])
-        why += figure(folder(m) / "attribution" / "attribution_pc1.png", f"{title}: occlusion maps of PC1, highest and lowest subjects")
+        why += figure(
+            folder(m) / "attribution" / "attribution_pc1.png",
+            f"{title}: occlusion maps of PC1, highest and lowest subjects",
+        )
     trait_rows = [{"modality / encoder": k, **{t: v[t] for t in TRAITS}} for k, v in phenotypes["trait_r2"].items()]
     return [
         Section("maps", "Embedding atlas", maps),
         Section("subgroups", "Subgroups vs the true disease groups", table(groups) + groups_html),
-        Section("normative", "Deviation from healthy variation", paragraph("Reference: the healthy subjects (scored out of fold). AUROC: the deviation score telling each disease group from them.") + normal),
+        Section(
+            "normative",
+            "Deviation from healthy variation",
+            paragraph(
+                "Reference: the healthy subjects (scored out of fold). AUROC: the deviation score telling each disease group from them."
+            )
+            + normal,
+        ),
         Section("attribution", "What drives the first principal component", why),
-        Section("traits", "Heritable traits recovered from embeddings (test R²)", paragraph("Chest radiographs show heart and lung size; brain MRIs show ventricle and brain size. The other traits are negative controls.") + table(trait_rows)),
+        Section(
+            "traits",
+            "Heritable traits recovered from embeddings (test R²)",
+            paragraph(
+                "Chest radiographs show heart and lung size; brain MRIs show ventricle and brain size. The other traits are negative controls."
+            )
+            + table(trait_rows),
+        ),
     ]
 
 
 def _genetics_html(out: Path, genetics: dict) -> str:
     from medssl.report.html import figure, paragraph, table
 
-    rows = [{"phenotype": k, "lambda_GC": v["lambda_gc"], "lead SNPs": v["leads"], "causal among leads": len(v["causal_leads"]),
-             "traits they cause": ", ".join(v["traits_of_causal_leads"])} for k, v in genetics["results"].items()]  # fmt: skip
-    best = max((k for k in genetics["results"] if not k.startswith("traits/")), key=lambda k: len(genetics["results"][k]["causal_leads"]), default=None)
-    text = (f"Linear regression per SNP (as plink2 --glm) of inverse-normal phenotypes on {genetics['samples']['used']} subjects, adjusted for age and sex; "
-            f"lead SNPs at p < 5e-8 after 250 kb clumping, checked against the {genetics['causal_snps']} causal SNPs of the simulation. "
-            "The true traits are the positive control; embedding PCs are learned without labels or genotypes.")  # fmt: skip
+    rows = [
+        {
+            "phenotype": k,
+            "lambda_GC": v["lambda_gc"],
+            "lead SNPs": v["leads"],
+            "causal among leads": len(v["causal_leads"]),
+            "traits they cause": ", ".join(v["traits_of_causal_leads"]),
+        }
+        for k, v in genetics["results"].items()
+    ]
+    best = max(
+        (k for k in genetics["results"] if not k.startswith("traits/")),
+        key=lambda k: len(genetics["results"][k]["causal_leads"]),
+        default=None,
+    )
+    text = (
+        f"Linear regression per SNP (as plink2 --glm) of inverse-normal phenotypes on {genetics['samples']['used']} subjects, adjusted for age and sex; "
+        f"lead SNPs at p < 5e-8 after 250 kb clumping, checked against the {genetics['causal_snps']} causal SNPs of the simulation. "
+        "The true traits are the positive control; embedding PCs are learned without labels or genotypes."
+    )
     html = paragraph(text) + table(rows)
     if best:
         modality, phenotype = best.split("/")
-        html += figure(out / "genetics" / modality / f"{phenotype}.manhattan.png", f"Manhattan plot of {modality} embedding {phenotype}")
+        html += figure(
+            out / "genetics" / modality / f"{phenotype}.manhattan.png",
+            f"Manhattan plot of {modality} embedding {phenotype}",
+        )
     return html
 
 
@@ -225,30 +313,69 @@ def _report(out: Path, config: DemoConfig, manifests: dict[str, str], stages: St
     for modality, manifest in manifests.items():
         rows = read_manifest(manifest).rows
         groups = sorted({r["label"] for r in rows})
-        counts += [{"modality": modality, "group": g, **{s: sum(r["label"] == g and r["split"] == s for r in rows) for s in ("train", "val", "test")}} for g in groups]
-        data_html += figure(sample_grid(rows, groups, figures / f"samples_{modality}.png"), f"Examples per group: {MODALITY_TITLES[modality]}")
+        counts += [
+            {
+                "modality": modality,
+                "group": g,
+                **{s: sum(r["label"] == g and r["split"] == s for r in rows) for s in ("train", "val", "test")},
+            }
+            for g in groups
+        ]
+        data_html += figure(
+            sample_grid(rows, groups, figures / f"samples_{modality}.png"),
+            f"Examples per group: {MODALITY_TITLES[modality]}",
+        )
         summary = marker(f"evaluate_{modality}")
         probe_html += f"<h3>{MODALITY_TITLES[modality]}</h3>" + table(
-            [s for s in summary if s["probe"] == "linear"], ["encoder", "probe", "fraction", "n_labels", "seeds", "acc_mean", "acc_std", "auc_mean", "auc_std"]
+            [s for s in summary if s["probe"] == "linear"],
+            ["encoder", "probe", "fraction", "n_labels", "seeds", "acc_mean", "acc_std", "auc_mean", "auc_std"],
         )
-        probe_html += figure(label_efficiency(summary, f"subgroup classification, {MODALITY_TITLES[modality]}", figures / f"labels_{modality}.png"), "Test AUC (macro one-vs-rest over groups), mean ± SD over seeds")
+        probe_html += figure(
+            label_efficiency(
+                summary, f"subgroup classification, {MODALITY_TITLES[modality]}", figures / f"labels_{modality}.png"
+            ),
+            "Test AUC (macro one-vs-rest over groups), mean ± SD over seeds",
+        )
         for folder in (f"pretrain_{modality}", f"evaluate_{modality}"):
             with (out / folder / "skipped.csv").open() as handle:
                 skip_rows += [{"stage": folder, **r} for r in csv.DictReader(handle)]
     curves = training_curves({MODALITY_TITLES[m]: out / f"pretrain_{m}" for m in manifests}, figures / "training.png")
-    versions = {"medssl": __version__, "python": platform.python_version(), "torch": torch.__version__, "monai": monai.__version__, "lightning": lightning.__version__}
+    versions = {
+        "medssl": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "lightning": lightning.__version__,
+    }
     durations = [{"stage": k, "seconds": v} for k, v in stages.durations.items()]
     genetics = marker("genetics")
     sections = [
         Section("data", "Data", table(counts) + data_html),
-        Section("training", "Training", figure(curves, "SimCLR training loss per step") + table([{"run": m, **marker(f"pretrain_{m}")} for m in manifests])),
+        Section(
+            "training",
+            "Training",
+            figure(curves, "SimCLR training loss per step")
+            + table([{"run": m, **marker(f"pretrain_{m}")} for m in manifests]),
+        ),
         Section("probes", "Linear probe vs random init", probe_html),
         *_phenotype_sections(out, phenotypes, list(manifests)),
         Section("genetics", "Genetic association", _genetics_html(out, genetics)),
         Section("skips", "Skip report", table(skip_rows) if skip_rows else paragraph("No input was skipped.")),
-        Section("config", "Configuration and versions", table(durations) + preformatted(json.dumps({"demo": asdict(config), "versions": versions}, indent=2))),
+        Section(
+            "config",
+            "Configuration and versions",
+            table(durations) + preformatted(json.dumps({"demo": asdict(config), "versions": versions}, indent=2)),
+        ),
     ]
-    payload = {"config": asdict(config), "versions": versions, "durations_s": stages.durations, "counts": counts,
-               "probes": {m: marker(f"evaluate_{m}") for m in manifests}, "phenotypes": phenotypes, "genetics": genetics, "skipped": skip_rows}  # fmt: skip
+    payload = {
+        "config": asdict(config),
+        "versions": versions,
+        "durations_s": stages.durations,
+        "counts": counts,
+        "probes": {m: marker(f"evaluate_{m}") for m in manifests},
+        "phenotypes": phenotypes,
+        "genetics": genetics,
+        "skipped": skip_rows,
+    }
     (out / "report.json").write_text(json.dumps(payload, indent=2, default=str))
     return write_report(out / "report.html", "medssl demo: simulated population cohort", sections)

@@ -25,15 +25,32 @@ from medssl.evaluation.monitor import MonitorData, ValidationMonitor
 from medssl.methods import default_config, get_method
 from medssl.methods.base import OptimizerConfig, SSLMethod
 from medssl.methods.views import ViewConfig
-from medssl.models.encoders import EncoderConfig
 from medssl.models.checkpoint import save_encoder
+from medssl.models.encoders import EncoderConfig
 from medssl.report.figures import image_rows
 
 TRAINING_KEYS = {
-    "batch_size", "max_epochs", "max_steps", "max_minutes", "precision", "gradient_clip", "checkpoint_every", "log_every",
-    "samples_per_subject", "num_workers", "accelerator", "devices", "num_nodes", "strategy",
-    "sync_batchnorm", "accumulate_grad_batches", "compile", "shuffle_buffer", "monitor_every", "monitor_patience",
-}  # fmt: skip
+    "batch_size",
+    "max_epochs",
+    "max_steps",
+    "max_minutes",
+    "precision",
+    "gradient_clip",
+    "checkpoint_every",
+    "log_every",
+    "samples_per_subject",
+    "num_workers",
+    "accelerator",
+    "devices",
+    "num_nodes",
+    "strategy",
+    "sync_batchnorm",
+    "accumulate_grad_batches",
+    "compile",
+    "shuffle_buffer",
+    "monitor_every",
+    "monitor_patience",
+}
 DATA_DEPENDENT_ARGS = {"genetic_features"}  # set from the data, never by a config
 
 
@@ -86,7 +103,9 @@ def method_arguments(method_cls: type[SSLMethod]) -> set[str]:
     return names - {"self", "args", "kwargs"}
 
 
-def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int = 0, resume: bool = False, strict: bool = False) -> PretrainResult:
+def pretrain(
+    data: str | Path, out_dir: str | Path, config: dict, *, seed: int = 0, resume: bool = False, strict: bool = False
+) -> PretrainResult:
     """Trains ``config['method']`` on the unlabelled training images of ``data``.
 
     ``config`` is a resolved method config (see ``resolve_config``); ``config['data']`` may give
@@ -105,7 +124,11 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
     method_cls = get_method(config["method"])
     train = config["training"]
     throughput, nonfinite = Throughput(), NonFiniteSteps()
-    monitor = ValidationMonitor(train["monitor_every"], train.get("monitor_patience", 0)) if train.get("monitor_every") else None
+    monitor = (
+        ValidationMonitor(train["monitor_every"], train.get("monitor_patience", 0))
+        if train.get("monitor_every")
+        else None
+    )
     precision = resolve_precision(train.get("precision", "auto"), train.get("accelerator", "auto"))
     trainer = L.Trainer(
         default_root_dir=out_dir,
@@ -121,14 +144,22 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         sync_batchnorm=train.get("sync_batchnorm", False),  # BatchNorm over the global batch, not each GPU's share
         accumulate_grad_batches=train.get("accumulate_grad_batches", 1),
         callbacks=[
-            ModelCheckpoint(dirpath=out_dir / "checkpoints", every_n_train_steps=train.get("checkpoint_every", 200), save_last=True, save_top_k=1),
+            ModelCheckpoint(
+                dirpath=out_dir / "checkpoints",
+                every_n_train_steps=train.get("checkpoint_every", 200),
+                save_last=True,
+                save_top_k=1,
+            ),
             throughput,
             nonfinite,
             EpochSeeding(),
             *([monitor] if monitor else []),
         ],
         # every logged step reaches the disk: a killed run keeps its log up to the kill
-        logger=[CSVLogger(out_dir, name="logs", version="", flush_logs_every_n_steps=train.get("log_every", 10)), TensorBoardLogger(out_dir, name="logs", version="")],
+        logger=[
+            CSVLogger(out_dir, name="logs", version="", flush_logs_every_n_steps=train.get("log_every", 10)),
+            TensorBoardLogger(out_dir, name="logs", version=""),
+        ],
         log_every_n_steps=train.get("log_every", 10),
         enable_model_summary=False,
     )
@@ -154,7 +185,9 @@ def pretrain(data: str | Path, out_dir: str | Path, config: dict, *, seed: int =
         model.encoder.compile()
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed, "data_source": str(data)}, sort_keys=False))
+        (out_dir / "config.yaml").write_text(
+            yaml.safe_dump({**config, "seed": seed, "data_source": str(data)}, sort_keys=False)
+        )
     if trainer.is_global_zero:
         print(f"precision: {precision.value} ({precision.reason})", flush=True)
     trainer.fit(model, loader, ckpt_path=str(last) if resume else None)
@@ -193,7 +226,21 @@ def _check_same_run(saved_config: Path, config: dict) -> None:
     """Resuming with another model, data or schedule would fail deep in Lightning or silently
     change the run; only the stopping criteria may change."""
     saved = yaml.safe_load(saved_config.read_text()) if saved_config.exists() else {}
-    stop_keys = {"max_epochs", "max_steps", "max_minutes", "checkpoint_every", "log_every", "devices", "num_nodes", "strategy", "accelerator", "num_workers", "compile", "monitor_every", "monitor_patience"}
+    stop_keys = {
+        "max_epochs",
+        "max_steps",
+        "max_minutes",
+        "checkpoint_every",
+        "log_every",
+        "devices",
+        "num_nodes",
+        "strategy",
+        "accelerator",
+        "num_workers",
+        "compile",
+        "monitor_every",
+        "monitor_patience",
+    }
     differ = [
         f"{section}.{key}: run has {saved.get(section, {}).get(key)!r}, now {value!r}"
         for section in ("encoder", "views", "optimizer", "method_args", "data", "training")
@@ -233,10 +280,21 @@ class TrainingData:
     monitor: MonitorData | None = None  # the labelled validation split, when the data has one
 
 
-def _training_data(data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, trainer: L.Trainer, seed: int, train: dict) -> TrainingData:
+def _training_data(
+    data: str | Path,
+    out_dir: Path,
+    data_config: dict,
+    method_cls: type[SSLMethod],
+    strict: bool,
+    trainer: L.Trainer,
+    seed: int,
+    train: dict,
+) -> TrainingData:
     if is_shard_cache(data):
         return _streamed_data(Path(data), data_config, method_cls, strict, trainer, seed, train)
-    table, genetics, validation = _load_training_images(data, out_dir, data_config, method_cls, strict, write=trainer.is_global_zero)
+    table, genetics, validation = _load_training_images(
+        data, out_dir, data_config, method_cls, strict, write=trainer.is_global_zero
+    )
     return TrainingData(
         dataset=ImageDataset(table.images, train.get("samples_per_subject", 1), genetics),
         image_size=tuple(table.images.shape[2:]),
@@ -252,17 +310,41 @@ def _training_data(data: str | Path, out_dir: Path, data_config: dict, method_cl
     )
 
 
-def _streamed_data(cache: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, trainer: L.Trainer, seed: int, train: dict) -> TrainingData:
+def _streamed_data(
+    cache: Path,
+    data_config: dict,
+    method_cls: type[SSLMethod],
+    strict: bool,
+    trainer: L.Trainer,
+    seed: int,
+    train: dict,
+) -> TrainingData:
     """A shard cache from ``medssl prepare``, streamed: each process reads its share of the shards."""
-    if given := sorted(k for k in (*Preprocessing.settings(), "volume_index", "genetics") if data_config.get(k) is not None):
-        raise ValueError(f"{cache} is a prepared shard cache: its preprocessing is fixed in index.json; drop {given} (or prepare the cache again)")
+    if given := sorted(
+        k for k in (*Preprocessing.settings(), "volume_index", "genetics") if data_config.get(k) is not None
+    ):
+        raise ValueError(
+            f"{cache} is a prepared shard cache: its preprocessing is fixed in index.json; drop {given} (or prepare the cache again)"
+        )
     if method_cls.paired_with_genetics:
-        raise ValueError(f"{method_cls.name} pairs scans with genetics in memory; give it the manifest, not a shard cache")
+        raise ValueError(
+            f"{method_cls.name} pairs scans with genetics in memory; give it the manifest, not a shard cache"
+        )
     if train.get("samples_per_subject", 1) != 1:
-        raise ValueError("samples_per_subject is for a few subjects held in memory; a shard cache streams every sample once per epoch")
-    dataset = ShardDataset(cache, shuffle_buffer=train.get("shuffle_buffer", 1000), seed=seed, rank=trainer.global_rank, world_size=trainer.world_size)
+        raise ValueError(
+            "samples_per_subject is for a few subjects held in memory; a shard cache streams every sample once per epoch"
+        )
+    dataset = ShardDataset(
+        cache,
+        shuffle_buffer=train.get("shuffle_buffer", 1000),
+        seed=seed,
+        rank=trainer.global_rank,
+        world_size=trainer.world_size,
+    )
     if strict and dataset.index["skipped"]:
-        raise SkippedInputError(f"--strict: {dataset.index['skipped']} input(s) were skipped when {cache} was prepared (see {cache / 'skipped.csv'})")
+        raise SkippedInputError(
+            f"--strict: {dataset.index['skipped']} input(s) were skipped when {cache} was prepared (see {cache / 'skipped.csv'})"
+        )
     examples = [image for image, _ in itertools.islice(ShardDataset(cache, shuffle_buffer=0, rank=0, world_size=1), 8)]
     index = dataset.index
     return TrainingData(
@@ -278,11 +360,15 @@ def _streamed_data(cache: Path, data_config: dict, method_cls: type[SSLMethod], 
     )
 
 
-def _load_training_images(data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, write: bool) -> tuple[ImageTable, torch.Tensor | None, MonitorData | None]:
+def _load_training_images(
+    data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, write: bool
+) -> tuple[ImageTable, torch.Tensor | None, MonitorData | None]:
     """The training split's images, for a method paired with genetics each one's features, and the
     labelled validation split (for a monitor) when there is one."""
     volume_index = data_config.get("volume_index") or 0
-    table = load_table(data, preprocessing_from(data_config), volume_index=volume_index, work_dir=out_dir if write else None)
+    table = load_table(
+        data, preprocessing_from(data_config), volume_index=volume_index, work_dir=out_dir if write else None
+    )
     validation = None
     if table.labels is not None and (table.splits == "val").any():
         val = table.split("val")
@@ -304,7 +390,9 @@ def _pair_genetics(table: ImageTable, data_config: dict, method: str) -> tuple[I
     from medssl.genetics.features import load_genetic_features
 
     if not data_config.get("genetics"):
-        raise ValueError(f"{method} pairs every scan with its subject's genetics: give --genetics (data.genetics), a PLINK .bed prefix or a table of per-subject scores")
+        raise ValueError(
+            f"{method} pairs every scan with its subject's genetics: give --genetics (data.genetics), a PLINK .bed prefix or a table of per-subject scores"
+        )
     features = load_genetic_features(data_config["genetics"], data_config.get("genetic_columns"))
     rows = features.rows_for(table.subject_ids)
     if (rows >= 0).sum() < 2:
@@ -320,7 +408,9 @@ def _pair_genetics(table: ImageTable, data_config: dict, method: str) -> tuple[I
 def _loader(data: TrainingData, train: dict, method_cls: type[SSLMethod], world_size: int) -> DataLoader:
     repeats = train.get("samples_per_subject", 1)
     if train["batch_size"] < 1 or repeats < 1:
-        raise ValueError(f"batch_size and samples_per_subject must be positive, got {train['batch_size']} and {repeats}")
+        raise ValueError(
+            f"batch_size and samples_per_subject must be positive, got {train['batch_size']} and {repeats}"
+        )
     streamed = isinstance(data.dataset, ShardDataset)
     per_process = len(data.dataset) if streamed else len(data.dataset) // world_size  # DDP gives each process its share
     batch_size = min(train["batch_size"], per_process)
@@ -330,7 +420,13 @@ def _loader(data: TrainingData, train: dict, method_cls: type[SSLMethod], world_
             f"there are {data.subjects} subject(s) for {world_size} process(es): raise samples_per_subject (--samples-per-subject 8)"
         )
     # drop_last keeps batch statistics (BatchNorm, in-batch negatives) stable; a stream shuffles itself
-    return DataLoader(data.dataset, batch_size=batch_size, shuffle=not streamed, drop_last=True, num_workers=train.get("num_workers", 0))
+    return DataLoader(
+        data.dataset,
+        batch_size=batch_size,
+        shuffle=not streamed,
+        drop_last=True,
+        num_workers=train.get("num_workers", 0),
+    )
 
 
 class EpochSeeding(Callback):
@@ -359,9 +455,16 @@ def resolve_precision(requested: str, accelerator: str = "auto") -> PrecisionCho
         if torch.cuda.is_bf16_supported():
             return PrecisionChoice("bf16-mixed", f"auto: {torch.cuda.get_device_name()} computes bf16")
         return PrecisionChoice("32", f"auto: {torch.cuda.get_device_name()} has no bf16")
-    native = [isa for isa, check in (("AMX", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")) if getattr(torch.cpu, check, lambda: False)()]
+    native = [
+        isa
+        for isa, check in (("AMX", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported"))
+        if getattr(torch.cpu, check, lambda: False)()
+    ]
     if native:
-        return PrecisionChoice("bf16-mixed", f"auto: this CPU computes bf16 ({', '.join(native)}); convolutions over maps with a side below 3 run in float32, see medssl.models.numerics")
+        return PrecisionChoice(
+            "bf16-mixed",
+            f"auto: this CPU computes bf16 ({', '.join(native)}); convolutions over maps with a side below 3 run in float32, see medssl.models.numerics",
+        )
     return PrecisionChoice("32", "auto: this CPU has neither AMX nor avx512_bf16, so bf16 would only be emulated")
 
 
@@ -388,7 +491,9 @@ class NonFiniteSteps(Callback):
         if not grads or torch.stack([torch.isfinite(g).all() for g in grads]).all():
             self.in_a_row = 0
             return
-        broken = [name for name, p in module.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        broken = [
+            name for name, p in module.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()
+        ]
         optimizer.zero_grad(set_to_none=True)  # the optimiser skips parameters without a gradient
         with torch.no_grad():
             for name, buffer in module.named_buffers():
@@ -396,9 +501,19 @@ class NonFiniteSteps(Callback):
         self.skipped += 1
         self.in_a_row += 1
         if trainer.is_global_zero:
-            print(f"step {trainer.global_step}: non-finite gradients in {len(broken)} tensor(s) ({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); "
-                  f"update skipped ({self.skipped} so far, {self.in_a_row} in a row)", flush=True)  # fmt: skip
-        module.log("train/nonfinite_steps_skipped", float(self.skipped), on_step=True, on_epoch=False, sync_dist=False, rank_zero_only=True)
+            print(
+                f"step {trainer.global_step}: non-finite gradients in {len(broken)} tensor(s) ({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); "
+                f"update skipped ({self.skipped} so far, {self.in_a_row} in a row)",
+                flush=True,
+            )
+        module.log(
+            "train/nonfinite_steps_skipped",
+            float(self.skipped),
+            on_step=True,
+            on_epoch=False,
+            sync_dist=False,
+            rank_zero_only=True,
+        )
         if self.in_a_row >= self.patience:
             raise FloatingPointError(
                 f"{module.name}: {self.in_a_row} steps in a row had non-finite gradients (up to step {trainer.global_step}); lower the learning rate "

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import tiny_encoder_file, write_medmnist_npz
 from PIL import Image
 
-from conftest import tiny_encoder_file, write_medmnist_npz
 from medssl.analysis.atlas import build_atlas
 from medssl.analysis.embed import embed_subjects
 from medssl.report.browser import CHROMIUM_FLAGS, chromium_path
@@ -65,7 +65,9 @@ def test_every_subject_gets_a_point_a_figure_and_its_own_thumbnail_in_an_offline
 
 
 def test_a_3d_volume_shows_its_three_mid_slices(tmp_path, npz_3d):
-    embed_subjects(tiny_encoder_file(tmp_path / "encoder.pt", (16, 16, 16)), npz_3d, tmp_path / "embedding", n_components=3)
+    embed_subjects(
+        tiny_encoder_file(tmp_path / "encoder.pt", (16, 16, 16)), npz_3d, tmp_path / "embedding", n_components=3
+    )
     result = build_atlas(tmp_path / "embedding", tmp_path / "atlas", method="pca")
     height, width = decode(page_data(tmp_path / "atlas")["thumbnails"][0]).shape
     assert result["without_thumbnail"] == 0 and height == 64 and width > 2.5 * height
@@ -79,12 +81,26 @@ def test_an_unknown_colour_column_names_the_available_ones(tmp_path, embedding_2
 
 def test_covariates_are_joined_and_a_number_column_colours_continuously(tmp_path, embedding_2d):
     ids = pq.read_table(embedding_2d / "embeddings.parquet", columns=["subject_id"]).column(0).to_pylist()
-    listed = {s: {"age": str(30 + i % 40), "site": "AB"[i % 2]} for i, s in enumerate(ids[5:])}  # the first 5 are missing
+    listed = {
+        s: {"age": str(30 + i % 40), "site": "AB"[i % 2]} for i, s in enumerate(ids[5:])
+    }  # the first 5 are missing
     with (tmp_path / "covariates.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([["subject_id", "age", "site"], *([s, c["age"], c["site"]] for s, c in listed.items())])
-    result = build_atlas(embedding_2d, tmp_path / "atlas", method="pca", color_by=("label", "age", "site"), covariates=tmp_path / "covariates.csv")
+        csv.writer(handle).writerows(
+            [["subject_id", "age", "site"], *([s, c["age"], c["site"]] for s, c in listed.items())]
+        )
+    result = build_atlas(
+        embedding_2d,
+        tmp_path / "atlas",
+        method="pca",
+        color_by=("label", "age", "site"),
+        covariates=tmp_path / "covariates.csv",
+    )
     assert result["missing_covariates"] == 5
-    assert result["colour_columns"] == {"label": "categorical", "age": "continuous", "site": "categorical"}  # labels 0/1 are codes
+    assert result["colour_columns"] == {
+        "label": "categorical",
+        "age": "continuous",
+        "site": "categorical",
+    }  # labels 0/1 are codes
     for row in read_atlas(tmp_path / "atlas"):
         assert (row["age"], row["site"]) == tuple(listed.get(row["subject_id"], {"age": "", "site": ""}).values())
     assert all((tmp_path / "atlas" / f"atlas_{c}.png").exists() for c in ("label", "age", "site"))
@@ -113,7 +129,12 @@ def test_a_manifest_source_gets_thumbnails_and_survives_a_file_that_is_gone(tmp_
         rows.append([f"sub-{i:02d}", str(path), str(40 + i)])
     with (tmp_path / "cohort.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([["subject_id", "path", "age"], *rows])
-    embed_subjects(tiny_encoder_file(tmp_path / "encoder.pt", (16, 16)), tmp_path / "cohort.csv", tmp_path / "embedding", n_components=2)
+    embed_subjects(
+        tiny_encoder_file(tmp_path / "encoder.pt", (16, 16)),
+        tmp_path / "cohort.csv",
+        tmp_path / "embedding",
+        n_components=2,
+    )
     (tmp_path / "img3.png").unlink()
     result = build_atlas(tmp_path / "embedding", tmp_path / "atlas", method="pca", color_by=("age",))
     assert result["colour_columns"] == {"age": "continuous"} and result["without_thumbnail"] == 1

@@ -5,10 +5,10 @@ import csv
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import tiny_encoder_file
 from PIL import Image
 from sklearn.decomposition import PCA
 
-from conftest import tiny_encoder_file
 from medssl.analysis.embed import embed_subjects, feature_columns, principal_components
 
 
@@ -18,7 +18,11 @@ def test_npz_subjects_get_embeddings_and_components_with_their_ids(tmp_path, npz
     table = pq.read_table(tmp_path / "out" / "embeddings.parquet")
     assert summary["subjects"] == table.num_rows == 80 and summary["skipped"] == 0
     assert table.column("subject_id").to_pylist()[:2] == ["train-00000", "train-00001"]
-    assert set(table.column("label").to_pylist()) == {"0", "1"} and set(table.column("split").to_pylist()) == {"train", "val", "test"}
+    assert set(table.column("label").to_pylist()) == {"0", "1"} and set(table.column("split").to_pylist()) == {
+        "train",
+        "val",
+        "test",
+    }
     features = np.column_stack([table.column(c).to_numpy() for c in feature_columns(table.column_names)])
     assert features.shape == (80, summary["feature_dim"])
     pcs = pq.read_table(tmp_path / "out" / "pcs.parquet")
@@ -52,7 +56,9 @@ def test_a_manifest_keeps_its_covariates_and_reports_unreadable_files(tmp_path):
         writer.writeheader()
         writer.writerows(rows)
     encoder = tiny_encoder_file(tmp_path / "encoder.pt", (16, 16))
-    summary = embed_subjects(encoder, tmp_path / "cohort.csv", tmp_path / "out", n_components=2, batch_size=5, workers=1)
+    summary = embed_subjects(
+        encoder, tmp_path / "cohort.csv", tmp_path / "out", n_components=2, batch_size=5, workers=1
+    )
     table = pq.read_table(tmp_path / "out" / "pcs.parquet")
     assert summary["subjects"] == 12 and summary["skipped"] == 1
     assert table.column("age").to_pylist() == [str(40 + i) for i in range(12)]

@@ -5,10 +5,16 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import tiny_encoder_file
+
 from medssl.analysis.embed import embed_subjects
-from medssl.analysis.normative import NormativeModel, covariate_matrix, deviation_scores, detection_auroc, normative_analysis
+from medssl.analysis.normative import (
+    NormativeModel,
+    covariate_matrix,
+    detection_auroc,
+    deviation_scores,
+    normative_analysis,
+)
 
 
 def ageing_cohort(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,7 +36,9 @@ def test_deviation_finds_the_shifted_group_and_ignores_ageing(score):
     design, names = covariate_matrix({"age": age.astype(str)}, len(age))
     reference = groups == "healthy"
     adjusted = detection_auroc(deviation_scores(features, design, reference, NormativeModel(score)), groups, reference)
-    unadjusted = detection_auroc(deviation_scores(features, design[:, :0], reference, NormativeModel(score)), groups, reference)
+    unadjusted = detection_auroc(
+        deviation_scores(features, design[:, :0], reference, NormativeModel(score)), groups, reference
+    )
     assert names == ["age"] and adjusted["disease"] > 0.9
     # older than the reference: deviant by age alone unless the model accounts for age
     assert unadjusted["healthy_old"] > 0.7 and adjusted["healthy_old"] < 0.6
@@ -60,8 +68,19 @@ def test_the_analysis_writes_scores_aurocs_and_a_figure(tmp_path, npz_2d):
         writer.writerow(["subject_id", "age", "sex"])
         for split, n in (("train", 40), ("val", 20), ("test", 20)):
             writer.writerows([f"{split}-{i:05d}", round(rng.uniform(40, 80), 1), "FM"[i % 2]] for i in range(n))
-    result = normative_analysis(tmp_path / "embed", tmp_path / "norm", "label=0", ("age", "sex"), covariates_csv=tmp_path / "covariates.csv", n_components=5)
-    assert result["n_reference"] == 40 and result["covariates"] == ["age", "sex_M"] and set(result["auroc"]) == {"1", "any"}
+    result = normative_analysis(
+        tmp_path / "embed",
+        tmp_path / "norm",
+        "label=0",
+        ("age", "sex"),
+        covariates_csv=tmp_path / "covariates.csv",
+        n_components=5,
+    )
+    assert (
+        result["n_reference"] == 40
+        and result["covariates"] == ["age", "sex_M"]
+        and set(result["auroc"]) == {"1", "any"}
+    )
     with (tmp_path / "norm" / "normative_scores.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 80 and all(float(r["deviation"]) >= 0 for r in rows)

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import tiny_encoder_file
+
 from medssl.analysis.embed import embed_subjects
 from medssl.analysis.subgroups import discover_subgroups, reduce, subgroup_analysis
 
@@ -37,7 +37,9 @@ def test_structureless_data_is_less_stable_than_groups():
 
 def test_the_analysis_writes_groups_galleries_and_agreement(tmp_path, npz_2d):
     embed_subjects(tiny_encoder_file(tmp_path / "encoder.pt", (16, 16)), npz_2d, tmp_path / "embed", n_components=4)
-    result = subgroup_analysis(tmp_path / "embed", tmp_path / "groups", ("kmeans", "gmm"), candidates=range(2, 4), bootstraps=2, per_group=3)
+    result = subgroup_analysis(
+        tmp_path / "embed", tmp_path / "groups", ("kmeans", "gmm"), candidates=range(2, 4), bootstraps=2, per_group=3
+    )
     with (tmp_path / "groups" / "subgroups.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 80 and set(rows[0]) == {"subject_id", "kmeans", "gmm"}

@@ -109,6 +109,8 @@ def test_a_packed_table_reads_back_with_its_ids_classes_and_splits(tmp_path, cha
 
 
 def test_only_a_labelled_split_table_is_packed(tmp_path):
-    table = ImageTable(images=torch.rand(2, 1, 4, 4), subject_ids=["a", "b"], splits=np.array(["", ""]), labels=np.array([0, 1]))
+    table = ImageTable(
+        images=torch.rand(2, 1, 4, 4), subject_ids=["a", "b"], splits=np.array(["", ""]), labels=np.array([0, 1])
+    )
     with pytest.raises(ValueError, match="split into"):
         save_npz(table, tmp_path / "packed.npz")

@@ -23,7 +23,9 @@ def series_copy(shared_data, folder, change=None, drop=()):
         if index in drop:
             continue
         ds = pydicom.dcmread(file)
-        for tag in [tag for tag in ds.keys() if tag.group == 0]:  # command-set elements these files carry, refused on writing
+        for tag in [
+            tag for tag in ds.keys() if tag.group == 0
+        ]:  # command-set elements these files carry, refused on writing
             del ds[tag]
         if change:
             change(index, ds)
@@ -64,7 +66,9 @@ def test_uneven_spacing_is_named(shared_data, tmp_path):
 def test_a_gantry_tilt_is_named_and_under_resample_undone(shared_data, tmp_path):
     def tilt(index, ds):
         column_dir = np.array(ds.ImageOrientationPatient[3:], float)
-        ds.ImagePositionPatient = list(np.array(ds.ImagePositionPatient, float) + index * 0.6 * column_dir)  # ~4.9 degrees
+        ds.ImagePositionPatient = list(
+            np.array(ds.ImagePositionPatient, float) + index * 0.6 * column_dir
+        )  # ~4.9 degrees
 
     tilted = series_copy(shared_data, tmp_path / "tilt", tilt)
     with pytest.raises(UnreadableImageError, match="gantry tilt of 4.9 degrees"):
@@ -111,5 +115,7 @@ def test_prepare_records_a_regridded_series_too(shared_data, tmp_path):
 
     gapped = series_copy(shared_data, tmp_path / "gap", drop={4})
     (tmp_path / "m.csv").write_text(f"subject_id,path\nS1,{gapped}\n")
-    prepare_shards(tmp_path / "m.csv", tmp_path / "cache", Preprocessing(image_size=(32, 32, 16), geometry="resample"), workers=1)
+    prepare_shards(
+        tmp_path / "m.csv", tmp_path / "cache", Preprocessing(image_size=(32, 32, 16), geometry="resample"), workers=1
+    )
     assert "interpolated" in (tmp_path / "cache" / "corrected.csv").read_text()

@@ -109,13 +109,22 @@ def test_an_export_becomes_one_row_per_image_or_volume_and_every_row_reads(share
 
     manifest = scan_folder(pacs_export(shared_data, tmp_path / "export"))
     by_kind = sorted((r["kind"], r["modality"], r["slices"]) for r in manifest.rows)
-    assert by_kind == [("2D", "CR", "1"), ("2D", "CR", "1"), ("2D", "CT", "1"), ("2D", "MR", "1"), ("3D", "MR", "10"), ("3D", "MR", "20")]
+    assert by_kind == [
+        ("2D", "CR", "1"),
+        ("2D", "CR", "1"),
+        ("2D", "CT", "1"),
+        ("2D", "MR", "1"),
+        ("3D", "MR", "10"),
+        ("3D", "MR", "20"),
+    ]
     series = next(r for r in manifest.rows if r["slices"] == "20")
     assert series["path"] == str(tmp_path / "export") and series["series_uid"] and series["files"] == "20"
     assert series["series_description"] == "FSE PD AXIAL OBL" and series["manufacturer"]
     assert len({r["subject_id"] for r in manifest.rows}) == 6
     assert [Path(p).name for p, _ in manifest.skips.entries] == ["broken.dcm"]
-    shapes = {r["subject_id"]: read_row(r).array.shape for r in manifest.rows}  # the series row reads its 20 slices, nothing else
+    shapes = {
+        r["subject_id"]: read_row(r).array.shape for r in manifest.rows
+    }  # the series row reads its 20 slices, nothing else
     assert shapes[series["subject_id"]] == (1, 256, 256, 20)
     summary = scan_summary(manifest)
     assert "6 rows: 4 2D, 2 3D" in summary and "skipped: 1" in summary and "no images were left out" in summary

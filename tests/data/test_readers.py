@@ -176,11 +176,17 @@ def test_several_series_are_listed_and_each_read_by_its_uid(shared_data, tmp_pat
     (tmp_path / "ct").mkdir()
     shutil.copy(shared_data / CT_SMALL, tmp_path / "ct")
     (tmp_path / "notes.txt").write_text("not an image")
-    brain, ct = (str(pydicom.dcmread(shared_data / f, stop_before_pixels=True).SeriesInstanceUID) for f in (f"{BRAIN_SERIES}/brain_001.dcm", CT_SMALL))
+    brain, ct = (
+        str(pydicom.dcmread(shared_data / f, stop_before_pixels=True).SeriesInstanceUID)
+        for f in (f"{BRAIN_SERIES}/brain_001.dcm", CT_SMALL)
+    )
     with pytest.raises(UnreadableImageError, match="2 DICOM series: name one in a series_uid column") as caught:
         read_image(tmp_path)
     assert brain in caught.value.reason and ct in caught.value.reason
-    assert read_image(tmp_path, series_uid=brain).array.shape[-1] == 3 and read_image(tmp_path, series_uid=ct).spatial_dims == 2
+    assert (
+        read_image(tmp_path, series_uid=brain).array.shape[-1] == 3
+        and read_image(tmp_path, series_uid=ct).spatial_dims == 2
+    )
     with pytest.raises(UnreadableImageError, match="no DICOM series 1.2.3 in this folder"):
         read_image(tmp_path, series_uid="1.2.3")
 

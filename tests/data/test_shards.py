@@ -14,9 +14,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-from torch.utils.data import DataLoader
-
 from test_manifest import write_csv
+from torch.utils.data import DataLoader
 
 from medssl.data.manifest import ManifestError
 from medssl.data.preprocess import Preprocessing
@@ -37,7 +36,10 @@ def write_cohort(folder: Path, with_splits: bool = True) -> Path:
         Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(folder / "img" / f"{i}.png")
         names.append(f"img/{i}.png")
     for i in range(2):
-        nib.save(nib.Nifti1Image(rng.normal(100, 30, (16, 16, 1)).astype(np.float32), np.eye(4)), folder / "img" / f"v{i}.nii.gz")
+        nib.save(
+            nib.Nifti1Image(rng.normal(100, 30, (16, 16, 1)).astype(np.float32), np.eye(4)),
+            folder / "img" / f"v{i}.nii.gz",
+        )
         names.append(f"img/v{i}.nii.gz")
     (folder / "img" / "corrupt.png").write_bytes(rng.bytes(300))
     names += ["img/corrupt.png", "img/missing.png"]
@@ -105,7 +107,10 @@ def test_round_trip_keeps_images_and_rows(cohort, cache):
 def test_unreadable_files_are_reported_and_nothing_else_is_lost(cache):
     with (cache / "skipped.csv").open() as handle:
         skipped = {Path(r["path"]).name: r["reason"] for r in csv.DictReader(handle)}
-    assert skipped == {"corrupt.png": "not a readable image (corrupt file or unknown encoding)", "missing.png": "no such file or directory"}
+    assert skipped == {
+        "corrupt.png": "not a readable image (corrupt file or unknown encoding)",
+        "missing.png": "no such file or directory",
+    }
     sidecars = [json.loads((cache / f"shard-{i:06d}.json").read_text()) for i in range(5)]
     assert [s["rows"] for s in sidecars] == [[0, 5], [5, 10], [10, 15], [15, 20], [20, 24]]
     assert sum(s["samples"] for s in sidecars) + sum(len(s["skipped"]) for s in sidecars) == 24
@@ -138,7 +143,9 @@ def test_verify_redoes_a_shard_whose_bytes_changed(cohort, cache, tmp_path):
 
 def test_other_preprocessing_in_the_same_folder_is_refused(cohort, cache):
     with pytest.raises(ValueError, match=r"preprocessing\.image_size: \[12, 12\] -> \[10, 10\]"):
-        prepare_shards(cohort, cache, Preprocessing(image_size=(10, 10)), shard_size=SHARD_SIZE, workers=0, progress=False)
+        prepare_shards(
+            cohort, cache, Preprocessing(image_size=(10, 10)), shard_size=SHARD_SIZE, workers=0, progress=False
+        )
     with pytest.raises(ValueError, match="shard_size: 5 -> 4"):
         prepare_shards(cohort, cache, PREPROCESSING, shard_size=4, workers=0, progress=False)
 
@@ -149,15 +156,21 @@ def test_bad_manifests_are_refused_naming_the_file(tmp_path):
         prepare_shards(missing_column, tmp_path / "out", PREPROCESSING, workers=0, progress=False)
     rows = [{"subject_id": s, "path": f"{i}.png"} for i, s in enumerate(["A", "B", "A", "C", "B"])]
     with pytest.raises(ManifestError, match=r"dupes\.csv: 2 repeated subject_id\(s\), e\.g\. \['A', 'B'\]"):
-        prepare_shards(write_csv(tmp_path / "dupes.csv", rows), tmp_path / "out", PREPROCESSING, workers=0, progress=False)
+        prepare_shards(
+            write_csv(tmp_path / "dupes.csv", rows), tmp_path / "out", PREPROCESSING, workers=0, progress=False
+        )
     rows[2] = {"subject_id": "D", "path": ""}
     with pytest.raises(ManifestError, match=r"empty\.csv, line 4: empty subject_id or path"):
-        prepare_shards(write_csv(tmp_path / "empty.csv", rows), tmp_path / "out", PREPROCESSING, workers=0, progress=False)
+        prepare_shards(
+            write_csv(tmp_path / "empty.csv", rows), tmp_path / "out", PREPROCESSING, workers=0, progress=False
+        )
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 def test_worker_processes_write_identical_shards(cohort, cache, tmp_path):
-    index = prepare_shards(cohort, tmp_path / "parallel", PREPROCESSING, shard_size=SHARD_SIZE, workers=2, progress=False)
+    index = prepare_shards(
+        cohort, tmp_path / "parallel", PREPROCESSING, shard_size=SHARD_SIZE, workers=2, progress=False
+    )
     assert index == json.loads((cache / "index.json").read_text())
     for shard in index["shards"]:
         assert (tmp_path / "parallel" / shard["file"]).read_bytes() == (cache / shard["file"]).read_bytes()
@@ -166,15 +179,20 @@ def test_worker_processes_write_identical_shards(cohort, cache, tmp_path):
 def test_volumes_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     for i in range(3):
-        nib.save(nib.Nifti1Image(rng.normal(size=(10, 9, 8)).astype(np.float32), np.diag([2.0, 1.0, 1.0, 1.0])), tmp_path / f"{i}.nii")
+        nib.save(
+            nib.Nifti1Image(rng.normal(size=(10, 9, 8)).astype(np.float32), np.diag([2.0, 1.0, 1.0, 1.0])),
+            tmp_path / f"{i}.nii",
+        )
     manifest = write_csv(tmp_path / "m.csv", [{"subject_id": f"V{i}", "path": f"{i}.nii"} for i in range(3)])
     preprocessing = Preprocessing(image_size=(6, 6, 6), modality="CT", ct_window=(-2.0, 2.0))
     index = prepare_shards(manifest, tmp_path / "out", preprocessing, shard_size=2, workers=0, progress=False)
     assert (index["samples"], index["spatial_dims"], index["image_size"]) == (3, 3, [6, 6, 6])
     streamed = {index: image for image, index in ShardDataset(tmp_path / "out", split=None)}
     assert sorted(streamed) == [0, 1, 2] and tuple(streamed[0].shape) == (1, 6, 6, 6)
-    for number, (row, image) in read_shard(tmp_path / "out" / "shard-000001.tar").items():
-        np.testing.assert_allclose(image.astype(np.float32), preprocessing(read_image(tmp_path / f"{number}.nii")), atol=1e-3)
+    for number, (_, image) in read_shard(tmp_path / "out" / "shard-000001.tar").items():
+        np.testing.assert_allclose(
+            image.astype(np.float32), preprocessing(read_image(tmp_path / f"{number}.nii")), atol=1e-3
+        )
 
 
 # --- reading ----------------------------------------------------------------------------------

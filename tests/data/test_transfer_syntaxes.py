@@ -47,4 +47,6 @@ def test_an_undecodable_syntax_is_named_with_what_decodes_it(shared_data, tmp_pa
     ds.save_as(tmp_path / "video.dcm", enforce_file_format=True)
     with pytest.raises(UnreadableImageError) as error:
         read_image(tmp_path / "video.dcm")
-    assert "MPEG2" in error.value.reason and str(uid.MPEG2MPML) in error.value.reason and "pylibjpeg" in error.value.reason
+    assert (
+        "MPEG2" in error.value.reason and str(uid.MPEG2MPML) in error.value.reason and "pylibjpeg" in error.value.reason
+    )

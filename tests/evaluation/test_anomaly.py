@@ -18,7 +18,9 @@ from medssl.training import pretrain, resolve_config
 
 def tiny_run(method: str, data, out, **method_args):
     training = {"batch_size": 8, "precision": "32", "max_steps": 3, "checkpoint_every": 2}
-    pretrain(data, out, resolve_config(method, {"encoder": TINY_ENCODER, "training": training, "method_args": method_args}))
+    pretrain(
+        data, out, resolve_config(method, {"encoder": TINY_ENCODER, "training": training, "method_args": method_args})
+    )
     return out
 
 
@@ -37,12 +39,18 @@ def test_the_checkpoint_rebuilds_the_model_with_its_own_settings(autoencoder_run
     model = load_run(autoencoder_run)
     assert model.bottleneck.conv.out_channels == 3 and not model.training
     images = torch.rand(10, 1, 16, 16)
-    assert torch.allclose(torch.from_numpy(reconstruction_errors(model, images, 3)), torch.from_numpy(reconstruction_errors(model, images, 10)))
+    assert torch.allclose(
+        torch.from_numpy(reconstruction_errors(model, images, 3)),
+        torch.from_numpy(reconstruction_errors(model, images, 10)),
+    )
 
 
 def test_cli_writes_a_score_per_subject_and_the_auroc(tmp_path, autoencoder_run, npz, capsys):
     out = tmp_path / "anomaly"
-    assert main(["anomaly", "--run", str(autoencoder_run), "--data", str(npz), "--out", str(out), "--normal-label", "0"]) == 0
+    assert (
+        main(["anomaly", "--run", str(autoencoder_run), "--data", str(npz), "--out", str(out), "--normal-label", "0"])
+        == 0
+    )
     with (out / "anomaly_scores.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len({r["subject_id"] for r in rows}) == 80  # every split: 40 + 20 + 20
@@ -55,7 +63,22 @@ def test_cli_writes_a_score_per_subject_and_the_auroc(tmp_path, autoencoder_run,
 
 
 def test_an_unknown_normal_label_names_the_classes(tmp_path, autoencoder_run, npz, capsys):
-    assert main(["anomaly", "--run", str(autoencoder_run), "--data", str(npz), "--out", str(tmp_path), "--normal-label", "healthy"]) == 2
+    assert (
+        main(
+            [
+                "anomaly",
+                "--run",
+                str(autoencoder_run),
+                "--data",
+                str(npz),
+                "--out",
+                str(tmp_path),
+                "--normal-label",
+                "healthy",
+            ]
+        )
+        == 2
+    )
     assert "classes: 0, 1" in capsys.readouterr().err
 
 

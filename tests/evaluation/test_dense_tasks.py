@@ -1,18 +1,24 @@
 from __future__ import annotations
 
 import pytest
+from test_label_efficiency import TINY
 
 from medssl.evaluation.dense_tasks import APPROACHES
 from medssl.evaluation.label_efficiency import run_benchmark
-from test_label_efficiency import TINY
 
 
 # detection needs lesion boxes in its val and test splits: 300 subjects hold a few nodule cases there
-@pytest.mark.parametrize("task, metric, subjects", [("cohort-xray-detection", "map50", 300), ("cohort-mri-segmentation", "mean_dice", 20)])
+@pytest.mark.parametrize(
+    "task, metric, subjects", [("cohort-xray-detection", "map50", 300), ("cohort-mri-segmentation", "mean_dice", 20)]
+)
 def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metric, subjects):
-    record = run_benchmark([], tmp_path, TINY, seeds=(0,), fractions=(0.5, 1.0), tasks=(task,), cohort_subjects=subjects)
+    record = run_benchmark(
+        [], tmp_path, TINY, seeds=(0,), fractions=(0.5, 1.0), tasks=(task,), cohort_subjects=subjects
+    )
     result = record["tasks"][task]
-    assert {(r["encoder"], r["fraction"]) for r in result["rows"]} == {(a, f) for a in APPROACHES.values() for f in (0.5, 1.0)}
+    assert {(r["encoder"], r["fraction"]) for r in result["rows"]} == {
+        (a, f) for a in APPROACHES.values() for f in (0.5, 1.0)
+    }
     assert all(0 <= r[metric] <= 1 for r in result["rows"]) and result["metric"] == metric
     assert (tmp_path / result["figure"]).exists() and f"## {task}" in (tmp_path / "benchmark.md").read_text()
 
@@ -21,5 +27,7 @@ def test_the_mni152_task_pretrains_on_its_own_unlabelled_slices(tmp_path, shared
     monkeypatch.setenv("MEDSSL_DATA", str(shared_data))
     record = run_benchmark([], tmp_path, TINY, seeds=(0,), fractions=(1.0,), tasks=("mni152-2d",))
     row = record["tasks"]["mni152-2d"]["rows"][0]
-    assert {"dice grey matter", "dice white matter"} <= set(row) and (tmp_path / "mni152-2d" / "unlabelled_train.npz").exists()
+    assert {"dice grey matter", "dice white matter"} <= set(row) and (
+        tmp_path / "mni152-2d" / "unlabelled_train.npz"
+    ).exists()
     assert (tmp_path / "pretrain" / "mni152-2d-unlabelled_train" / "seed0" / "encoder.pt").exists()

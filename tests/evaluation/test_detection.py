@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from medssl.evaluation.budgets import Schedule
-
 from medssl.data.readers import read_image
+from medssl.evaluation.budgets import Schedule
 from medssl.evaluation.detection import (
     DetectionTask,
     Detector,
@@ -101,12 +100,18 @@ def test_matching_and_precision_agree_with_monai_coco_metric():
         jittered = boxes + rng.normal(0, 1.2, boxes.shape)
         candidates = np.concatenate([jittered, random_boxes(rng, int(rng.integers(0, 3)))])
         predictions.append(np.concatenate([candidates, rng.random((len(candidates), 1))], 1))
-    metric = coco.COCOMetric(classes=["lesion"], iou_list=[0.5], iou_range=(0.5, 0.5, 0.05), max_detection=[100], verbose=False)
+    metric = coco.COCOMetric(
+        classes=["lesion"], iou_list=[0.5], iou_range=(0.5, 0.5, 0.05), max_detection=[100], verbose=False
+    )
     results = matching.matching_batch(
-        box_iou, metric.iou_thresholds,
-        [p[:, :4] for p in predictions], [np.zeros(len(p), int) for p in predictions], [p[:, 4] for p in predictions],
-        truth, [np.zeros(len(t), int) for t in truth],
-    )  # fmt: skip
+        box_iou,
+        metric.iou_thresholds,
+        [p[:, :4] for p in predictions],
+        [np.zeros(len(p), int) for p in predictions],
+        [p[:, 4] for p in predictions],
+        truth,
+        [np.zeros(len(t), int) for t in truth],
+    )
     monai_ap = metric(results)[0]["AP_IoU_0.50_MaxDet_100"]
     precision, recall = precision_recall(predictions, truth)
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
@@ -147,7 +152,11 @@ def test_a_3d_encoder_is_refused():
 
 
 def test_targets_decode_back_to_their_boxes():
-    boxes = [np.array([[2.0, 3.0, 9.0, 7.0], [13.5, 20.0, 30.0, 31.0], [20.0, 1.0, 24.0, 6.0]]), np.zeros((0, 4)), np.array([[0.0, 0.0, 32.0, 32.0]])]
+    boxes = [
+        np.array([[2.0, 3.0, 9.0, 7.0], [13.5, 20.0, 30.0, 31.0], [20.0, 1.0, 24.0, 6.0]]),
+        np.zeros((0, 4)),
+        np.array([[0.0, 0.0, 32.0, 32.0]]),
+    ]
     classes = [np.array([0, 1, 1]), np.zeros(0, int), np.array([0])]
     targets = encode_targets(boxes, classes, n_classes=2, grid=(8, 8), stride=4)
     assert targets["heatmap"].max() == 1 and targets["mask"].sum() == 4
@@ -226,7 +235,9 @@ def test_cohort_boxes_line_up_with_the_lesion_mask(cohort):
     with open(cohort["xray_manifest"], newline="") as handle:
         rows = {row["subject_id"]: row for row in csv.DictReader(handle)}
     assert len(task) == 30 and task.images.shape[1:] == (1, 32, 32) and task.class_names == ["nodule"]
-    assert set(task.splits) == {"train", "val", "test"} and task.split("val").subject_ids == [s for s in task.subject_ids if rows[s]["split"] == "val"]
+    assert set(task.splits) == {"train", "val", "test"} and task.split("val").subject_ids == [
+        s for s in task.subject_ids if rows[s]["split"] == "val"
+    ]
     nodules = [i for i, s in enumerate(task.subject_ids) if rows[s]["label"] == "nodules"]
     assert nodules and task.n_boxes >= 2 * len(nodules)  # two to five nodules each
     root = cohort["xray_manifest"].rsplit("/", 1)[0]

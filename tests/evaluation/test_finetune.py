@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from medssl.evaluation.budgets import Schedule
-
 from conftest import TINY_ENCODER
+
 from medssl.cli import main
 from medssl.data.datasets import load_table
 from medssl.data.preprocess import Preprocessing
+from medssl.evaluation.budgets import Schedule
 from medssl.evaluation.evaluate import evaluate
 from medssl.evaluation.finetune import FixMatchConfig, cutout, finetune, predict_proba
 from medssl.evaluation.probe import label_subset
@@ -40,7 +39,16 @@ def tiny_encoder(spatial_dims: int):
 def test_fixmatch_runs_in_2d_and_3d(fixture, dims, request):
     labelled, val, test, unlabelled = few_labels(request.getfixturevalue(fixture))
     config = FixMatchConfig(threshold=0.0, mu=2)  # every pseudo-label passes: the strong branch runs each step
-    model, record = finetune(tiny_encoder(dims), labelled, val, n_classes=2, schedule=Schedule.fixed(3), seed=0, unlabelled=unlabelled, fixmatch=config)
+    model, record = finetune(
+        tiny_encoder(dims),
+        labelled,
+        val,
+        n_classes=2,
+        schedule=Schedule.fixed(3),
+        seed=0,
+        unlabelled=unlabelled,
+        fixmatch=config,
+    )
     proba = predict_proba(model, test[0])
     assert proba.shape == (len(test[1]), 2) and np.allclose(proba.sum(1), 1, atol=1e-5)
     assert record["mask_rate"] == 1.0 and all(loss > 0 for loss in record["history"]["loss_u"])
@@ -54,7 +62,9 @@ def test_fixmatch_with_an_unpassable_threshold_is_supervised_finetuning(npz_2d):
     encoder = tiny_encoder(2)
 
     def run(**fixmatch):
-        return finetune(encoder, labelled, val, n_classes=2, schedule=Schedule.fixed(4, evaluations=1), seed=3, **fixmatch)
+        return finetune(
+            encoder, labelled, val, n_classes=2, schedule=Schedule.fixed(4, evaluations=1), seed=3, **fixmatch
+        )
 
     supervised, plain = run()
     silent, unpassable = run(unlabelled=unlabelled, fixmatch=FixMatchConfig(threshold=1.0, mu=2))
@@ -70,7 +80,15 @@ def test_fixmatch_needs_both_a_pool_and_a_config(npz_2d):
     with pytest.raises(ValueError, match="both"):
         finetune(tiny_encoder(2), labelled, val, n_classes=2, schedule=Schedule.fixed(1), unlabelled=unlabelled)
     with pytest.raises(ValueError, match="at least one unlabelled"):
-        finetune(tiny_encoder(2), labelled, val, n_classes=2, schedule=Schedule.fixed(1), unlabelled=unlabelled[:0], fixmatch=FixMatchConfig())
+        finetune(
+            tiny_encoder(2),
+            labelled,
+            val,
+            n_classes=2,
+            schedule=Schedule.fixed(1),
+            unlabelled=unlabelled[:0],
+            fixmatch=FixMatchConfig(),
+        )
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (8, 8, 8)])
@@ -99,7 +117,10 @@ def tiny_encoder_file(tmp_path, npz):
 def test_evaluate_finetune_fixmatch_writes_rows(tmp_path, npz_2d, capsys):
     encoder = tiny_encoder_file(tmp_path, npz_2d)
     args = ["--finetune", "fixmatch", "--finetune-max-steps", "2", "--fixmatch-mu", "2", "--fractions", "0.1", "1"]
-    assert main(["evaluate", "--encoder", str(encoder), "--data", str(npz_2d), "--out", str(tmp_path / "eval"), *args]) == 0
+    assert (
+        main(["evaluate", "--encoder", str(encoder), "--data", str(npz_2d), "--out", str(tmp_path / "eval"), *args])
+        == 0
+    )
     result = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     rows = [row for row in result["rows"] if row["probe"] == "fixmatch"]
     # at 100% of the labels nothing is left unlabelled, so FixMatch has no row there
@@ -111,8 +132,12 @@ def test_evaluate_finetune_fixmatch_writes_rows(tmp_path, npz_2d, capsys):
 
 def test_evaluate_supervised_finetune_adds_a_row_per_encoder(tmp_path, npz_2d):
     encoder = tiny_encoder_file(tmp_path, npz_2d)
-    result = evaluate(encoder, npz_2d, tmp_path / "eval", fractions=(1.0,), finetune_mode="supervised", schedule=Schedule.fixed(2))
+    result = evaluate(
+        encoder, npz_2d, tmp_path / "eval", fractions=(1.0,), finetune_mode="supervised", schedule=Schedule.fixed(2)
+    )
     rows = [row for row in result["rows"] if row["probe"] == "finetune"]
-    assert {row["encoder"] for row in rows} == {"pretrained (simclr)", "random-init"} and all(row["chosen"] in (1, 2) for row in rows)
+    assert {row["encoder"] for row in rows} == {"pretrained (simclr)", "random-init"} and all(
+        row["chosen"] in (1, 2) for row in rows
+    )
     with pytest.raises(ValueError, match="finetune mode"):
         evaluate(encoder, npz_2d, tmp_path / "eval", finetune_mode="semi")

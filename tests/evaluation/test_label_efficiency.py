@@ -4,12 +4,21 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_medmnist_npz
 
 from medssl.evaluation.budgets import APPROACHES, Budget, Schedule, budget_from
 from medssl.evaluation.label_efficiency import checks, crossing, labels_saved, run_benchmark
-from conftest import write_medmnist_npz
 
-TINY = Budget(width=8, pretrain_epochs_2d=1, pretrain_batch=16, monitor_every=1, finetune=Schedule.fixed(3), finetune_batch=8, dense=Schedule.fixed(2), dense_batch=4)
+TINY = Budget(
+    width=8,
+    pretrain_epochs_2d=1,
+    pretrain_batch=16,
+    monitor_every=1,
+    finetune=Schedule.fixed(3),
+    finetune_batch=8,
+    dense=Schedule.fixed(2),
+    dense_batch=4,
+)
 
 
 def test_the_protocol_writes_every_approach_at_every_fraction_and_resumes(tmp_path):
@@ -22,7 +31,10 @@ def test_the_protocol_writes_every_approach_at_every_fraction_and_resumes(tmp_pa
     assert all(s["seeds"] == 2 for s in result["summary"])
     assert (out / result["figure"]).stat().st_size > 0 and (out / "toy" / "seed1" / "eval" / "label_subsets").is_dir()
     assert json.loads((out / "benchmark.json").read_text())["budget"]["width"] == 8
-    assert [p["monitor_checks"] for p in result["pretraining"]] == [1, 1]  # the validation monitor ran in every pretraining
+    assert [p["monitor_checks"] for p in result["pretraining"]] == [
+        1,
+        1,
+    ]  # the validation monitor ran in every pretraining
     assert (out / "toy" / "seed0" / "pretrain" / "monitor.png").stat().st_size > 0
     report = (out / "benchmark.md").read_text()
     assert "| SSL + fine-tuning |" in report and "Labels saved" in report and "Method: simclr (given)" in report
@@ -57,7 +69,10 @@ def test_checks_compare_the_gap_with_the_spread_and_the_baseline_with_the_publis
         + rows("supervised from scratch", 0.1, [0.84, 0.85, 0.83])
         + rows("supervised from scratch", 1.0, [0.95, 0.96, 0.94])
     )
-    found = {c["check"].split(" (")[0]: c for c in checks(measured, [{"model": "ResNet-18 (28)", "auc": 0.944, "acc": 0.85, "source": "paper"}])}
+    found = {
+        c["check"].split(" (")[0]: c
+        for c in checks(measured, [{"model": "ResNet-18 (28)", "auc": 0.944, "acc": 0.85, "source": "paper"}])
+    }
     assert found["SSL + fine-tuning beats supervised from scratch at 1%"]["met"] is True
     at_10 = found["SSL + fine-tuning beats supervised from scratch at 10%"]
     assert at_10["gap"] == pytest.approx(0.01) and at_10["spread"] == pytest.approx(0.05) and at_10["met"] is False
@@ -79,7 +94,11 @@ def test_the_crossing_is_interpolated_in_log_fraction():
 
 def test_labels_saved_reads_the_curve_against_scratch_at_100_percent():
     scratch = rows("supervised from scratch", 1.0, [0.94, 0.95, 0.96])  # threshold 0.95 - 0.01
-    curve = rows("SSL + fine-tuning", 0.01, [0.90, 0.90, 0.90]) + rows("SSL + fine-tuning", 0.1, [0.98, 0.98, 0.98]) + rows("SSL + fine-tuning", 1.0, [0.99] * 3)
+    curve = (
+        rows("SSL + fine-tuning", 0.01, [0.90, 0.90, 0.90])
+        + rows("SSL + fine-tuning", 0.1, [0.98, 0.98, 0.98])
+        + rows("SSL + fine-tuning", 1.0, [0.99] * 3)
+    )
     saved = labels_saved(scratch + curve, "SSL + fine-tuning")
     assert saved["threshold"] == pytest.approx(0.94) and saved["fraction"] == pytest.approx(10 ** (-2 + 0.5))
     assert saved["interval"][0] <= saved["fraction"] <= saved["interval"][1] and not saved["never"]
@@ -98,8 +117,8 @@ def test_budgets_are_named_and_overridable():
 def test_a_class_folder_without_splits_gets_a_stratified_one_before_pretraining(tmp_path):
     from PIL import Image
 
-    from medssl.data.manifest import read_manifest
     from medssl.data.datasets import load_table
+    from medssl.data.manifest import read_manifest
     from medssl.evaluation.label_efficiency import packed, with_splits
 
     for cls in ("Hand", "CXR"):

@@ -15,7 +15,13 @@ from medssl.training import pretrain, resolve_config
 
 
 def monitored(**training) -> dict:
-    return resolve_config("simclr", {"encoder": TINY_ENCODER, "training": {"batch_size": 8, "precision": "32", "max_epochs": 3, "checkpoint_every": 2, **training}})
+    return resolve_config(
+        "simclr",
+        {
+            "encoder": TINY_ENCODER,
+            "training": {"batch_size": 8, "precision": "32", "max_epochs": 3, "checkpoint_every": 2, **training},
+        },
+    )
 
 
 def test_knn_within_a_split_separates_separable_classes_and_not_noise():
@@ -37,7 +43,11 @@ def test_the_feature_spread_is_zero_on_collapse_and_about_one_when_spread():
 def test_the_monitor_logs_writes_its_curve_and_checkpoints_its_history(tmp_path, npz_2d):
     run = tmp_path / "run"
     summary = pretrain(npz_2d, run, monitored(monitor_every=1, max_epochs=2)).summary
-    assert summary["monitor_checks"] == 2 and 0 <= summary["monitor_best_knn_auc"] <= 1 and summary["monitor_best_epoch"] in (1, 2)
+    assert (
+        summary["monitor_checks"] == 2
+        and 0 <= summary["monitor_best_knn_auc"] <= 1
+        and summary["monitor_best_epoch"] in (1, 2)
+    )
     with (run / "monitor.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2] and all(float(r["train_loss"]) > 0 for r in rows)

@@ -53,9 +53,16 @@ def test_default_split_is_stratified():
 
 
 def test_summary_gives_mean_and_spread_over_seeds():
-    rows = [{"encoder": "e", "probe": "linear", "fraction": 0.1, "seed": s, "n_labels": 5, "acc": a, "auc": a} for s, a in enumerate((0.6, 0.8))]
+    rows = [
+        {"encoder": "e", "probe": "linear", "fraction": 0.1, "seed": s, "n_labels": 5, "acc": a, "auc": a}
+        for s, a in enumerate((0.6, 0.8))
+    ]
     (entry,) = summarise(rows)
-    assert entry["seeds"] == 2 and np.isclose(entry["auc_mean"], 0.7) and np.isclose(entry["auc_std"], np.std([0.6, 0.8], ddof=1))
+    assert (
+        entry["seeds"] == 2
+        and np.isclose(entry["auc_mean"], 0.7)
+        and np.isclose(entry["auc_std"], np.std([0.6, 0.8], ddof=1))
+    )
     assert "| e | linear | 10% | 5 | 2 | 0.700 ± 0.141 | 0.700 ± 0.141 |" in markdown_table([entry])
 
 
@@ -67,7 +74,13 @@ def test_a_given_test_split_is_kept_and_validation_comes_from_train(tmp_path, mo
 
     labels = np.array([0, 1] * 20)
     splits = np.array(["train"] * 30 + ["test"] * 10)
-    table = ImageTable(images=torch.zeros(40, 1, 2, 2), subject_ids=[f"S{i}" for i in range(40)], splits=splits, labels=labels, class_names=["a", "b"])
+    table = ImageTable(
+        images=torch.zeros(40, 1, 2, 2),
+        subject_ids=[f"S{i}" for i in range(40)],
+        splits=splits,
+        labels=labels,
+        class_names=["a", "b"],
+    )
     monkeypatch.setattr(module, "load_table", lambda *args, **kwargs: table)
     completed = module.labelled_table("x.csv", {"preprocessing": {"image_size": [2, 2]}}, tmp_path)
     assert (completed.splits[30:] == "test").all()

@@ -7,10 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from medssl.evaluation.budgets import Schedule
 from conftest import TINY_ENCODER
 
+from medssl.evaluation.budgets import Schedule
 from medssl.evaluation.segmentation import (
     BRAIN_STRUCTURES,
     CHEST_STRUCTURES,
@@ -75,9 +74,13 @@ def test_training_learns_a_bright_blob_in_2d():
     train, val = blobs(64, 20, 2, seed=0), blobs(24, 20, 2, seed=1)
     encoder = tiny_encoder(2)
     before = dice_per_structure(predict_labels(UNet(tiny_encoder(2), 2), val[0]), val[1], ["bg", "blob"])["blob"]
-    model, record = train_segmentation(encoder, train, val, n_classes=2, schedule=Schedule.fixed(60, evaluations=6, lr=3e-3), batch_size=16)
+    model, record = train_segmentation(
+        encoder, train, val, n_classes=2, schedule=Schedule.fixed(60, evaluations=6, lr=3e-3), batch_size=16
+    )
     after = dice_per_structure(predict_labels(model, val[0]), val[1], ["bg", "blob"])["blob"]
-    assert after == pytest.approx(record["val_dice"]) and record["step"] in [step for step, _ in record["history"]["val"]]
+    assert after == pytest.approx(record["val_dice"]) and record["step"] in [
+        step for step, _ in record["history"]["val"]
+    ]
     assert after > 0.9 and after > before + 0.3, (before, after)  # chance (all blob) is ~0.26
     assert len(record["history"]["loss"]) == 60
     assert all(torch.equal(a, b) for a, b in zip(encoder.state_dict().values(), tiny_encoder(2).state_dict().values()))
@@ -85,7 +88,9 @@ def test_training_learns_a_bright_blob_in_2d():
 
 def test_training_runs_in_3d():
     train, val = blobs(8, 16, 3, seed=0), blobs(4, 16, 3, seed=1)
-    model, record = train_segmentation(tiny_encoder(3), train, val, n_classes=2, schedule=Schedule.fixed(4, evaluations=2), batch_size=4)
+    model, record = train_segmentation(
+        tiny_encoder(3), train, val, n_classes=2, schedule=Schedule.fixed(4, evaluations=2), batch_size=4
+    )
     assert predict_labels(model, val[0], batch_size=3).shape == (4, 16, 16, 16)
     assert [step for step, _ in record["history"]["val"]] == [2, 4] and 0 <= record["val_dice"] <= 1
 
@@ -96,7 +101,10 @@ def cohort(tmp_path_factory):
     return simulate_cohort(out, CohortConfig(n_subjects=10, n_snps=50, xray_size=32, mri_size=16, seed=1))
 
 
-@pytest.mark.parametrize("manifest, structures, shape", [("xray_manifest", CHEST_STRUCTURES, (32, 32)), ("mri_manifest", BRAIN_STRUCTURES, (16, 16, 16))])
+@pytest.mark.parametrize(
+    "manifest, structures, shape",
+    [("xray_manifest", CHEST_STRUCTURES, (32, 32)), ("mri_manifest", BRAIN_STRUCTURES, (16, 16, 16))],
+)
 def test_cohort_task_aligns_images_masks_and_splits(cohort, manifest, structures, shape):
     task = cohort_segmentation_task(cohort[manifest])
     assert task.structures == structures and task.spatial_dims == len(shape)
@@ -130,7 +138,11 @@ def test_mni152_task_is_split_by_position(mni_folder, dims):
         part = task.split(name)
         assert len(part) > 0, name
         covered[name] = {z for first, stop in part.axial_extent for z in range(first, stop)}
-    assert not covered["train"] & covered["val"] and not covered["train"] & covered["test"] and not covered["val"] & covered["test"]
+    assert (
+        not covered["train"] & covered["val"]
+        and not covered["train"] & covered["test"]
+        and not covered["val"] & covered["test"]
+    )
     # a guard slice between splits: no slice of one split touches a slice of another
     for a, slices_a in covered.items():
         for b, slices_b in covered.items():
@@ -148,5 +160,7 @@ def test_mni152_task_names_missing_files(tmp_path):
 def test_a_single_labelled_volume_still_trains():
     train, val = blobs(1, 16, 3, seed=0), blobs(4, 16, 3, seed=1)
     encoder = tiny_encoder(3, stem="strided")  # 16 voxels -> a 1-voxel deepest map
-    _, record = train_segmentation(encoder, train, val, n_classes=2, schedule=Schedule.fixed(2, evaluations=2), batch_size=4)
+    _, record = train_segmentation(
+        encoder, train, val, n_classes=2, schedule=Schedule.fixed(2, evaluations=2), batch_size=4
+    )
     assert len(record["history"]["loss"]) == 2

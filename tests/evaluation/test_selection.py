@@ -17,7 +17,9 @@ def fit(model, scores, schedule, n_samples=6, batch_size=1):
         kept[score] = model.weight.item()
         return score
 
-    record = train_with_selection(model, lambda: (model.weight - 10).pow(2).sum(), validate, schedule, n_samples=n_samples, batch_size=batch_size)
+    record = train_with_selection(
+        model, lambda: (model.weight - 10).pow(2).sum(), validate, schedule, n_samples=n_samples, batch_size=batch_size
+    )
     return record, kept
 
 
@@ -38,7 +40,9 @@ def test_the_plan_scales_with_the_labelled_set_between_its_floor_and_its_cap():
 
 def test_training_stops_after_patience_scores_without_improvement_but_not_before_the_floor():
     model = torch.nn.Linear(1, 1, bias=False)
-    schedule = Schedule(epochs=100, min_steps=4, max_steps=100, evaluations=50, patience=3, lr=0.1)  # scored every 2 steps
+    schedule = Schedule(
+        epochs=100, min_steps=4, max_steps=100, evaluations=50, patience=3, lr=0.1
+    )  # scored every 2 steps
     record, _ = fit(model, [0.5, 0.9, 0.8, 0.7, 0.6, 0.95], schedule, n_samples=1)
     assert record["stopped_early"] and record["steps_run"] == 10 and record["step"] == 4 and record["score"] == 0.9
     floor = Schedule(epochs=100, min_steps=12, max_steps=100, evaluations=50, patience=1, lr=0.1)
@@ -49,4 +53,12 @@ def test_training_stops_after_patience_scores_without_improvement_but_not_before
 def test_a_score_never_defined_is_an_error_with_the_callers_words():
     model = torch.nn.Linear(1, 1)
     with pytest.raises(ValueError, match="no foreground"):
-        train_with_selection(model, lambda: model.weight.sum(), lambda: math.nan, Schedule.fixed(2, evaluations=2), n_samples=1, batch_size=1, undefined="no foreground")
+        train_with_selection(
+            model,
+            lambda: model.weight.sum(),
+            lambda: math.nan,
+            Schedule.fixed(2, evaluations=2),
+            n_samples=1,
+            batch_size=1,
+            undefined="no foreground",
+        )

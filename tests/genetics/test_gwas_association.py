@@ -2,8 +2,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gwas_helpers import (
+    chr2_fileset,
+    padding_cleared_copy,
+    plink2_path,
+    read_plink_table,
+    run_plink2,
+    write_plink_table,
+)
 
-from gwas_helpers import chr2_fileset, padding_cleared_copy, plink2_path, read_plink_table, run_plink2, write_plink_table
 from medssl.genetics.association import LinearAssociation, covariate_basis, genomic_inflation
 from medssl.genetics.genotypes import Genotypes
 
@@ -24,19 +31,41 @@ def simulate(genotypes: Genotypes, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     causal = 4308  # rs35684682: A1 frequency 0.32, no missing calls
     g = genotypes.read(np.arange(n), [causal])[:, 0].astype(float)
     g = np.where(np.isnan(g), np.nanmean(g), g)
-    phenotypes = np.column_stack([rng.normal(0, 1, n), 0.05 * age + 0.5 * sex + rng.normal(0, 1, n), 0.8 * (g - g.mean()) + rng.normal(0, 1, n)])
+    phenotypes = np.column_stack(
+        [rng.normal(0, 1, n), 0.05 * age + 0.5 * sex + rng.normal(0, 1, n), 0.8 * (g - g.mean()) + rng.normal(0, 1, n)]
+    )
     return phenotypes, np.column_stack([age, sex]), causal
 
 
-def plink2_glm(plink2: str, prefix, tmp_path, phenotypes: np.ndarray, covariates: np.ndarray | None, modifiers: tuple[str, ...] = ("omit-ref",)) -> list[dict]:
+def plink2_glm(
+    plink2: str,
+    prefix,
+    tmp_path,
+    phenotypes: np.ndarray,
+    covariates: np.ndarray | None,
+    modifiers: tuple[str, ...] = ("omit-ref",),
+) -> list[dict]:
     genotypes = Genotypes(prefix)
     names = [f"P{j + 1}" for j in range(phenotypes.shape[1])]
     write_plink_table(tmp_path / "pheno.txt", genotypes.fid, genotypes.iid, dict(zip(names, phenotypes.T)))
-    args = ["--bfile", str(prefix), "--pheno", "pheno.txt", "--glm", "hide-covar", "cols=+a1freq", *modifiers, "--out", "out"]
+    args = [
+        "--bfile",
+        str(prefix),
+        "--pheno",
+        "pheno.txt",
+        "--glm",
+        "hide-covar",
+        "cols=+a1freq",
+        *modifiers,
+        "--out",
+        "out",
+    ]
     if covariates is None:
         args[args.index("hide-covar")] = "allow-no-covars"
     else:
-        write_plink_table(tmp_path / "covar.txt", genotypes.fid, genotypes.iid, {"AGE": covariates[:, 0], "SEX": covariates[:, 1]})
+        write_plink_table(
+            tmp_path / "covar.txt", genotypes.fid, genotypes.iid, {"AGE": covariates[:, 0], "SEX": covariates[:, 1]}
+        )
         args[4:4] = ["--covar", "covar.txt"]
     run_plink2(plink2, args, tmp_path)
     return [read_plink_table(tmp_path / f"out.{name}.glm.linear") for name in names]
@@ -56,13 +85,21 @@ def test_agrees_with_plink2_glm_on_every_snp_including_missing_calls(shared_data
     phenotypes[population(chr2) == "IBS"] = np.nan  # plink2 drops them; we drop them before
     reports = plink2_glm(plink2, chr2, tmp_path, phenotypes, covariates)
     used = np.flatnonzero(~np.isnan(phenotypes[:, 0]))
-    result = LinearAssociation(phenotypes[used], covariates[used], missing="drop").test(genotypes.read(used, slice(None)))
+    result = LinearAssociation(phenotypes[used], covariates[used], missing="drop").test(
+        genotypes.read(used, slice(None))
+    )
     with_missing = result.n < len(used)
     assert with_missing.sum() > 40  # the SNPs whose fit leaves samples out
     for j, report in enumerate(reports):
         assert (report["ID"] == genotypes.variants.id).all() and (report["A1"] == genotypes.variants.a1).all()
         assert np.array_equal(report["OBS_CT"], result.n)
-        for ours, theirs in ((result.beta[:, j], "BETA"), (result.se[:, j], "SE"), (result.t_stat[:, j], "T_STAT"), (result.p[:, j], "P"), (result.a1_freq, "A1_FREQ")):
+        for ours, theirs in (
+            (result.beta[:, j], "BETA"),
+            (result.se[:, j], "SE"),
+            (result.t_stat[:, j], "T_STAT"),
+            (result.p[:, j], "P"),
+            (result.a1_freq, "A1_FREQ"),
+        ):
             assert max_relative_difference(ours, report[theirs]) < PLINK2_DIGITS, theirs
             assert max_relative_difference(ours[with_missing], report[theirs][with_missing]) < PLINK2_DIGITS, theirs
     assert reports[2]["P"][causal] < 1e-8  # the causal SNP: small p-values agree too
@@ -79,7 +116,9 @@ def test_snps_monomorphic_among_the_samples_are_untested_as_in_plink2(shared_dat
     result = LinearAssociation(phenotypes[used, :1], np.zeros((len(used), 0))).test(genotypes.read(used, slice(None)))
     constant = np.isnan(report["BETA"])
     assert constant.sum() == 2 and (report["ERRCODE"][constant] == "CONST_OMITTED_ALLELE").all()
-    assert np.isnan(result.p[constant, 0]).all() and np.array_equal(result.a1_freq[constant], report["A1_FREQ"][constant])
+    assert np.isnan(result.p[constant, 0]).all() and np.array_equal(
+        result.a1_freq[constant], report["A1_FREQ"][constant]
+    )
     assert max_relative_difference(result.beta[:, 0], report["BETA"]) < PLINK2_DIGITS
 
 
@@ -92,7 +131,9 @@ def test_plink2_reports_the_minor_allele_as_a1_unless_told_omit_ref(shared_data,
     # helper): on the original file, 4 SNPs at frequency ~0.5 come out the other way round
     clean = padding_cleared_copy(chr2, tmp_path / "clean")
     (default,) = plink2_glm(plink2, clean, tmp_path, phenotypes[:, :1], covariates, modifiers=())
-    result = LinearAssociation(phenotypes[:, :1], covariates).test(genotypes.read(np.arange(len(genotypes.iid)), slice(None)))
+    result = LinearAssociation(phenotypes[:, :1], covariates).test(
+        genotypes.read(np.arange(len(genotypes.iid)), slice(None))
+    )
     flipped = default["A1"] != genotypes.variants.a1
     # the .bim's allele 1 is the minor allele for most SNPs, not all: plink2 then tests allele 2
     assert 0 < flipped.sum() < 1000 and (default["A1"][flipped] == genotypes.variants.a2[flipped]).all()
@@ -150,7 +191,9 @@ def test_null_phenotypes_on_the_real_genotypes_have_lambda_near_one(shared_data)
     genotypes = Genotypes(chr2)
     rng = np.random.default_rng(5)
     n = len(genotypes.iid)
-    result = LinearAssociation(rng.normal(size=(n, 20)), rng.normal(size=(n, 2))).test(genotypes.read(np.arange(n), slice(None)))
+    result = LinearAssociation(rng.normal(size=(n, 20)), rng.normal(size=(n, 2))).test(
+        genotypes.read(np.arange(n), slice(None))
+    )
     lambdas = [genomic_inflation(result.p[:, j]) for j in range(20)]
     assert 0.85 < np.mean(lambdas) < 1.15, lambdas
 

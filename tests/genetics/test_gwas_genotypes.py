@@ -4,8 +4,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from gwas_helpers import chr2_fileset
+
 from medssl.genetics.genotypes import GenotypeFileError, Genotypes, bed_prefix
 
 
@@ -16,7 +16,13 @@ def test_reads_metadata_and_dosages_of_the_real_fileset(shared_data):
     assert (len(genotypes.iid), genotypes.n_snps) == (503, 10025)
     assert (genotypes.iid == genotypes.fid).all()
     # first .bim line: 2 rs113106463 0 11320 A G; allele 1 (A) is the counted one
-    assert (variants.chrom[0], variants.id[0], variants.pos[0], variants.a1[0], variants.a2[0]) == ("2", "rs113106463", 11320, "A", "G")
+    assert (variants.chrom[0], variants.id[0], variants.pos[0], variants.a1[0], variants.a2[0]) == (
+        "2",
+        "rs113106463",
+        11320,
+        "A",
+        "G",
+    )
     everyone = np.arange(503)
     chunks = list(genotypes.chunks(everyone, 4000))
     assert [c.shape for _, c in chunks] == [(503, 4000), (503, 4000), (503, 2025)]

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gwas_helpers import chr2_fileset
 from sklearn.metrics import roc_auc_score
 
-from gwas_helpers import chr2_fileset
 from medssl.genetics.genotypes import Genotypes
 from medssl.genetics.pca import genetic_pcs
 

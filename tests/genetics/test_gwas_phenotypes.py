@@ -32,7 +32,11 @@ def test_matching_reports_every_subject_and_drops_incomplete_ones():
         "PC01": np.array(["0.5", "1", "2", "NA", "4", "5", "6", "7"]),
         "PC02": np.array(["1", "2", "3", "4", "", "6", "7", "8"]),
     }
-    covariates = {"subject_id": np.array(["S0", "S1", "S2", "S3", "S4", "S7"]), "age": np.array(["50", "", "60", "61", "62", "70"]), "sex": np.array(list("MFMFMF"))}
+    covariates = {
+        "subject_id": np.array(["S0", "S1", "S2", "S3", "S4", "S7"]),
+        "age": np.array(["50", "", "60", "61", "62", "70"]),
+        "sex": np.array(list("MFMFMF")),
+    }
     samples = match_samples(FAM[::-1], FAM, phenotypes, covariates, min_samples=2)
     assert samples.iid.tolist() == ["S0", "S4", "S7"] and samples.fam_index.tolist() == [0, 4, 7]  # .fam order
     assert samples.fid.tolist() == ["S7", "S3", "S0"]
@@ -41,7 +45,10 @@ def test_matching_reports_every_subject_and_drops_incomplete_ones():
     assert report["X9"] == ("not genotyped", "not in the .fam")
     assert report["S2"] == ("no phenotype", "missing PC01") and report["S3"] == ("no phenotype", "missing PC02")
     assert report["S6"] == ("no phenotype", "not in the phenotype table")
-    assert report["S1"] == ("missing covariate", "missing age") and report["S5"] == ("missing covariate", "not in the covariate table")
+    assert report["S1"] == ("missing covariate", "missing age") and report["S5"] == (
+        "missing covariate",
+        "not in the covariate table",
+    )
     assert samples.counts() == {"used": 3, "not genotyped": 1, "no phenotype": 3, "missing covariate": 2}
     design, names = samples.design()
     assert names == ["age", "sex_M"] and design.tolist() == [[50, 1], [62, 1], [70, 0]]

@@ -3,8 +3,8 @@ from __future__ import annotations
 from math import factorial
 
 import numpy as np
-
 from gwas_helpers import chr2_fileset, padding_cleared_copy, plink2_path, read_plink_table, run_plink2
+
 from medssl.genetics.genotypes import Genotypes
 from medssl.genetics.qc import QcFilters, hwe_exact, snp_stats
 
@@ -24,7 +24,19 @@ def exact_p_by_enumeration(hom_a1: int, het: int, hom_a2: int) -> float:
 
 
 def test_hwe_exact_matches_the_definition_including_ties_and_edges():
-    cases = [(10, 0, 10), (0, 20, 0), (5, 10, 5), (1, 2, 1), (0, 1, 0), (0, 0, 7), (3, 4, 13), (30, 3, 2), (0, 2, 0), (100, 1, 0), (0, 0, 0)]
+    cases = [
+        (10, 0, 10),
+        (0, 20, 0),
+        (5, 10, 5),
+        (1, 2, 1),
+        (0, 1, 0),
+        (0, 0, 7),
+        (3, 4, 13),
+        (30, 3, 2),
+        (0, 2, 0),
+        (100, 1, 0),
+        (0, 0, 0),
+    ]
     np.testing.assert_allclose(hwe_exact(*np.array(cases).T), [exact_p_by_enumeration(*c) for c in cases], rtol=1e-10)
 
 
@@ -39,7 +51,11 @@ def test_hwe_exact_agrees_with_plink2_hardy_on_the_real_genotypes(shared_data, t
     stats = snp_stats(genotypes.read(np.arange(len(genotypes.iid)), slice(None)))
     assert (hardy["ID"] == genotypes.variants.id).all()
     # plink2 reports the .bim's allele 2 (REF) as its A1 here: its hom-A1 count is our hom-A2 count
-    assert (hardy["HOM_A1_CT"] == stats.hom_a2).all() and (hardy["HET_A1_CT"] == stats.het).all() and (hardy["TWO_AX_CT"] == stats.hom_a1).all()
+    assert (
+        (hardy["HOM_A1_CT"] == stats.hom_a2).all()
+        and (hardy["HET_A1_CT"] == stats.het).all()
+        and (hardy["TWO_AX_CT"] == stats.hom_a1).all()
+    )
     np.testing.assert_allclose(stats.hwe_p, hardy["P"], rtol=1e-5)  # plink2 prints 6 significant digits
     assert hardy["P"].min() < 1e-5  # the comparison covers small p-values, not only p near 1
 

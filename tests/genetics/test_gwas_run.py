@@ -3,8 +3,8 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import shlex
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from gwas_helpers import chr2_fileset, plink2_path, read_plink_table
+
 from medssl.genetics.clumping import clump, genotype_r2
 from medssl.genetics.genotypes import Genotypes
 from medssl.genetics.gwas import run_gwas
@@ -34,16 +34,29 @@ def gwas(shared_data, tmp_path_factory):
     causal = 0.8 * (g - g.mean()) + rng.normal(0, 1, n)
     tmp = tmp_path_factory.mktemp("gwas")
     rows = [("subject_id", "PC01", "PC02", "age", "sex")]
-    rows += [(s, f"{a:.6f}", f"{b:.6f}", f"{age:.1f}", sex) for s, a, b, age, sex in zip(genotypes.iid, rng.normal(0, 1, n), causal, rng.normal(55, 8, n), rng.choice(["F", "M"], n))]
+    rows += [
+        (s, f"{a:.6f}", f"{b:.6f}", f"{age:.1f}", sex)
+        for s, a, b, age, sex in zip(
+            genotypes.iid, rng.normal(0, 1, n), causal, rng.normal(55, 8, n), rng.choice(["F", "M"], n)
+        )
+    ]
     rows[5] = (rows[5][0], "", *rows[5][2:])  # no PC01
     rows[9] = (*rows[9][:3], "NA", rows[9][4])  # no age
     rows.append(("NOT_GENOTYPED", "1", "2", "50", "F"))
     with (tmp / "table.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows(rows)
     summary = run_gwas(
-        chr2, tmp / "table.csv", tmp / "table.csv", tmp / "out", phenotype_columns=["PC01", "PC02"], covariate_columns=["age", "sex"],
-        inverse_normal=True, genetic_pcs=2, clump_r2=0.1, progress=False,
-    )  # fmt: skip
+        chr2,
+        tmp / "table.csv",
+        tmp / "table.csv",
+        tmp / "out",
+        phenotype_columns=["PC01", "PC02"],
+        covariate_columns=["age", "sex"],
+        inverse_normal=True,
+        genetic_pcs=2,
+        clump_r2=0.1,
+        progress=False,
+    )
     return summary, tmp / "out", genotypes
 
 
@@ -51,8 +64,24 @@ def test_every_output_is_written(gwas):
     summary, out, genotypes = gwas
     expected = ["samples.tsv", "qc_removed.tsv", "genetic_pcs.tsv", "gwas.json"]
     expected += [f"PC0{i}.{kind}" for i in (1, 2) for kind in ("glm.tsv", "leads.tsv", "manhattan.png", "qq.png")]
-    expected += [f"export/{name}" for name in ("commands.sh", "plink2.pheno", "plink2.covar", "regenie.pheno", "regenie.covar", "bolt.pheno", "bolt.covar", "samples.keep", "samples.remove", "snps.exclude")]
-    assert all((out / name).is_file() and (out / name).stat().st_size for name in expected), [n for n in expected if not (out / n).is_file()]
+    expected += [
+        f"export/{name}"
+        for name in (
+            "commands.sh",
+            "plink2.pheno",
+            "plink2.covar",
+            "regenie.pheno",
+            "regenie.covar",
+            "bolt.pheno",
+            "bolt.covar",
+            "samples.keep",
+            "samples.remove",
+            "snps.exclude",
+        )
+    ]
+    assert all((out / name).is_file() and (out / name).stat().st_size for name in expected), [
+        n for n in expected if not (out / n).is_file()
+    ]
     assert json.loads((out / "gwas.json").read_text()) == summary
     assert summary["samples"] == {"used": 501, "no phenotype": 1, "missing covariate": 1, "not genotyped": 1}
     assert summary["covariates"] == ["age", "sex_M", "GPC1", "GPC2"] and summary["genetic_pcs"]["snps"] > 1000
@@ -83,11 +112,20 @@ def test_the_exported_plink2_files_give_plink2_our_results(gwas):
     _, out, _ = gwas
     command = next(line for line in (out / "export/commands.sh").read_text().splitlines() if line.startswith("plink2 "))
     (out / "export/plink2").mkdir()
-    done = subprocess.run([plink2, *shlex.split(command)[1:]], cwd=out / "export", capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [plink2, *shlex.split(command)[1:]], cwd=out / "export", capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     for name in ("PC01", "PC02"):
-        theirs, ours = read_plink_table(out / f"export/plink2/gwas.{name}.glm.linear"), read_plink_table(out / f"{name}.glm.tsv")
-        assert (theirs["ID"] == ours["ID"]).all() and (theirs["A1"] == ours["A1"]).all() and (theirs["OBS_CT"] == ours["N"]).all()
+        theirs, ours = (
+            read_plink_table(out / f"export/plink2/gwas.{name}.glm.linear"),
+            read_plink_table(out / f"{name}.glm.tsv"),
+        )
+        assert (
+            (theirs["ID"] == ours["ID"]).all()
+            and (theirs["A1"] == ours["A1"]).all()
+            and (theirs["OBS_CT"] == ours["N"]).all()
+        )
         for column in ("A1_FREQ", "BETA", "SE", "T_STAT", "P"):
             np.testing.assert_allclose(ours[column], theirs[column], rtol=2e-5, err_msg=f"{name} {column}")
 
@@ -95,16 +133,35 @@ def test_the_exported_plink2_files_give_plink2_our_results(gwas):
 def test_regenie_and_bolt_files_have_the_columns_they_read(gwas):
     _, out, _ = gwas
     export = out / "export"
-    first = {name: (export / name).read_text().splitlines()[:2] for name in ("plink2.pheno", "plink2.covar", "regenie.pheno", "regenie.covar", "bolt.pheno", "bolt.covar")}
-    assert first["plink2.pheno"][0] == "#FID IID PC01 PC02" and first["plink2.covar"][0] == "#FID IID age sex_M GPC1 GPC2"
-    assert first["regenie.pheno"][0] == "FID IID PC01 PC02" and first["regenie.covar"][0] == "FID IID age sex_M GPC1 GPC2"
+    first = {
+        name: (export / name).read_text().splitlines()[:2]
+        for name in ("plink2.pheno", "plink2.covar", "regenie.pheno", "regenie.covar", "bolt.pheno", "bolt.covar")
+    }
+    assert (
+        first["plink2.pheno"][0] == "#FID IID PC01 PC02" and first["plink2.covar"][0] == "#FID IID age sex_M GPC1 GPC2"
+    )
+    assert (
+        first["regenie.pheno"][0] == "FID IID PC01 PC02" and first["regenie.covar"][0] == "FID IID age sex_M GPC1 GPC2"
+    )
     assert first["bolt.pheno"][0] == "FID IID PC01 PC02" and first["bolt.covar"][0] == "FID IID age sex GPC1 GPC2"
     assert first["bolt.covar"][1].split()[3] in ("F", "M") and first["regenie.covar"][1].split()[3] in ("0.0", "1.0")
     assert all(len(line.split()) == len(lines[0].split()) for lines in first.values() for line in lines)
     commands = (export / "commands.sh").read_text()
-    assert "--phenoFile regenie.pheno --covarFile regenie.covar" in commands and "--bsize" in commands and "--pred regenie/step1_pred.list" in commands
-    assert "--phenoCol=PC02" in commands and "--qCovarCol=age" in commands and "--covarCol=sex" in commands and "--lmm" in commands
-    assert len((export / "samples.keep").read_text().splitlines()) == 501 and len((export / "samples.remove").read_text().splitlines()) == 2
+    assert (
+        "--phenoFile regenie.pheno --covarFile regenie.covar" in commands
+        and "--bsize" in commands
+        and "--pred regenie/step1_pred.list" in commands
+    )
+    assert (
+        "--phenoCol=PC02" in commands
+        and "--qCovarCol=age" in commands
+        and "--covarCol=sex" in commands
+        and "--lmm" in commands
+    )
+    assert (
+        len((export / "samples.keep").read_text().splitlines()) == 501
+        and len((export / "samples.remove").read_text().splitlines()) == 2
+    )
 
 
 def test_clumping_by_distance_and_by_ld():
@@ -145,7 +202,11 @@ def test_the_exported_bolt_command_runs_bolt_lmm_on_our_samples_and_alleles(gwas
         pytest.skip("BOLT-LMM is not on PATH (apt-get install bolt-lmm)")
     _, out, _ = gwas
     export = out / "export"
-    command = next(line for line in (export / "commands.sh").read_text().splitlines() if line.startswith("bolt ") and "--phenoCol=PC02" in line)
+    command = next(
+        line
+        for line in (export / "commands.sh").read_text().splitlines()
+        if line.startswith("bolt ") and "--phenoCol=PC02" in line
+    )
     (export / "bolt").mkdir()
     done = subprocess.run([bolt, *shlex.split(command)[1:]], cwd=export, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-3000:]
@@ -169,11 +230,23 @@ def test_many_phenotypes_raise_the_open_file_limit_or_say_how_to_split(tmp_path,
     columns = ["P0", "P1"]  # with the spare files, 66 open files
     with (tmp_path / "table.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([("subject_id", *columns), *((s, *rng.normal(size=2).round(4)) for s in iid)])
-    command = [sys.executable, str(Path(sys.executable).with_name("medssl")), "gwas", "--bed", str(chr2), "--phenotypes", str(tmp_path / "table.csv"), "--columns", *columns]
+    command = [
+        sys.executable,
+        str(Path(sys.executable).with_name("medssl")),
+        "gwas",
+        "--bed",
+        str(chr2),
+        "--phenotypes",
+        str(tmp_path / "table.csv"),
+        "--columns",
+        *columns,
+    ]
 
     def run(out: str, soft: int, hard: int) -> subprocess.CompletedProcess:
         limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))  # noqa: E731
-        return subprocess.run([*command, "--out", str(tmp_path / out)], preexec_fn=limit, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [*command, "--out", str(tmp_path / out)], preexec_fn=limit, capture_output=True, text=True, timeout=300
+        )
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     raised = run("raised", 60, hard)

@@ -12,7 +12,9 @@ from medssl.methods import get_method
 
 def autoencoder(spatial_dims: int, **kwargs):
     torch.manual_seed(0)
-    return get_method("autoencoder")(encoder={**TINY_ENCODER, "spatial_dims": spatial_dims}, latent_dim=4, decoder_width=16, **kwargs)
+    return get_method("autoencoder")(
+        encoder={**TINY_ENCODER, "spatial_dims": spatial_dims}, latent_dim=4, decoder_width=16, **kwargs
+    )
 
 
 @pytest.mark.parametrize("shape", [(16, 16), (13, 21), (12, 12, 12), (9, 14, 11)])

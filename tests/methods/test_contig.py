@@ -41,7 +41,9 @@ def test_subjects_without_genetics_are_reported_not_trained_on(tmp_path, npz_2d)
     assert result.summary["subjects"] == 30
     with (tmp_path / "run" / "skipped.csv").open() as handle:
         skipped = list(csv.DictReader(handle))
-    assert len(skipped) == 10 and skipped[0]["path"] == "train-00030" and "no genetic features in" in skipped[0]["reason"]
+    assert (
+        len(skipped) == 10 and skipped[0]["path"] == "train-00030" and "no genetic features in" in skipped[0]["reason"]
+    )
 
 
 def test_without_genetics_names_the_option(tmp_path, npz_2d):
@@ -52,5 +54,7 @@ def test_without_genetics_names_the_option(tmp_path, npz_2d):
 def test_genetics_of_other_subjects_is_a_clear_error(tmp_path, npz_2d):
     config = tiny_config("contig", max_steps=1)
     config["data"]["genetics"] = str(write_scores(tmp_path / "scores.tsv", ["HG00096", "HG00097"]))
-    with pytest.raises(ValueError, match=r"0 of 40 training subjects have genetic features .* matched by ID \(images: \['train-00000'"):
+    with pytest.raises(
+        ValueError, match=r"0 of 40 training subjects have genetic features .* matched by ID \(images: \['train-00000'"
+    ):
         pretrain(npz_2d, tmp_path / "run", config)

@@ -11,7 +11,15 @@ from medssl.methods import get_method
 from medssl.methods.diffusion import to_signed
 from medssl.models.encoders import EncoderConfig
 
-IDENTITY_VIEWS = {"crop_scale": (1.0, 1.0), "aspect_jitter": 0.0, "flip_prob": 0.0, "brightness": 0.0, "contrast": 0.0, "noise_prob": 0.0, "blur_prob": 0.0}
+IDENTITY_VIEWS = {
+    "crop_scale": (1.0, 1.0),
+    "aspect_jitter": 0.0,
+    "flip_prob": 0.0,
+    "brightness": 0.0,
+    "contrast": 0.0,
+    "noise_prob": 0.0,
+    "blur_prob": 0.0,
+}
 
 
 def tiny_diffusion(spatial_dims: int, **method_args):

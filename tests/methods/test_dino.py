@@ -53,7 +53,7 @@ def test_the_teacher_gets_no_gradients():
 def test_the_teacher_temperature_warms_up_then_holds(monkeypatch):
     method = tiny_dino(warmup_teacher_temp=0.04, teacher_temp=0.07, teacher_temp_warmup=0.3)
     for progress, expected in ((0.0, 0.04), (0.15, 0.055), (0.3, 0.07), (0.9, 0.07)):
-        monkeypatch.setattr(method, "training_progress", lambda: progress)
+        monkeypatch.setattr(method, "training_progress", lambda at=progress: at)
         assert math.isclose(method.teacher_temp(), expected)
 
 

@@ -13,19 +13,30 @@ from medssl.models.encoders import EncoderConfig
 
 def tiny_mae(spatial_dims: int, size: int, **kwargs) -> MAE:
     torch.manual_seed(0)
-    encoder = {"name": "vit_tiny", "width": 24, "patch_size": 4, "spatial_dims": spatial_dims, "in_channels": 1, "image_size": [size] * spatial_dims}
+    encoder = {
+        "name": "vit_tiny",
+        "width": 24,
+        "patch_size": 4,
+        "spatial_dims": spatial_dims,
+        "in_channels": 1,
+        "image_size": [size] * spatial_dims,
+    }
     return MAE(encoder=encoder, decoder_dim=24, decoder_depth=1, **kwargs)
 
 
 def test_refuses_a_cnn_encoder_and_names_the_alternative():
-    with pytest.raises(ValueError, match=r"needs a ViT encoder \(vit_base, vit_small, vit_tiny\); got resnet18.*masked_reconstruction"):
+    with pytest.raises(
+        ValueError, match=r"needs a ViT encoder \(vit_base, vit_small, vit_tiny\); got resnet18.*masked_reconstruction"
+    ):
         MAE.check_input((28, 28), EncoderConfig(name="resnet18"))
 
 
 @pytest.mark.parametrize(("size", "valid"), [((28, 28), "[1, 2, 4, 7, 14, 28]"), ((12, 12, 12), "[1, 2, 3, 4, 6, 12]")])
 def test_names_the_valid_patch_sizes(size, valid):
     encoder = EncoderConfig(name="vit_tiny", width=24, patch_size=5, spatial_dims=len(size))
-    with pytest.raises(ValueError, match=re.escape(f"patch size 5 does not divide the image size {size}; valid patch sizes: {valid}")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"patch size 5 does not divide the image size {size}; valid patch sizes: {valid}")
+    ):
         MAE.check_input(size, encoder)
     MAE.check_input(size, EncoderConfig(name="vit_tiny", width=24, patch_size=4, spatial_dims=len(size)))
 

@@ -13,11 +13,21 @@ from medssl.methods.masked_reconstruction import masked_mse
 from medssl.models.encoders import EncoderConfig
 from medssl.training import pretrain, resolve_config
 
-IDENTITY_VIEWS = {"crop_scale": [1.0, 1.0], "aspect_jitter": 0.0, "flip_prob": 0.0, "brightness": 0.0, "contrast": 0.0, "noise_prob": 0.0, "blur_prob": 0.0}
+IDENTITY_VIEWS = {
+    "crop_scale": [1.0, 1.0],
+    "aspect_jitter": 0.0,
+    "flip_prob": 0.0,
+    "brightness": 0.0,
+    "contrast": 0.0,
+    "noise_prob": 0.0,
+    "blur_prob": 0.0,
+}
 
 
 def masked_reconstruction(spatial_dims: int, **method_args):
-    return get_method("masked_reconstruction")(encoder={**TINY_ENCODER, "spatial_dims": spatial_dims}, decoder_width=16, **method_args)
+    return get_method("masked_reconstruction")(
+        encoder={**TINY_ENCODER, "spatial_dims": spatial_dims}, decoder_width=16, **method_args
+    )
 
 
 def test_refuses_a_patch_size_that_does_not_divide_the_image():
@@ -30,7 +40,10 @@ def test_refuses_a_patch_size_that_does_not_divide_the_image():
 
 
 def test_pretrain_refuses_the_patch_size_before_training(tmp_path, npz_2d):
-    config = resolve_config("masked_reconstruction", {"encoder": TINY_ENCODER, "method_args": {"patch_size": 5}, "training": {"batch_size": 8, "max_steps": 1}})
+    config = resolve_config(
+        "masked_reconstruction",
+        {"encoder": TINY_ENCODER, "method_args": {"patch_size": 5}, "training": {"batch_size": 8, "max_steps": 1}},
+    )
     with pytest.raises(ValueError, match=r"valid patch sizes: \[1, 2, 4, 8\]"):
         pretrain(npz_2d, tmp_path / "run", config)
 

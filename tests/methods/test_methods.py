@@ -124,7 +124,15 @@ def test_views_keep_shape_and_differ(spatial_dims):
 
 
 def test_identity_views_return_the_input():
-    identity = ViewConfig(crop_scale=(1.0, 1.0), aspect_jitter=0.0, flip_prob=0.0, brightness=0.0, contrast=0.0, noise_prob=0.0, blur_prob=0.0)
+    identity = ViewConfig(
+        crop_scale=(1.0, 1.0),
+        aspect_jitter=0.0,
+        flip_prob=0.0,
+        brightness=0.0,
+        contrast=0.0,
+        noise_prob=0.0,
+        blur_prob=0.0,
+    )
     images = torch.rand(3, 1, 10, 10)
     assert torch.allclose(BatchViews(identity, 2)(images), images, atol=1e-5)
 

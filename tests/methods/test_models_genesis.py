@@ -8,12 +8,22 @@ import torch
 from conftest import TINY_ENCODER
 
 from medssl.methods import corruptions, get_method
-from medssl.methods.corruptions import GenesisConfig, genesis_corruption, in_paint, local_shuffle, nonlinear_intensity, out_paint, random_boxes
+from medssl.methods.corruptions import (
+    GenesisConfig,
+    genesis_corruption,
+    in_paint,
+    local_shuffle,
+    nonlinear_intensity,
+    out_paint,
+    random_boxes,
+)
 from medssl.models.encoders import EncoderConfig
 
 
 def genesis(spatial_dims: int, **method_args):
-    return get_method("models_genesis")(encoder={**TINY_ENCODER, "spatial_dims": spatial_dims}, decoder_width=16, **method_args)
+    return get_method("models_genesis")(
+        encoder={**TINY_ENCODER, "spatial_dims": spatial_dims}, decoder_width=16, **method_args
+    )
 
 
 def test_refuses_images_too_small_for_its_boxes():
@@ -77,7 +87,9 @@ def test_a_single_box_is_a_box_of_the_requested_size(spatial_dims):
     masks = random_boxes(16, (side,) * spatial_dims, (1 / 3, 2 / 3), boxes=1, device=torch.device("cpu"))
     assert masks.shape == (16, 1) + (side,) * spatial_dims
     for mask in masks[:, 0]:
-        extents = [mask.any(dim=tuple(a for a in range(spatial_dims) if a != axis)).nonzero() for axis in range(spatial_dims)]
+        extents = [
+            mask.any(dim=tuple(a for a in range(spatial_dims) if a != axis)).nonzero() for axis in range(spatial_dims)
+        ]
         lengths = [int(e.max() - e.min() + 1) for e in extents]
         assert all(7 <= n <= 14 for n in lengths)
         assert mask.sum() == torch.tensor(lengths).prod()  # filled: a box, not a scatter

@@ -13,9 +13,13 @@ from medssl.models.encoders import EncoderConfig
 
 @pytest.mark.parametrize(("size", "spatial_dims", "minimum"), [((11, 16), 2, 12), ((16, 16, 11), 3, 12)])
 def test_refuses_inputs_too_small_for_the_grid(size, spatial_dims, minimum):
-    with pytest.raises(ValueError, match=rf"every axis needs at least {minimum} pixels; got \({', '.join(map(str, size))}\)"):
+    with pytest.raises(
+        ValueError, match=rf"every axis needs at least {minimum} pixels; got \({', '.join(map(str, size))}\)"
+    ):
         get_method("relative_patch_location").check_input(size, EncoderConfig(spatial_dims=spatial_dims))
-    get_method("relative_patch_location").check_input((minimum,) * spatial_dims, EncoderConfig(spatial_dims=spatial_dims))
+    get_method("relative_patch_location").check_input(
+        (minimum,) * spatial_dims, EncoderConfig(spatial_dims=spatial_dims)
+    )
 
 
 @pytest.mark.parametrize(("spatial_dims", "classes"), [(2, 8), (3, 26)])
@@ -35,4 +39,6 @@ def test_each_label_picks_the_neighbour_at_its_offset(spatial_dims, classes):
     for label, offset in enumerate(offsets):
         expected = raster(tuple(1 + o for o in offset))
         assert torch.all(neighbours[:, label] == expected), f"label {label}, offset {offset}"
-    assert set(itertools.product((0, 1, 2), repeat=spatial_dims)) == {tuple(1 + o for o in offset) for offset in offsets} | {(1,) * spatial_dims}
+    assert set(itertools.product((0, 1, 2), repeat=spatial_dims)) == {
+        tuple(1 + o for o in offset) for offset in offsets
+    } | {(1,) * spatial_dims}

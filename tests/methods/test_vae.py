@@ -11,7 +11,9 @@ from medssl.methods import get_method
 
 def vae(spatial_dims: int, **kwargs):
     torch.manual_seed(0)
-    return get_method("vae")(encoder={**TINY_ENCODER, "spatial_dims": spatial_dims}, latent_dim=4, decoder_width=16, **kwargs)
+    return get_method("vae")(
+        encoder={**TINY_ENCODER, "spatial_dims": spatial_dims}, latent_dim=4, decoder_width=16, **kwargs
+    )
 
 
 def test_kl_is_zero_for_a_standard_normal_posterior():
@@ -53,4 +55,10 @@ def test_reconstruction_decodes_the_posterior_mean_and_prior_samples_have_the_im
 def test_figures_add_prior_samples_to_the_reconstructions():
     figures = vae(3).eval().figures(torch.rand(2, 1, 12, 12, 12))
     assert list(figures["reconstructions"]) == ["input", "reconstruction"]
-    assert list(figures["samples"]) == ["prior samples"] and figures["samples"]["prior samples"].shape == (2, 1, 12, 12, 12)
+    assert list(figures["samples"]) == ["prior samples"] and figures["samples"]["prior samples"].shape == (
+        2,
+        1,
+        12,
+        12,
+        12,
+    )

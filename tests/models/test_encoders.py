@@ -25,7 +25,12 @@ def test_unknown_names_are_listed():
 
 def test_encoder_file_round_trip(tmp_path):
     encoder = build_encoder(name="resnet10", spatial_dims=3, width=4)
-    path = save_encoder(tmp_path / "enc.pt", encoder, method="simclr", preprocessing={"image_size": (8, 8, 8), "axis_convention": "RAS+"})
+    path = save_encoder(
+        tmp_path / "enc.pt",
+        encoder,
+        method="simclr",
+        preprocessing={"image_size": (8, 8, 8), "axis_convention": "RAS+"},
+    )
     torch.load(path, weights_only=True)  # nothing but tensors and plain containers inside
     loaded, metadata = load_encoder(path)
     assert metadata["method"] == "simclr" and metadata["spatial_dims"] == 3 and metadata["axis_convention"] == "RAS+"
@@ -66,7 +71,9 @@ def test_stride_matches_the_feature_grid(stem):
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_vit_features_map_and_file_round_trip(tmp_path, spatial_dims):
-    encoder = build_encoder(name="vit_tiny", width=24, patch_size=4, image_size=[12] * spatial_dims, spatial_dims=spatial_dims)
+    encoder = build_encoder(
+        name="vit_tiny", width=24, patch_size=4, image_size=[12] * spatial_dims, spatial_dims=spatial_dims
+    )
     images = torch.rand(2, 1, *([12] * spatial_dims))
     assert encoder(images).shape == (2, 24)
     assert encoder.feature_map(images).shape == (2, 24, *([3] * spatial_dims))
@@ -78,7 +85,10 @@ def test_vit_features_map_and_file_round_trip(tmp_path, spatial_dims):
 
 
 def test_vit_settings_that_cannot_work_are_named():
-    with pytest.raises(ValueError, match=r"patch size 5 does not divide the image size \(28, 28\); valid patch sizes: \[1, 2, 4, 7, 14, 28\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"patch size 5 does not divide the image size \(28, 28\); valid patch sizes: \[1, 2, 4, 7, 14, 28\]",
+    ):
         build_encoder(name="vit_tiny", width=24, patch_size=5, image_size=[28, 28])
     with pytest.raises(ValueError, match="width .* must be a multiple of 3; got 64"):
         build_encoder(name="vit_tiny", width=64, image_size=[28, 28])

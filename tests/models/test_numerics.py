@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from medssl.models.encoders import build_encoder
-from medssl.models.numerics import GuardedConv2d, GuardedConv3d, guard_convolutions, needs_float32, weight_gradient_errors
+from medssl.models.numerics import (
+    GuardedConv2d,
+    GuardedConv3d,
+    guard_convolutions,
+    needs_float32,
+    weight_gradient_errors,
+)
 
 # AMX machines then run the kernels of a CPU without AMX (AMD EPYC Zen 4, older Xeons)
 WITHOUT_AMX = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}
@@ -32,8 +38,13 @@ def convolution_errors(spatial_dims: int, size: int, width: int, guarded: bool, 
 
 def run_without_amx(*args: object) -> dict:
     """``convolution_errors(*args)`` in a fresh process (oneDNN reads its ISA limit once)."""
-    code = f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); from test_numerics import convolution_errors; print(json.dumps(convolution_errors{args!r}))"
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **WITHOUT_AMX}, capture_output=True, text=True, timeout=300)
+    code = (
+        f"import json, sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
+        f"from test_numerics import convolution_errors; print(json.dumps(convolution_errors{args!r}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **WITHOUT_AMX}, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -47,7 +58,10 @@ def test_bf16_gradients_match_float32_without_amx(spatial_dims, size):
     assert errors[worst] < 0.05, f"{worst}: bf16 weight gradient off by {errors[worst]:.0%}"
 
 
-@pytest.mark.skipif(not torch.cpu._is_avx512_supported(), reason="oneDNN's bf16 kernels with the fault are AVX-512 ones; this CPU runs others")
+@pytest.mark.skipif(
+    not torch.cpu._is_avx512_supported(),
+    reason="oneDNN's bf16 kernels with the fault are AVX-512 ones; this CPU runs others",
+)
 def test_without_the_guard_the_fault_shows():
     """The check above can fail: with plain convolutions, torch 2.13's oneDNN (jit_bf16:
     avx512_core_bf16 backward-weights) gets layer 4's 2x2x2 convolution wrong by 100% or more."""

@@ -69,11 +69,18 @@ def test_cohort_files_and_ground_truth(cohort):
 
 
 def test_traits_are_heritable_at_the_chosen_level(tmp_path):
-    outputs = simulate_cohort(tmp_path, CohortConfig(n_subjects=1500, n_snps=300, heritability=0.8, causal_share=1.0, modalities=("xray",), xray_size=16))
+    outputs = simulate_cohort(
+        tmp_path,
+        CohortConfig(
+            n_subjects=1500, n_snps=300, heritability=0.8, causal_share=1.0, modalities=("xray",), xray_size=16
+        ),
+    )
     subjects = read_csv(outputs["subjects"])
     genotypes = open_bed(outputs["genotypes"]).read(dtype="float32")
     for trait in TRAITS:
-        snps = [int(c["snp"].removeprefix("sim_rs")) - 1 for c in read_csv(outputs["causal_snps"]) if c["trait"] == trait]
+        snps = [
+            int(c["snp"].removeprefix("sim_rs")) - 1 for c in read_csv(outputs["causal_snps"]) if c["trait"] == trait
+        ]
         x = np.column_stack([genotypes[:, snps], np.ones(len(subjects))])
         y = np.array([float(s[trait]) for s in subjects])
         fitted = x @ np.linalg.lstsq(x, y, rcond=None)[0]
@@ -84,11 +91,16 @@ def test_same_seed_same_cohort(tmp_path, cohort):
     out, outputs = cohort
     again = simulate_cohort(tmp_path, CohortConfig(n_subjects=60, n_snps=200, xray_size=32, mri_size=16, seed=3))
     for key in ("genotypes", "subjects", "causal_snps", "lesion_boxes"):
-        assert hashlib.sha256(open(outputs[key], "rb").read()).digest() == hashlib.sha256(open(again[key], "rb").read()).digest(), key
+        assert (
+            hashlib.sha256(open(outputs[key], "rb").read()).digest()
+            == hashlib.sha256(open(again[key], "rb").read()).digest()
+        ), key
 
 
 def test_dicom_radiographs_read_back(tmp_path):
-    outputs = simulate_cohort(tmp_path, CohortConfig(n_subjects=10, n_snps=40, modalities=("xray",), xray_size=32, xray_format="dicom"))
+    outputs = simulate_cohort(
+        tmp_path, CohortConfig(n_subjects=10, n_snps=40, modalities=("xray",), xray_size=32, xray_format="dicom")
+    )
     table = load_table(outputs["xray_manifest"], Preprocessing(image_size=(32, 32)))
     assert len(table) == 10 and not len(table.skips)
 

@@ -115,12 +115,24 @@ def build_atlas(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "atlas.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([["subject_id", "x", "y", *columns], *zip(ids, *coords.round(5).T, *shown.values())])
-    title = f"{method.upper()} of {len(rows)} subjects" + (f" (a sample of {len(features)})" if result["subsampled"] else "")
+        csv.writer(handle).writerows(
+            [["subject_id", "x", "y", *columns], *zip(ids, *coords.round(5).T, *shown.values())]
+        )
+    title = f"{method.upper()} of {len(rows)} subjects" + (
+        f" (a sample of {len(features)})" if result["subsampled"] else ""
+    )
     for column, colouring in colourings.items():
         safe_name = re.sub(r"[^\w.-]", "_", column)  # a column may be called 'BMI (kg/m2)'
         plot_map(coords, colouring.groups, f"{title}, by {column}", out_dir / f"atlas_{safe_name}.png")
-    _write_page(out_dir / "atlas.html", _note(result, covariates), ids, coords, shown, colourings, [thumbnails.get(s, "") for s in ids])
+    _write_page(
+        out_dir / "atlas.html",
+        _note(result, covariates),
+        ids,
+        coords,
+        shown,
+        colourings,
+        [thumbnails.get(s, "") for s in ids],
+    )
     return result
 
 
@@ -128,7 +140,9 @@ def _colour_columns(metadata: dict[str, np.ndarray], requested: Sequence[str]) -
     available = [c for c in metadata if c != "subject_id"]
     unknown = [c for c in requested if c not in available]
     if unknown:
-        raise ValueError(f"no column {unknown} to colour by; available: {', '.join(available)} (add more with a covariates CSV)")
+        raise ValueError(
+            f"no column {unknown} to colour by; available: {', '.join(available)} (add more with a covariates CSV)"
+        )
     return list(dict.fromkeys(requested))
 
 
@@ -174,7 +188,10 @@ def _categorical(values: np.ndarray) -> Colouring:
         counts = Counter(groups)
     # plot_map draws the groups in sorted order through the same colour cycle: PNG and page agree
     palette = {name: to_hex(f"C{i}") for i, name in enumerate(sorted(counts))}
-    legend = "".join(f'<span class="key" style="background:{palette[n]}"></span>{html.escape(n)} ({counts[n]})' for n in sorted(counts))
+    legend = "".join(
+        f'<span class="key" style="background:{palette[n]}"></span>{html.escape(n)} ({counts[n]})'
+        for n in sorted(counts)
+    )
     return Colouring(groups, [palette[g] for g in groups], legend)
 
 
@@ -201,13 +218,25 @@ def _note(result: dict, covariates: str | Path | None) -> str:
     return note
 
 
-def _write_page(path: Path, note: str, ids: np.ndarray, coords: np.ndarray, shown: dict[str, np.ndarray], colourings: dict[str, Colouring], thumbnails: list[str]) -> Path:
+def _write_page(
+    path: Path,
+    note: str,
+    ids: np.ndarray,
+    coords: np.ndarray,
+    shown: dict[str, np.ndarray],
+    colourings: dict[str, Colouring],
+    thumbnails: list[str],
+) -> Path:
     low, span = coords.min(0), np.ptp(coords, axis=0)
     unit = (coords - low) / np.where(span > 0, span, 1)
     xs, ys = MARGIN + unit[:, 0] * (WIDTH - 2 * MARGIN), HEIGHT - MARGIN - unit[:, 1] * (HEIGHT - 2 * MARGIN)
     circles = "".join(f'<circle data-i="{i}" cx="{x:.1f}" cy="{y:.1f}" r="3"/>' for i, (x, y) in enumerate(zip(xs, ys)))
-    columns = {c: {"values": shown[c].tolist(), "colours": k.colours, "legend": k.legend} for c, k in colourings.items()}
-    data = json.dumps({"ids": ids.tolist(), "thumbnails": thumbnails, "columns": columns}).replace("</", "<\\/")  # no early </script>
+    columns = {
+        c: {"values": shown[c].tolist(), "colours": k.colours, "legend": k.legend} for c, k in colourings.items()
+    }
+    data = json.dumps({"ids": ids.tolist(), "thumbnails": thumbnails, "columns": columns}).replace(
+        "</", "<\\/"
+    )  # no early </script>
     options = "".join(f'<option value="{html.escape(c)}">{html.escape(c)}</option>' for c in colourings)
     path.write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Embedding atlas</title><style>{STYLE}</style></head>

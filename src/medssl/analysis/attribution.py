@@ -39,7 +39,9 @@ class Direction:
         self.origin, self.direction = np.asarray(origin, dtype=np.float32), np.asarray(direction, dtype=np.float32)
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        origin, direction = (torch.as_tensor(a, dtype=features.dtype, device=features.device) for a in (self.origin, self.direction))
+        origin, direction = (
+            torch.as_tensor(a, dtype=features.dtype, device=features.device) for a in (self.origin, self.direction)
+        )
         return (features - origin) @ direction
 
 
@@ -49,7 +51,9 @@ def pc_target(pca: str | Path | Mapping[str, np.ndarray], component: int) -> Dir
     arrays = np.load(pca) if isinstance(pca, (str, Path)) else pca
     components = arrays["components"]
     if not 1 <= component <= len(components):
-        raise ValueError(f"component must be between 1 and {len(components)} (PC1..PC{len(components)}), got {component}")
+        raise ValueError(
+            f"component must be between 1 and {len(components)} (PC1..PC{len(components)}), got {component}"
+        )
     return Direction(arrays["mean"], components[component - 1])
 
 
@@ -86,7 +90,10 @@ def occlusion_map(
     device = next(encoder.parameters()).device
     shape = tuple(images.shape[2:])
     patch = tuple(min(p, s) for p, s in zip(_per_axis(patch, len(shape)), shape))
-    regions = [tuple(slice(c, c + p) for c, p in zip(corner, patch)) for corner in _corners(shape, patch, _per_axis(stride or patch, len(shape)))]
+    regions = [
+        tuple(slice(c, c + p) for c, p in zip(corner, patch))
+        for corner in _corners(shape, patch, _per_axis(stride or patch, len(shape)))
+    ]
     maps = []
     for image in images:
         x = image[None].to(device)
@@ -104,7 +111,9 @@ def occlusion_map(
     return torch.stack(maps).numpy()
 
 
-def gradient_map(encoder: nn.Module, images: torch.Tensor, target: Target, baseline: float = 0.0, batch_size: int = 64) -> np.ndarray:
+def gradient_map(
+    encoder: nn.Module, images: torch.Tensor, target: Target, baseline: float = 0.0, batch_size: int = 64
+) -> np.ndarray:
     """(N, *spatial) maps of gradient x (input - baseline), summed over channels."""
     # gradient x input, not SmoothGrad: one backward pass per batch, and it is the first-order
     # estimate of what occluding a pixel to ``baseline`` does, so the two methods read the same way
@@ -163,7 +172,9 @@ def explain(
     each group's mean map as ``attribution_<name>_<group>.nii.gz``. ``patch`` defaults to an
     eighth of each side."""
     if (pc is None) == (centre is None):
-        raise ValueError("give exactly one of pc (a component, from 1) and centre (a cluster's centre in feature space)")
+        raise ValueError(
+            "give exactly one of pc (a component, from 1) and centre (a cluster's centre in feature space)"
+        )
     if method not in METHODS:
         raise ValueError(f"unknown attribution method '{method}'; choose from {METHODS}")
     embedding_dir, out_dir = Path(embedding_dir), Path(out_dir)
@@ -175,7 +186,9 @@ def explain(
     encoder, _ = load_encoder(summary["encoder_file"])
     encoder.to(best_device())
     chosen = _chosen_subjects(embedding_dir, target, n_subjects, lowest)
-    found = dict(subject_images(embedding_dir, [s for ids, _ in chosen.values() for s in ids]))  # an unreadable file drops out
+    found = dict(
+        subject_images(embedding_dir, [s for ids, _ in chosen.values() for s in ids])
+    )  # an unreadable file drops out
     groups = {}
     for group, (ids, scores) in chosen.items():
         ids, scores = [s for s in ids if s in found], scores[[s in found for s in ids]]
@@ -196,12 +209,16 @@ def explain(
     }
 
 
-def _chosen_subjects(embedding_dir: Path, target: Target, n: int, lowest: bool) -> dict[str, tuple[list[str], np.ndarray]]:
+def _chosen_subjects(
+    embedding_dir: Path, target: Target, n: int, lowest: bool
+) -> dict[str, tuple[list[str], np.ndarray]]:
     """(subject IDs, scores) of the top-scoring subjects, and of the bottom ones when asked; features
     are read a row group at a time, so a large cohort's never sit in memory at once."""
     file = pq.ParquetFile(embedding_dir / "embeddings.parquet")
     features = feature_columns(file.schema_arrow.names)
-    chunks = (np.column_stack([batch.column(c).to_numpy() for c in features]) for batch in file.iter_batches(columns=features))
+    chunks = (
+        np.column_stack([batch.column(c).to_numpy() for c in features]) for batch in file.iter_batches(columns=features)
+    )
     scores = np.concatenate([target(torch.from_numpy(chunk)).numpy() for chunk in chunks])
     order = np.argsort(-scores, kind="stable")
     picks = {"highest": order[:n]} | ({"lowest": order[::-1][:n]} if lowest else {})
@@ -235,9 +252,13 @@ def plot_attribution(groups: dict[str, Attribution], title: str, path: Path, max
     mid-slices would miss when the effect lies off-centre."""
     n_views = 3 if next(iter(groups.values())).maps.ndim == 4 else 1
     n_cols = min(max_subjects, max(len(a.subject_ids) for a in groups.values())) + 1
-    fig, axes = plt.subplots(len(groups) * n_views, n_cols, figsize=(1.5 * n_cols, 1.6 * len(groups) * n_views + 0.4), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(
+        len(groups) * n_views, n_cols, figsize=(1.5 * n_cols, 1.6 * len(groups) * n_views + 0.4), dpi=110, squeeze=False
+    )
     for g, (group, a) in enumerate(groups.items()):
-        panels = list(zip(a.images, a.maps, a.subject_ids))[: n_cols - 1] + [(a.images.mean(0), a.maps.mean(0), f"mean of {len(a.maps)}")]
+        panels = list(zip(a.images, a.maps, a.subject_ids))[: n_cols - 1] + [
+            (a.images.mean(0), a.maps.mean(0), f"mean of {len(a.maps)}")
+        ]
         peak = np.unravel_index(np.abs(a.maps.mean(0)).argmax(), a.maps.shape[1:])
         for view in range(n_views):
             row = axes[g * n_views + view]

@@ -34,7 +34,9 @@ from medssl.models.encoders import Encoder, best_device
 
 FEATURE_PREFIX, PC_PREFIX = "f", "PC"
 # test-time views: mild, label-preserving changes only
-TTA_VIEWS = ViewConfig(crop_scale=(0.8, 1.0), aspect_jitter=0.05, brightness=0.1, contrast=0.1, noise_prob=0.0, blur_prob=0.0)
+TTA_VIEWS = ViewConfig(
+    crop_scale=(0.8, 1.0), aspect_jitter=0.05, brightness=0.1, contrast=0.1, noise_prob=0.0, blur_prob=0.0
+)
 
 
 class ManifestImages(Dataset):
@@ -55,7 +57,9 @@ class ManifestImages(Dataset):
             return index, error.reason, ()
 
 
-def image_chunks(source: Path, preprocessing: Preprocessing, volume_index: int, batch_size: int, workers: int, skips: SkipReport) -> Iterator[tuple[list[dict], torch.Tensor]]:
+def image_chunks(
+    source: Path, preprocessing: Preprocessing, volume_index: int, batch_size: int, workers: int, skips: SkipReport
+) -> Iterator[tuple[list[dict], torch.Tensor]]:
     """(metadata rows, images) per chunk: an npz at once, a manifest or folder file by file in
     ``workers`` processes; unreadable files go to ``skips``."""
     if source.suffix == ".npz":
@@ -64,12 +68,20 @@ def image_chunks(source: Path, preprocessing: Preprocessing, volume_index: int, 
         for start in range(0, len(table), batch_size):
             part = slice(start, start + batch_size)
             labels = names[table.labels[part]] if table.labels is not None else [""] * len(table.subject_ids[part])
-            rows = [{"subject_id": s, "split": str(p), "label": str(lab)} for s, p, lab in zip(table.subject_ids[part], table.splits[part], labels)]
+            rows = [
+                {"subject_id": s, "split": str(p), "label": str(lab)}
+                for s, p, lab in zip(table.subject_ids[part], table.splits[part], labels)
+            ]
             yield rows, table.images[part]
         return
     manifest = scan_folder(source) if source.is_dir() else read_manifest(source)
     skips.entries += manifest.skips.entries  # files the scan could not read
-    loader = DataLoader(ManifestImages(manifest, preprocessing, volume_index), batch_size=batch_size, num_workers=workers, collate_fn=list)
+    loader = DataLoader(
+        ManifestImages(manifest, preprocessing, volume_index),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=list,
+    )
     for items in loader:
         kept = [(i, x) for i, x, _ in items if not isinstance(x, str)]
         for i, x, corrections in items:
@@ -116,7 +128,9 @@ def embed_subjects(
     if source.suffix != ".npz" and preprocessing.in_channels is None:
         preprocessing = replace(preprocessing, in_channels=1)
     skips = SkipReport()
-    chunks = image_chunks(source, preprocessing, metadata["preprocessing"].get("volume_index") or 0, batch_size, workers, skips)
+    chunks = image_chunks(
+        source, preprocessing, metadata["preprocessing"].get("volume_index") or 0, batch_size, workers, skips
+    )
     writer, n = None, 0
     for rows, images in tqdm(chunks, desc="embedding", unit="chunk", leave=False):
         batch = _record_batch(rows, embed_with_tta(encoder, images, tta), FEATURE_PREFIX)
@@ -173,7 +187,12 @@ def principal_components(embeddings: Path, out_dir: Path, n_components: int, chu
         writer = writer or pq.ParquetWriter(out_dir / "pcs.parquet", components.schema)
         writer.write_batch(components)
     writer.close()
-    np.savez(out_dir / "pca.npz", mean=pca.mean_, components=pca.components_, explained_variance_ratio=pca.explained_variance_ratio_)
+    np.savez(
+        out_dir / "pca.npz",
+        mean=pca.mean_,
+        components=pca.components_,
+        explained_variance_ratio=pca.explained_variance_ratio_,
+    )
     return pca
 
 
@@ -185,12 +204,16 @@ def _matrix(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
     return np.column_stack([batch.column(c).to_numpy() for c in columns])
 
 
-def read_embeddings(folder: str | Path, covariates: str | Path | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def read_embeddings(
+    folder: str | Path, covariates: str | Path | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(metadata columns by name, features (N, D)) from an ``embed`` folder; a covariates CSV is
     joined by subject_id, its values empty for subjects it lacks."""
     table = pq.read_table(Path(folder) / "embeddings.parquet")
     features = feature_columns(table.column_names)
-    metadata = {name: np.array(table.column(name).to_pylist(), dtype=str) for name in table.column_names if name not in features}
+    metadata = {
+        name: np.array(table.column(name).to_pylist(), dtype=str) for name in table.column_names if name not in features
+    }
     if covariates is not None:
         extra = read_table(covariates)
         if "subject_id" not in extra:
@@ -202,7 +225,9 @@ def read_embeddings(folder: str | Path, covariates: str | Path | None = None) ->
     return metadata, np.column_stack([table.column(c).to_numpy() for c in features])
 
 
-def subject_images(folder: str | Path, subject_ids: Iterable[str], chunk: int = 256) -> Iterator[tuple[str, torch.Tensor]]:
+def subject_images(
+    folder: str | Path, subject_ids: Iterable[str], chunk: int = 256
+) -> Iterator[tuple[str, torch.Tensor]]:
     """(subject ID, image as the encoder saw it) for the wanted subjects of an ``embed`` folder whose
     image can still be read, in the source's order; a manifest's files are read a chunk at a time,
     so that thousands of volumes never sit in memory at once."""

@@ -38,7 +38,9 @@ def covariate_matrix(columns: dict[str, np.ndarray], n_subjects: int) -> tuple[n
     """The design matrix of the covariates (categorical ones as indicators); missing values refused."""
     for name, values in columns.items():
         if (values == "").any():
-            raise ValueError(f"covariate '{name}' is missing for {int((values == '').sum())} subject(s); impute or drop them first")
+            raise ValueError(
+                f"covariate '{name}' is missing for {int((values == '').sum())} subject(s); impute or drop them first"
+            )
     return encode_covariates(columns, n_subjects)
 
 
@@ -50,7 +52,9 @@ class NormativeModel:
 
     def fit(self, features: np.ndarray, covariates: np.ndarray) -> NormativeModel:
         self.scaler = StandardScaler().fit(features)
-        self.pca = PCA(n_components=min(self.n_components, len(features) - 1, features.shape[1])).fit(self.scaler.transform(features))
+        self.pca = PCA(n_components=min(self.n_components, len(features) - 1, features.shape[1])).fit(
+            self.scaler.transform(features)
+        )
         components = self.pca.transform(self.scaler.transform(features))
         self.regression = LinearRegression().fit(covariates, components) if covariates.shape[1] else None
         residuals = self._residuals(components, covariates)
@@ -58,7 +62,9 @@ class NormativeModel:
             self.covariance = LedoitWolf().fit(residuals)
         else:
             self.spread = residuals.std(0) + 1e-12
-            self.reference = NearestNeighbors(n_neighbors=min(self.neighbours, len(residuals))).fit(residuals / self.spread)
+            self.reference = NearestNeighbors(n_neighbors=min(self.neighbours, len(residuals))).fit(
+                residuals / self.spread
+            )
         return self
 
     def deviation(self, features: np.ndarray, covariates: np.ndarray) -> np.ndarray:
@@ -72,16 +78,25 @@ class NormativeModel:
 
 
 def deviation_scores(
-    features: np.ndarray, covariates: np.ndarray, reference: np.ndarray, model: NormativeModel, folds: int = 5, seed: int = 0
+    features: np.ndarray,
+    covariates: np.ndarray,
+    reference: np.ndarray,
+    model: NormativeModel,
+    folds: int = 5,
+    seed: int = 0,
 ) -> np.ndarray:
     """Every subject's deviation; reference subjects' from the models fitted on the other folds."""
     reference_index = np.flatnonzero(reference)
     if len(reference_index) < max(10, folds):
-        raise ValueError(f"the reference group has {len(reference_index)} subjects; a normative model needs at least {max(10, folds)}")
+        raise ValueError(
+            f"the reference group has {len(reference_index)} subjects; a normative model needs at least {max(10, folds)}"
+        )
     scores = np.empty(len(features))
     others = np.flatnonzero(~reference)
     if len(others):
-        scores[others] = model.fit(features[reference_index], covariates[reference_index]).deviation(features[others], covariates[others])
+        scores[others] = model.fit(features[reference_index], covariates[reference_index]).deviation(
+            features[others], covariates[others]
+        )
     for fit_part, held_out in KFold(folds, shuffle=True, random_state=seed).split(reference_index):
         fit, score = reference_index[fit_part], reference_index[held_out]
         scores[score] = model.fit(features[fit], covariates[fit]).deviation(features[score], covariates[score])
@@ -119,14 +134,23 @@ def normative_analysis(
     column, is_reference = _reference_subjects(metadata, reference)
     missing = [c for c in covariates if c not in metadata]
     if missing:
-        raise ValueError(f"covariate column(s) {missing} not found; columns: {sorted(metadata)} (add more with a covariates CSV)")
+        raise ValueError(
+            f"covariate column(s) {missing} not found; columns: {sorted(metadata)} (add more with a covariates CSV)"
+        )
     design, design_names = covariate_matrix({c: metadata[c] for c in covariates}, len(features))
     model = NormativeModel(score, n_components)
     deviation = deviation_scores(features, design, is_reference, model, folds, seed)
     groups = metadata[column]
     with (out_dir / "normative_scores.csv").open("w", newline="") as handle:
         header = ["subject_id", "split", column, *covariates, "reference", "deviation"]
-        rows = zip(metadata["subject_id"], metadata["split"], groups, *(metadata[c] for c in covariates), is_reference.astype(int), deviation.round(5))
+        rows = zip(
+            metadata["subject_id"],
+            metadata["split"],
+            groups,
+            *(metadata[c] for c in covariates),
+            is_reference.astype(int),
+            deviation.round(5),
+        )
         csv.writer(handle).writerows([header, *rows])
     result = {
         "reference": reference,
@@ -153,7 +177,9 @@ def _reference_subjects(metadata: dict[str, np.ndarray], reference: str) -> tupl
     return column, is_reference
 
 
-def _figure(deviation: np.ndarray, groups: np.ndarray, covariates: dict[str, np.ndarray], reference: str, path: Path) -> Path:
+def _figure(
+    deviation: np.ndarray, groups: np.ndarray, covariates: dict[str, np.ndarray], reference: str, path: Path
+) -> Path:
     """Deviation per group (box plots), then against each numeric covariate (coloured by group)."""
     numeric = {name: values.astype(float) for name, values in covariates.items() if is_numeric(values)}
     fig, axes = plt.subplots(1, 1 + len(numeric), figsize=(4 * (1 + len(numeric)), 3.4), dpi=110, squeeze=False)

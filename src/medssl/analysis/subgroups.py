@@ -48,8 +48,15 @@ class Subgroups:
 
     def summary(self) -> dict:
         sizes = {int(g): int(n) for g, n in zip(*np.unique(self.labels, return_counts=True))}
-        return {"method": self.method, "n_groups": self.n_groups, "criterion": self.criterion, "scores": self.scores,
-                "group_sizes": sizes, "stability": self.stability, "agreement": self.agreement}  # fmt: skip
+        return {
+            "method": self.method,
+            "n_groups": self.n_groups,
+            "criterion": self.criterion,
+            "scores": self.scores,
+            "group_sizes": sizes,
+            "stability": self.stability,
+            "agreement": self.agreement,
+        }
 
 
 def reduce(features: np.ndarray, n_components: int = 20, seed: int = 0) -> np.ndarray:
@@ -63,14 +70,22 @@ def fit_groups(x: np.ndarray, method: str, n_groups: int | None, seed: int) -> n
     """Each subject's group. Above ``MAX_FIT`` subjects the model is fitted on a seeded sample and
     the rest are assigned: k-means and GMM by their own prediction, HDBSCAN (which cannot predict)
     by the group of the nearest fitted subject."""
-    fitted = np.arange(len(x)) if len(x) <= MAX_FIT else np.sort(np.random.default_rng(seed).choice(len(x), MAX_FIT, replace=False))
+    fitted = (
+        np.arange(len(x))
+        if len(x) <= MAX_FIT
+        else np.sort(np.random.default_rng(seed).choice(len(x), MAX_FIT, replace=False))
+    )
     if method == "kmeans":
         return KMeans(n_clusters=n_groups, n_init=10, random_state=seed).fit(x[fitted]).predict(x)
     if method == "gmm":
         return gaussian_mixture(n_groups, seed).fit(x[fitted]).predict(x)
     if method == "hdbscan":
         labels = HDBSCAN(min_cluster_size=max(5, len(fitted) // 50), copy=True).fit_predict(x[fitted])
-        return labels if len(fitted) == len(x) else labels[NearestNeighbors(n_neighbors=1).fit(x[fitted]).kneighbors(x)[1][:, 0]]
+        return (
+            labels
+            if len(fitted) == len(x)
+            else labels[NearestNeighbors(n_neighbors=1).fit(x[fitted]).kneighbors(x)[1][:, 0]]
+        )
     raise ValueError(f"unknown clustering method '{method}'; choose from {CLUSTERERS}")
 
 
@@ -85,11 +100,16 @@ def choose_n_groups(x: np.ndarray, method: str, candidates: range, seed: int) ->
         scores = {k: float(gaussian_mixture(k, seed).fit(x).bic(x)) for k in candidates}
         return min(scores, key=scores.get), "BIC (lowest)", scores
     sample = min(len(x), SILHOUETTE_SAMPLE)
-    scores = {k: float(silhouette_score(x, fit_groups(x, method, k, seed), sample_size=sample, random_state=seed)) for k in candidates}
+    scores = {
+        k: float(silhouette_score(x, fit_groups(x, method, k, seed), sample_size=sample, random_state=seed))
+        for k in candidates
+    }
     return max(scores, key=scores.get), "silhouette (highest)", scores
 
 
-def bootstrap_stability(x: np.ndarray, labels: np.ndarray, method: str, n_groups: int, bootstraps: int, seed: int) -> dict[str, float]:
+def bootstrap_stability(
+    x: np.ndarray, labels: np.ndarray, method: str, n_groups: int, bootstraps: int, seed: int
+) -> dict[str, float]:
     """Refit on bootstrap resamples; the ARI with the full fit, on the subjects each resample drew.
     Without groups (HDBSCAN calling everyone noise) there is nothing whose stability to measure."""
     if n_groups == 0:
@@ -115,14 +135,19 @@ def discover_subgroups(
     n_groups, criterion, scores = choose_n_groups(x, method, candidates, seed)
     labels = fit_groups(x, method, n_groups, seed)
     n_groups = n_groups or len(set(labels) - {-1})
-    result = Subgroups(method, labels, n_groups, criterion, scores, bootstrap_stability(x, labels, method, n_groups, bootstraps, seed))
+    result = Subgroups(
+        method, labels, n_groups, criterion, scores, bootstrap_stability(x, labels, method, n_groups, bootstraps, seed)
+    )
     if reference is not None:
         result.agreement = agreement(labels, reference)
     return result
 
 
 def agreement(found: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    return {"ari": float(adjusted_rand_score(reference, found)), "nmi": float(normalized_mutual_info_score(reference, found))}
+    return {
+        "ari": float(adjusted_rand_score(reference, found)),
+        "nmi": float(normalized_mutual_info_score(reference, found)),
+    }
 
 
 def nearest_to_centres(x: np.ndarray, labels: np.ndarray, per_group: int) -> dict[int, np.ndarray]:
@@ -155,15 +180,29 @@ def subgroup_analysis(
     metadata, features = read_embeddings(embedding_dir, covariates)
     reference = _reference_groups(metadata, reference_column)
     x = reduce(features, seed=seed)
-    found = {m: discover_subgroups(x, m, candidates=candidates, bootstraps=bootstraps, reference=reference, seed=seed) for m in methods}
+    found = {
+        m: discover_subgroups(x, m, candidates=candidates, bootstraps=bootstraps, reference=reference, seed=seed)
+        for m in methods
+    }
     ids = metadata["subject_id"]
     with (out_dir / "subgroups.csv").open("w", newline="") as handle:
         rows = zip(ids, *(groups.labels for groups in found.values()))
         csv.writer(handle).writerows([("subject_id", *found), *rows])
     for method, groups in found.items():
-        _gallery(embedding_dir, ids, groups.labels, nearest_to_centres(x, groups.labels, per_group), out_dir / f"subgroups_{method}.png", seed)
+        _gallery(
+            embedding_dir,
+            ids,
+            groups.labels,
+            nearest_to_centres(x, groups.labels, per_group),
+            out_dir / f"subgroups_{method}.png",
+            seed,
+        )
     _criterion_figure(found, out_dir / "subgroups_criteria.png")
-    result = {"subjects": len(ids), "reference_column": reference_column if reference is not None else None, "methods": {m: g.summary() for m, g in found.items()}}
+    result = {
+        "subjects": len(ids),
+        "reference_column": reference_column if reference is not None else None,
+        "methods": {m: g.summary() for m, g in found.items()},
+    }
     (out_dir / "subgroups.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -177,12 +216,23 @@ def _reference_groups(metadata: dict[str, np.ndarray], column: str | None) -> np
     return None if (values == "").all() else values
 
 
-def _gallery(embedding_dir: str | Path, ids: np.ndarray, labels: np.ndarray, nearest: dict[int, np.ndarray], path: Path, seed: int, mean_of: int = 200) -> Path | None:
+def _gallery(
+    embedding_dir: str | Path,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    nearest: dict[int, np.ndarray],
+    path: Path,
+    seed: int,
+    mean_of: int = 200,
+) -> Path | None:
     """Per group: the mean of (up to ``mean_of``) members' images, then the members nearest the centre."""
     if not nearest:  # HDBSCAN called every subject noise
         return None
     rng = np.random.default_rng(seed)
-    samples = {group: rng.choice(np.flatnonzero(labels == group), min(mean_of, int((labels == group).sum())), replace=False) for group in nearest}
+    samples = {
+        group: rng.choice(np.flatnonzero(labels == group), min(mean_of, int((labels == group).sum())), replace=False)
+        for group in nearest
+    }
     wanted = np.concatenate([*samples.values(), *nearest.values()])
     images = dict(subject_images(embedding_dir, ids[wanted]))  # one pass over the source for every group
     rows = {}

@@ -25,13 +25,43 @@ from medssl.data.readers import UnreadableImageError, reading
 # modalities whose instances are independent 2D images even when they share a series
 PROJECTION_MODALITIES = {"CR", "DX", "MG", "XA", "RF", "IO", "PX", "OP", "SC", "XC", "OT", "US", "ES", "GM", "SM"}
 _TAGS = [
-    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "StudyDate", "Modality", "BodyPartExamined",
-    "SeriesDescription", "Manufacturer", "Rows", "Columns", "NumberOfFrames", "PixelSpacing", "ImagerPixelSpacing",
-    "SliceThickness", "ImagePositionPatient", "ImageOrientationPatient", "InstanceNumber",
-]  # fmt: skip
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "PatientID",
+    "StudyDate",
+    "Modality",
+    "BodyPartExamined",
+    "SeriesDescription",
+    "Manufacturer",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
+    "SliceThickness",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "InstanceNumber",
+]
 # the manifest columns a DICOM row fills (identifiers and the acquisition fields researchers filter on)
-COLUMNS = ["kind", "series_uid", "modality", "body_part", "series_description", "manufacturer", "rows", "columns", "slices",
-           "spacing", "patient_id", "study_date", "study_uid", "transfer_syntax", "files"]  # fmt: skip
+COLUMNS = [
+    "kind",
+    "series_uid",
+    "modality",
+    "body_part",
+    "series_description",
+    "manufacturer",
+    "rows",
+    "columns",
+    "slices",
+    "spacing",
+    "patient_id",
+    "study_date",
+    "study_uid",
+    "transfer_syntax",
+    "files",
+]
 
 
 @dataclass(frozen=True)
@@ -55,7 +85,9 @@ def read_header(path: Path) -> Header | None:
         return None
     series = str(ds.get("SeriesInstanceUID") or "")
     if not series or not ds.get("Rows"):
-        raise UnreadableImageError(path, "DICOM header without an image (no SeriesInstanceUID or Rows): truncated, or not an image object")
+        raise UnreadableImageError(
+            path, "DICOM header without an image (no SeriesInstanceUID or Rows): truncated, or not an image object"
+        )
     spacing = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     fields = {
         "modality": str(ds.get("Modality") or ""),
@@ -100,7 +132,11 @@ def _is_volume(slices: list[Header]) -> bool:
     """Slices of a cross-sectional modality with one orientation and size, at two or more places.
     Without a common geometry (a localizer's three planes) or at one place throughout (repeated
     acquisitions, copies), a series is independent images."""
-    if len(slices) < 2 or any(h.position is None for h in slices) or slices[0].fields["modality"] in PROJECTION_MODALITIES:
+    if (
+        len(slices) < 2
+        or any(h.position is None for h in slices)
+        or slices[0].fields["modality"] in PROJECTION_MODALITIES
+    ):
         return False
     common = len({(h.orientation, h.fields["rows"], h.fields["columns"]) for h in slices}) == 1
     return common and len({h.position for h in slices}) > 1
@@ -108,7 +144,14 @@ def _is_volume(slices: list[Header]) -> bool:
 
 def _row(path: Path, header: Header, kind: str, slices: int, series_uid: str = "") -> dict[str, str]:
     files = slices if series_uid else 1
-    return {"path": str(path), "kind": kind, "series_uid": series_uid, **header.fields, "slices": str(slices), "files": str(files)}
+    return {
+        "path": str(path),
+        "kind": kind,
+        "series_uid": series_uid,
+        **header.fields,
+        "slices": str(slices),
+        "files": str(files),
+    }
 
 
 def _common_folder(paths: list[Path]) -> Path:

@@ -20,6 +20,7 @@ from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
 
+
 @dataclass
 class ImageTable:
     images: torch.Tensor  # (N, C, *spatial), float32 in [0, 1]
@@ -146,7 +147,9 @@ def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTabl
     if not parts:
         raise ManifestError(f"{path}: no '<split>_images' arrays; found keys {list(archive.keys())}")
     if any(p[2].ndim > 1 and p[2].shape[1] > 1 for p in parts):
-        raise ManifestError(f"{path}: multi-label MedMNIST (labels of shape {parts[0][2].shape[1:]}) is not supported; one label per image is")
+        raise ManifestError(
+            f"{path}: multi-label MedMNIST (labels of shape {parts[0][2].shape[1:]}) is not supported; one label per image is"
+        )
     images = np.concatenate([p[1] for p in parts])
     is_rgb = images.shape[-1] == 3 and images.ndim == 4 and images.shape[1] != 3
     tensor = torch.from_numpy(images).float().div_(255.0)
@@ -165,7 +168,10 @@ def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTabl
         tensor = tensor.mean(1, keepdim=True).expand(-1, preprocessing.in_channels, *tensor.shape[2:]).contiguous()
     labels = np.concatenate([p[2].reshape(len(p[2]), -1)[:, 0] for p in parts]).astype(int)
     # a packed table (``save_npz``) keeps its subject IDs and class names; MedMNIST files have neither
-    ids = [archive[f"{s}_subject_ids"] if f"{s}_subject_ids" in archive else [f"{s}-{i:05d}" for i in range(len(imgs))] for s, imgs, _ in parts]
+    ids = [
+        archive[f"{s}_subject_ids"] if f"{s}_subject_ids" in archive else [f"{s}-{i:05d}" for i in range(len(imgs))]
+        for s, imgs, _ in parts
+    ]
     class_names = archive["class_names"] if "class_names" in archive else range(int(labels.max()) + 1)
     return ImageTable(
         images=tensor.contiguous(),

@@ -52,7 +52,9 @@ def problems(slices: Slices) -> list[str]:
         ratios = steps / median
         if np.allclose(ratios, np.round(ratios), atol=0.05) and ratios.max() > 1.5:
             missing = int(np.round(ratios).sum() - len(ratios))
-            found.append(f"{missing} missing slice(s): a gap of {steps.max():.2f} mm where slices are {median:.2f} mm apart")
+            found.append(
+                f"{missing} missing slice(s): a gap of {steps.max():.2f} mm where slices are {median:.2f} mm apart"
+            )
         else:
             found.append(f"uneven slice spacing, {steps.min():.2f} to {steps.max():.2f} mm")
     angle = tilt_degrees(slices)
@@ -82,7 +84,10 @@ def regrid(slices: Slices) -> tuple[Slices, list[str]]:
         in_plane = offsets - np.outer(offsets @ slices.normal, slices.normal)
         columns = in_plane @ slices.row_dir / slices.pixel_steps[0]
         rows = in_plane @ slices.column_dir / slices.pixel_steps[1]
-        pixels = np.stack([shift(pixels[:, :, k], (rows[k], columns[k], 0), order=1, mode="nearest") for k in range(pixels.shape[2])], axis=2)
+        pixels = np.stack(
+            [shift(pixels[:, :, k], (rows[k], columns[k], 0), order=1, mode="nearest") for k in range(pixels.shape[2])],
+            axis=2,
+        )
         positions = positions[0] + np.outer(offsets @ slices.normal, slices.normal)
         notes.append(f"gantry tilt of {angle:.1f} degrees undone by shifting each slice in-plane")
     depths = positions @ slices.normal
@@ -96,7 +101,9 @@ def regrid(slices: Slices) -> tuple[Slices, list[str]]:
         weight = ((target - depths[upper - 1]) / (depths[upper] - depths[upper - 1])).clip(0, 1)[None, None, :, None]
         pixels = (1 - weight) * pixels[:, :, upper - 1] + weight * pixels[:, :, upper]
         positions = positions[0] + np.outer(target - depths[0], slices.normal)
-        notes.append(f"{len(depths)} slices {steps.min():.2f} to {steps.max():.2f} mm apart interpolated onto {count} slices {step:.2f} mm apart")
+        notes.append(
+            f"{len(depths)} slices {steps.min():.2f} to {steps.max():.2f} mm apart interpolated onto {count} slices {step:.2f} mm apart"
+        )
     return Slices(pixels.astype(np.float32), positions, slices.row_dir, slices.column_dir, slices.pixel_steps), notes
 
 
@@ -108,5 +115,8 @@ def checked(slices: Slices, geometry: str) -> tuple[Slices, list[str]]:
     if not found:
         return slices, []
     if geometry == "strict":
-        raise GeometryError("; ".join(found) + ": not stacked as it is; the data setting geometry: resample (--geometry resample) regrids it, as dcm2niix does")
+        raise GeometryError(
+            "; ".join(found)
+            + ": not stacked as it is; the data setting geometry: resample (--geometry resample) regrids it, as dcm2niix does"
+        )
     return regrid(slices)

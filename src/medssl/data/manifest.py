@@ -12,7 +12,15 @@ import nibabel as nib
 from tqdm.auto import tqdm
 
 from medssl.data.archive import COLUMNS, index_series, read_header
-from medssl.data.readers import NIFTI_SUFFIXES, PILLOW_SUFFIXES, Image, UnreadableImageError, looks_like_dicom, read_image, reading
+from medssl.data.readers import (
+    NIFTI_SUFFIXES,
+    PILLOW_SUFFIXES,
+    Image,
+    UnreadableImageError,
+    looks_like_dicom,
+    read_image,
+    reading,
+)
 from medssl.data.skips import SkipReport
 
 REQUIRED_COLUMNS = ("subject_id", "path")
@@ -110,7 +118,9 @@ def _check_subject_level_splits(csv_path: Path, rows: list[dict[str, str]]) -> N
         if row.get("split"):
             splits.setdefault(row["subject_id"], set()).add(row["split"])
     if mixed := sorted(subject for subject, names in splits.items() if len(names) > 1):
-        raise ManifestError(f"{csv_path}: {len(mixed)} subject(s) have scans in more than one split, e.g. {mixed[:5]}: splits must be by subject")
+        raise ManifestError(
+            f"{csv_path}: {len(mixed)} subject(s) have scans in more than one split, e.g. {mixed[:5]}: splits must be by subject"
+        )
 
 
 def _checked_row(csv_path: Path, line: int, row: dict) -> dict[str, str]:
@@ -119,7 +129,9 @@ def _checked_row(csv_path: Path, line: int, row: dict) -> dict[str, str]:
     if not (row["subject_id"] or "").strip() or not (row["path"] or "").strip():
         raise ManifestError(f"{csv_path}, line {line}: empty subject_id or path")
     if (row.get("split") or "") not in ("", *SPLITS):
-        raise ManifestError(f"{csv_path}, line {line}: unknown split value {row['split']!r}; use {', '.join(SPLITS)} (or leave empty)")
+        raise ManifestError(
+            f"{csv_path}, line {line}: unknown split value {row['split']!r}; use {', '.join(SPLITS)} (or leave empty)"
+        )
     path = Path(row["path"])
     return row | {"path": str(path if path.is_absolute() else csv_path.parent.absolute() / path)}
 
@@ -127,7 +139,9 @@ def _checked_row(csv_path: Path, line: int, row: dict) -> dict[str, str]:
 def read_row(row: dict[str, str], volume_index: int = 0, geometry: str = "strict") -> Image:
     """The image a manifest row names: a file, or a folder and the ``series_uid`` in it. A
     ``modality`` in the row is the image's (CT gets the HU window), whatever the file says."""
-    image = read_image(row["path"], volume_index=volume_index, series_uid=row.get("series_uid") or None, geometry=geometry)
+    image = read_image(
+        row["path"], volume_index=volume_index, series_uid=row.get("series_uid") or None, geometry=geometry
+    )
     return replace(image, modality=row["modality"]) if row.get("modality") else image
 
 
@@ -161,22 +175,39 @@ def scan_folder(root: str | Path, labels_from_folders: bool = False, progress: b
             skips.add(path, error.reason)
     rows += index_series(headers)
     if not rows:
-        raise ManifestError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} and DICOM files; {len(skips)} unreadable)")
+        raise ManifestError(
+            f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)} and DICOM files; {len(skips)} unreadable)"
+        )
     bids = any(row.get("bids_subject") for row in rows)
     _name_rows(rows, root, bids)
     notes = [f"{others} file(s) that are no images were left out"] if others else []
     layout = _class_folders(rows, root)
     if layout and not labels_from_folders:
-        notes.append(f"the images sit in {len(layout)} class folders ({', '.join(sorted(layout)[:6])}), the MedNIST layout: --labels-from-folders takes them as labels")
+        notes.append(
+            f"the images sit in {len(layout)} class folders ({', '.join(sorted(layout)[:6])}), the MedNIST layout: --labels-from-folders takes them as labels"
+        )
     if labels_from_folders:
         for row in rows:
             row["label"] = Path(row["path"]).relative_to(root).parts[0]
     if four_d := [r for r in rows if int(r.get("volumes") or 1) > 1]:
-        notes.append(f"{len(four_d)} 4D file(s) (e.g. {Path(four_d[0]['path']).name}, {four_d[0]['volumes']} volumes): each row reads volume_index 0 unless told otherwise")
+        notes.append(
+            f"{len(four_d)} 4D file(s) (e.g. {Path(four_d[0]['path']).name}, {four_d[0]['volumes']} volumes): "
+            "each row reads volume_index 0 unless told otherwise"
+        )
     if bids:
-        notes.append("a BIDS layout: subject, visit and modality from sub-*/ses-*/<datatype>/ (scan_id tells the scans apart)")
-    columns = ["subject_id", *(["scan_id", "visit"] if bids else []), "path", "kind", *([c for c in COLUMNS if c != "kind"] if headers else []),
-               *(["modality", "suffix"] if bids and not headers else ["suffix"] if bids else []), *(["volumes"] if four_d else []), *(["label"] if labels_from_folders else [])]  # fmt: skip
+        notes.append(
+            "a BIDS layout: subject, visit and modality from sub-*/ses-*/<datatype>/ (scan_id tells the scans apart)"
+        )
+    columns = [
+        "subject_id",
+        *(["scan_id", "visit"] if bids else []),
+        "path",
+        "kind",
+        *([c for c in COLUMNS if c != "kind"] if headers else []),
+        *(["modality", "suffix"] if bids and not headers else ["suffix"] if bids else []),
+        *(["volumes"] if four_d else []),
+        *(["label"] if labels_from_folders else []),
+    ]
     return Manifest([{c: row.get(c, "") for c in columns} for row in rows], columns, skips, notes)
 
 
@@ -187,14 +218,21 @@ def scan_summary(manifest: Manifest) -> str:
     reasons = Counter(reason.split(":")[0] for _, reason in manifest.skips.entries)
     lines = [f"{len(manifest.rows)} rows: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))]
     lines.append("by modality: " + ", ".join(f"{m} {n}" for m, n in modalities.most_common()))
-    lines.append(f"skipped: {len(manifest.skips)}" + (" (" + "; ".join(f"{n} x {r}" for r, n in reasons.most_common()) + ")" if reasons else ""))
+    lines.append(
+        f"skipped: {len(manifest.skips)}"
+        + (" (" + "; ".join(f"{n} x {r}" for r, n in reasons.most_common()) + ")" if reasons else "")
+    )
     return "\n".join(lines + [f"note: {note}" for note in manifest.notes])
 
 
 def _nifti_row(path: Path) -> dict[str, str]:
     with reading(path):
         shape = nib.load(path).shape
-    return {"path": str(path), "kind": "2D" if len(shape) == 2 else "3D", "volumes": str(shape[3]) if len(shape) == 4 else ""}
+    return {
+        "path": str(path),
+        "kind": "2D" if len(shape) == 2 else "3D",
+        "volumes": str(shape[3]) if len(shape) == 4 else "",
+    }
 
 
 def _class_folders(rows: list[dict], root: Path) -> set[str]:
@@ -219,7 +257,14 @@ def _name_rows(rows: list[dict], root: Path, bids: bool) -> None:
             row["subject_id"] = row.get("bids_subject") or row["scan_id"]
 
 
-BIDS_MODALITIES = {"anat": "MR", "func": "MR", "dwi": "MR", "fmap": "MR", "perf": "MR", "pet": "PT"}  # datatype -> modality
+BIDS_MODALITIES = {
+    "anat": "MR",
+    "func": "MR",
+    "dwi": "MR",
+    "fmap": "MR",
+    "perf": "MR",
+    "pet": "PT",
+}  # datatype -> modality
 
 
 def bids_fields(path: Path, root: Path) -> dict[str, str]:
@@ -232,7 +277,12 @@ def bids_fields(path: Path, root: Path) -> dict[str, str]:
     stem = path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.stem
     suffix = stem.rsplit("_", 1)[-1]
     session = next((part for part in parts[:-2] if part.startswith("ses-")), "")
-    return {"bids_subject": subject, "visit": session, "suffix": suffix, "modality": "CT" if suffix == "CT" else BIDS_MODALITIES.get(parts[-2], "")}
+    return {
+        "bids_subject": subject,
+        "visit": session,
+        "suffix": suffix,
+        "modality": "CT" if suffix == "CT" else BIDS_MODALITIES.get(parts[-2], ""),
+    }
 
 
 def _subject_id(path: Path, root: Path) -> str:

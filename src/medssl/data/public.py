@@ -76,7 +76,9 @@ def _download_medmnist(flag: str, suffix: str, target: Path) -> Path:
     try:
         urllib.request.urlretrieve(url, partial)
     except OSError as error:
-        raise ManifestError(f"downloading {url} failed ({error}); put {target.name} under {data_root() / 'medmnist'} instead") from error
+        raise ManifestError(
+            f"downloading {url} failed ({error}); put {target.name} under {data_root() / 'medmnist'} instead"
+        ) from error
     if hashlib.md5(partial.read_bytes()).hexdigest() != md5:
         partial.unlink()
         raise ManifestError(f"{url}: the download does not match its published MD5 {md5}; try again")
@@ -91,7 +93,9 @@ def _mednist(cache: Path) -> Path:
         return folder
     archive = data_root() / "mednist" / "MedNIST.tar.gz"
     if not archive.is_file():
-        raise ManifestError(f"MedNIST not found at {archive}; set MEDSSL_DATA to the folder that holds mednist/MedNIST.tar.gz")
+        raise ManifestError(
+            f"MedNIST not found at {archive}; set MEDSSL_DATA to the folder that holds mednist/MedNIST.tar.gz"
+        )
     cache.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tar:
         tar.extractall(cache, filter="data")

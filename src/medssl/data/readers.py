@@ -62,7 +62,9 @@ class UnreadableImageError(ValueError):
         return type(self), (self.path, self.reason)
 
 
-def read_image(path: str | Path, volume_index: int = 0, series_uid: str | None = None, geometry: str = "strict") -> Image:
+def read_image(
+    path: str | Path, volume_index: int = 0, series_uid: str | None = None, geometry: str = "strict"
+) -> Image:
     """Reads one image; ``volume_index`` picks a volume of a 4D NIfTI (other images have one),
     ``series_uid`` the DICOM series of a folder that holds several; ``geometry`` says what to do
     with a series whose slices are no regular grid (see ``data.geometry``)."""
@@ -124,7 +126,9 @@ def _check_volume_index(path: Path, volume_index: int, n_volumes: int) -> None:
         raise UnreadableImageError(path, f"volume_index {volume_index} out of range: the image has {volumes}")
 
 
-def _finish(path: Path, array: np.ndarray, spacing: tuple[float, ...], modality: str, corrections: tuple[str, ...] = ()) -> Image:
+def _finish(
+    path: Path, array: np.ndarray, spacing: tuple[float, ...], modality: str, corrections: tuple[str, ...] = ()
+) -> Image:
     array = np.asarray(array, dtype=np.float32)  # cast first: values beyond float32's range become inf
     if 0 in array.shape:
         raise UnreadableImageError(path, f"image has a zero-length axis (shape {array.shape[1:]})")
@@ -210,7 +214,9 @@ def _series_index(folder: str) -> tuple[dict[str, list[Path]], list[UnreadableIm
     return series, broken
 
 
-def _read_dicom_dir(folder: Path, series_uid: str | None, geometry: str) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
+def _read_dicom_dir(
+    folder: Path, series_uid: str | None, geometry: str
+) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
     series, broken = _series_index(str(folder))
     if series_uid is None and broken:  # reading the rest would silently leave a gap in the volume
         raise broken[0]  # (a named series: the scan reported the broken files, the geometry check finds a gap)
@@ -218,12 +224,15 @@ def _read_dicom_dir(folder: Path, series_uid: str | None, geometry: str) -> tupl
         raise UnreadableImageError(folder, "folder contains no DICOM files")
     if series_uid is not None:
         if series_uid not in series:
-            raise UnreadableImageError(folder, f"no DICOM series {series_uid} in this folder; it holds {', '.join(series)}")
+            raise UnreadableImageError(
+                folder, f"no DICOM series {series_uid} in this folder; it holds {', '.join(series)}"
+            )
         return _read_dicom(series[series_uid], geometry)
     if len(series) > 1:
         listing = "; ".join(f"{uid} ({len(files)} file(s))" for uid, files in series.items())
         raise UnreadableImageError(
-            folder, f"folder holds {len(series)} DICOM series: name one in a series_uid column of the manifest (`medssl scan` writes one row per series): {listing}"
+            folder,
+            f"folder holds {len(series)} DICOM series: name one in a series_uid column of the manifest (`medssl scan` writes one row per series): {listing}",
         )
     return _read_dicom(next(iter(series.values())), geometry)
 
@@ -298,8 +307,9 @@ def _decoded(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         name = f"{syntax.name} ({syntax})" if syntax is not None else "an unknown transfer syntax"
         detail = str(error).strip().splitlines()
         raise UnreadableImageError(
-            path, f"pixel data in {name} cannot be decoded: {' '.join(line.strip() for line in detail)}; pydicom decodes JPEG, JPEG-LS, "
-            "JPEG 2000 and RLE with pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg and pylibjpeg-rle (medssl's own dependencies) or python-gdcm"
+            path,
+            f"pixel data in {name} cannot be decoded: {' '.join(line.strip() for line in detail)}; pydicom decodes JPEG, JPEG-LS, "
+            "JPEG 2000 and RLE with pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg and pylibjpeg-rle (medssl's own dependencies) or python-gdcm",
         ) from error
 
 
@@ -343,7 +353,10 @@ def _stack(
         return volume, (column_step, row_step, float(gap or 1.0)), []  # (C, columns, rows, slices)
     orientations = np.array([s.orientation for s in slices])
     if np.abs(orientations - orientations[0]).max() > 1e-3:
-        raise UnreadableImageError(slices[0].source, f"mixed slice orientations within one series ({len(np.unique(orientations.round(3), axis=0))} different): no single grid holds them")
+        raise UnreadableImageError(
+            slices[0].source,
+            f"mixed slice orientations within one series ({len(np.unique(orientations.round(3), axis=0))} different): no single grid holds them",
+        )
     row_dir, column_dir = orientations[0, :3], orientations[0, 3:]
     depth = np.array([s.position @ np.cross(row_dir, column_dir) for s in slices])
     order = np.argsort(depth, kind="stable")
@@ -354,7 +367,13 @@ def _stack(
             f"{len(slices)} slices at only {n_positions} distinct positions: several volumes "
             "(e.g. time points or echoes) in one series are not supported",
         )
-    stack = Slices(np.stack([slices[i].pixels for i in order], axis=2), np.array([slices[i].position for i in order]), row_dir, column_dir, (column_step, row_step))
+    stack = Slices(
+        np.stack([slices[i].pixels for i in order], axis=2),
+        np.array([slices[i].position for i in order]),
+        row_dir,
+        column_dir,
+        (column_step, row_step),
+    )
     try:
         stack, corrections = checked(stack, geometry)
     except GeometryError as error:

@@ -39,8 +39,8 @@ import os
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -102,7 +102,9 @@ def prepare_shards(
     if preprocessing.in_channels is None:  # as load_table does: files become single-channel
         preprocessing = replace(preprocessing, in_channels=1)
     first = next(manifest_rows(manifest_csv), {})
-    n_rows = count_rows(manifest_csv, (row_key(row) for row in manifest_rows(manifest_csv)), key_name(first))  # checks it all before any image
+    n_rows = count_rows(
+        manifest_csv, (row_key(row) for row in manifest_rows(manifest_csv)), key_name(first)
+    )  # checks it all before any image
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "format": FORMAT,
@@ -264,7 +266,8 @@ def _write_index(out_dir: Path, settings: dict, n_rows: int, sidecars: list[dict
         "preprocessing": settings["preprocessing"],
         "shard_size": settings["shard_size"],
         "shards": [
-            {"file": _shard_paths(out_dir, s["shard"])[0].name} | {k: s[k] for k in ("samples", "splits", "sha256", "bytes")}
+            {"file": _shard_paths(out_dir, s["shard"])[0].name}
+            | {k: s[k] for k in ("samples", "splits", "sha256", "bytes")}
             for s in sidecars
         ],
         "rows": n_rows,
@@ -389,7 +392,9 @@ class ShardDataset(IterableDataset):
         if not path.is_file():
             raise ShardCacheError(f"shard {path} is missing; {_RERUN_HINT}")
         if path.stat().st_size != shard["bytes"]:
-            raise ShardCacheError(f"shard {path} has {path.stat().st_size} bytes, not the {shard['bytes']} indexed (truncated?); {_RERUN_HINT}")
+            raise ShardCacheError(
+                f"shard {path} has {path.stat().st_size} bytes, not the {shard['bytes']} indexed (truncated?); {_RERUN_HINT}"
+            )
         found = 0
         try:
             with tarfile.open(path, "r|") as tar:  # stream mode: one member in memory at a time

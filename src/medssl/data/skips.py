@@ -31,7 +31,10 @@ class SkipReport:
         and ``corrected.csv`` (path, correction) when an input was corrected."""
         target = Path(out_dir) / "skipped.csv"
         target.parent.mkdir(parents=True, exist_ok=True)
-        for name, header, rows in (("skipped.csv", "reason", self.entries), ("corrected.csv", "correction", self.corrected)):
+        for name, header, rows in (
+            ("skipped.csv", "reason", self.entries),
+            ("corrected.csv", "correction", self.corrected),
+        ):
             if rows or name == "skipped.csv":
                 with (target.parent / name).open("w", newline="") as handle:
                     writer = csv.writer(handle)

@@ -21,7 +21,10 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"{path}: no such table")
     if path.suffix == ".parquet":
         table = pq.read_table(path)
-        return {name: np.array(["" if v is None else str(v) for v in table.column(name).to_pylist()]) for name in table.column_names}
+        return {
+            name: np.array(["" if v is None else str(v) for v in table.column(name).to_pylist()])
+            for name in table.column_names
+        }
     with path.open(newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.reader(handle, delimiter="\t" if path.suffix in TAB_SEPARATED else ","))
     if not rows:

@@ -62,7 +62,9 @@ def transcode(source: str | Path, target: str | Path, syntax: str) -> Path:
         ds.PixelData = np.frombuffer(ds.PixelData, f"<u{ds.BitsAllocated // 8}").byteswap().tobytes()
     ds.file_meta.TransferSyntaxUID = SYNTAXES[syntax]
     # dcmwrite, not save_as: only it re-encodes between little and big endian
-    pydicom.dcmwrite(target, ds, implicit_vr=syntax == "implicit-le", little_endian=syntax != "explicit-be", enforce_file_format=True)
+    pydicom.dcmwrite(
+        target, ds, implicit_vr=syntax == "implicit-le", little_endian=syntax != "explicit-be", enforce_file_format=True
+    )
     return target
 
 
@@ -70,7 +72,9 @@ def _encode_jpeg(ds: pydicom.Dataset, syntax: str) -> None:
     try:
         import imagecodecs
     except ImportError as error:
-        raise ImportError("encoding the JPEG family needs imagecodecs: pip install imagecodecs (or medssl[test])") from error
+        raise ImportError(
+            "encoding the JPEG family needs imagecodecs: pip install imagecodecs (or medssl[test])"
+        ) from error
 
     bits, encoder, options = _JPEG[syntax]
     colour = int(ds.get("SamplesPerPixel", 1)) == 3

@@ -41,7 +41,9 @@ def anomaly_scores(
     scores = reconstruction_errors(model, table.images, batch_size)
     labels = _label_names(table)
     with (out_dir / "anomaly_scores.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([("subject_id", "split", "label", "score"), *zip(table.subject_ids, table.splits, labels, scores)])
+        csv.writer(handle).writerows(
+            [("subject_id", "split", "label", "score"), *zip(table.subject_ids, table.splits, labels, scores)]
+        )
     normal = _normal_class(table, normal_label)
     result = {
         "run": str(run),
@@ -73,7 +75,9 @@ def run_table(run: Path, data: str | Path, out_dir: Path) -> ImageTable:
     """Every subject of ``data``, preprocessed exactly as the run's training images were."""
     metadata, _ = read_encoder_file(run / "encoder.pt")
     settings = metadata["preprocessing"]
-    table = load_table(data, Preprocessing.from_settings(settings), volume_index=settings.get("volume_index") or 0, work_dir=out_dir)
+    table = load_table(
+        data, Preprocessing.from_settings(settings), volume_index=settings.get("volume_index") or 0, work_dir=out_dir
+    )
     table.skips.write(out_dir)
     return table
 

@@ -84,13 +84,28 @@ class Budget:
 
 
 BUDGETS = {
-    "quick": Budget(pretrain_epochs_2d=4, pretrain_epochs_3d=2, monitor_every=2, monitor_patience=0, selection_share=0.5,
-                    finetune=(quick := Schedule(epochs=3, min_steps=30, max_steps=100, evaluations=5, patience=0)), finetune_3d=quick),
+    "quick": Budget(
+        pretrain_epochs_2d=4,
+        pretrain_epochs_3d=2,
+        monitor_every=2,
+        monitor_patience=0,
+        selection_share=0.5,
+        finetune=(quick := Schedule(epochs=3, min_steps=30, max_steps=100, evaluations=5, patience=0)),
+        finetune_3d=quick,
+    ),
     "cpu": Budget(),
-    "gpu": Budget(width=64, width_3d=64, pretrain_epochs_2d=400, pretrain_epochs_3d=200, pretrain_batch=512,
-                  finetune=Schedule(epochs=200, max_steps=20_000), finetune_3d=Schedule(epochs=100, max_steps=10_000),
-                  dense=Schedule(epochs=200, min_steps=500, max_steps=20_000), dense_batch=32),
-}  # fmt: skip
+    "gpu": Budget(
+        width=64,
+        width_3d=64,
+        pretrain_epochs_2d=400,
+        pretrain_epochs_3d=200,
+        pretrain_batch=512,
+        finetune=Schedule(epochs=200, max_steps=20_000),
+        finetune_3d=Schedule(epochs=100, max_steps=10_000),
+        dense=Schedule(epochs=200, min_steps=500, max_steps=20_000),
+        dense_batch=32,
+    ),
+}
 BUDGET_DESCRIPTIONS = {
     "quick": "the whole pipeline, fast: too short to learn anything",
     "cpu": "converged, about 3 h per 28 px dataset for 3 seeds on 2 cores",

@@ -21,7 +21,14 @@ from medssl.evaluation import DENSE_TASKS
 from medssl.evaluation.detection import DetectionTask, cohort_detection_task, evaluate_detector, train_detector
 from medssl.evaluation.evaluate import summarise, summary_cell
 from medssl.evaluation.probe import label_subset
-from medssl.evaluation.segmentation import SegmentationTask, cohort_segmentation_task, dice_per_structure, mni152_tissue_task, predict_labels, train_segmentation
+from medssl.evaluation.segmentation import (
+    SegmentationTask,
+    cohort_segmentation_task,
+    dice_per_structure,
+    mni152_tissue_task,
+    predict_labels,
+    train_segmentation,
+)
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import Encoder, EncoderConfig, best_device
 from medssl.report.figures import label_efficiency
@@ -43,7 +50,9 @@ def build_task(name: str, work: Path, cohort_subjects: int) -> DenseTask:
         cohort = _cohort(work / "cohort", cohort_subjects)
         xray, mri = cohort / "xray_manifest.csv", cohort / "mri_manifest.csv"
         if name == "cohort-xray-detection":
-            return DenseTask(name, cohort_detection_task(xray, cohort / "ground_truth" / "lesion_boxes.csv"), xray, "map50")
+            return DenseTask(
+                name, cohort_detection_task(xray, cohort / "ground_truth" / "lesion_boxes.csv"), xray, "map50"
+            )
         manifest = xray if name == "cohort-xray-segmentation" else mri
         return DenseTask(name, cohort_segmentation_task(manifest), manifest, "mean_dice")
     if name in ("mni152-2d", "mni152-3d"):
@@ -62,7 +71,9 @@ def _unlabelled_npz(task: SegmentationTask, path: Path) -> Path:
     """The task's training images alone, as a MedMNIST-style npz that pretraining reads."""
     path.parent.mkdir(parents=True, exist_ok=True)
     train = task.split("train").images[:, 0]
-    np.savez_compressed(path, train_images=(train * 255).round().to(torch.uint8).numpy(), train_labels=np.zeros((len(train), 1), int))
+    np.savez_compressed(
+        path, train_images=(train * 255).round().to(torch.uint8).numpy(), train_labels=np.zeros((len(train), 1), int)
+    )
     return path
 
 
@@ -70,7 +81,9 @@ def _subset(task: DenseTask, fraction: float, seed: int) -> np.ndarray:
     """A random ``fraction`` of the training samples; for detection stratified by whether an image
     holds a box, so that every subset has boxes to learn from."""
     train = task.data.split("train")
-    strata = np.array([len(b) > 0 for b in train.boxes]) if isinstance(train, DetectionTask) else np.zeros(len(train), int)
+    strata = (
+        np.array([len(b) > 0 for b in train.boxes]) if isinstance(train, DetectionTask) else np.zeros(len(train), int)
+    )
     return label_subset(strata, fraction, seed)
 
 
@@ -81,12 +94,25 @@ def _scores(task: DenseTask, encoder: Encoder, subset: np.ndarray, budget, seed:
         model, record = train_detector(encoder, train.select(subset), val, **settings)
         return {"val": record["val_ap"], "step": record["step"], "map50": evaluate_detector(model, test)}
     index = torch.from_numpy(subset)
-    model, record = train_segmentation(encoder, (train.images[index], train.masks[index]), (val.images, val.masks), n_classes=train.n_classes, **settings)
+    model, record = train_segmentation(
+        encoder,
+        (train.images[index], train.masks[index]),
+        (val.images, val.masks),
+        n_classes=train.n_classes,
+        **settings,
+    )
     dice = dice_per_structure(predict_labels(model, test.images, settings["batch_size"]), test.masks, train.structures)
-    return {"val": record["val_dice"], "step": record["step"], "mean_dice": float(np.nanmean(list(dice.values()))), **{f"dice {k}": v for k, v in dice.items()}}
+    return {
+        "val": record["val_dice"],
+        "step": record["step"],
+        "mean_dice": float(np.nanmean(list(dice.values()))),
+        **{f"dice {k}": v for k, v in dice.items()},
+    }
 
 
-def task_rows(task: DenseTask, encoder_path: Path, out: Path, budget, seed: int, fractions: tuple[float, ...]) -> list[dict]:
+def task_rows(
+    task: DenseTask, encoder_path: Path, out: Path, budget, seed: int, fractions: tuple[float, ...]
+) -> list[dict]:
     """One row per (fraction, pretrained / random init) for one seed, cached in ``out``."""
     done = out / "rows.json"
     if done.exists():
@@ -100,7 +126,17 @@ def task_rows(task: DenseTask, encoder_path: Path, out: Path, budget, seed: int,
         subset = _subset(task, fraction, seed)
         for kind, encoder in encoders.items():
             scores = _scores(task, encoder, subset, budget, seed)
-            rows.append({"task": task.name, "encoder": APPROACHES[kind], "probe": "finetune", "fraction": fraction, "seed": seed, "n_labels": len(subset), **scores})
+            rows.append(
+                {
+                    "task": task.name,
+                    "encoder": APPROACHES[kind],
+                    "probe": "finetune",
+                    "fraction": fraction,
+                    "seed": seed,
+                    "n_labels": len(subset),
+                    **scores,
+                }
+            )
     out.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(rows, indent=2))
     return rows
@@ -109,12 +145,19 @@ def task_rows(task: DenseTask, encoder_path: Path, out: Path, budget, seed: int,
 def task_result(task: DenseTask, rows: list[dict], out_dir: Path) -> dict:
     metrics = [task.metric, *sorted({k for row in rows for k in row if k.startswith("dice ")})]
     summary = summarise(rows, tuple(metrics))
-    figure = label_efficiency(summary, task.name, out_dir / f"label_efficiency_{task.name}.png", probes=("finetune",), metrics=(task.metric,))
+    figure = label_efficiency(
+        summary, task.name, out_dir / f"label_efficiency_{task.name}.png", probes=("finetune",), metrics=(task.metric,)
+    )
     return {"metric": task.metric, "metrics": metrics, "rows": rows, "summary": summary, "figure": figure.name}
 
 
 def markdown_section(name: str, result: dict, fractions: list[float]) -> list[str]:
-    lines = [f"## {name}", "", "| approach | test metric | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |", "|---" * (len(fractions) + 2) + "|"]
+    lines = [
+        f"## {name}",
+        "",
+        "| approach | test metric | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |",
+        "|---" * (len(fractions) + 2) + "|",
+    ]
     for approach in APPROACHES.values():
         for metric in result["metrics"]:
             cells = (summary_cell(result["summary"], approach, f, metric) for f in fractions)

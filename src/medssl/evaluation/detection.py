@@ -113,7 +113,9 @@ def _stage_strides(config: EncoderConfig) -> list[int]:
 
 
 def _head(channels: int, out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, out, 1))
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, out, 1)
+    )
 
 
 class Detector(nn.Module):
@@ -127,7 +129,9 @@ class Detector(nn.Module):
     def __init__(self, encoder: Encoder, n_classes: int = 1, stride: int = 4, channels: int = 64) -> None:
         super().__init__()
         if encoder.config.spatial_dims != 2:
-            raise ValueError(f"detection needs a 2D encoder (boxes are 2D here); got a {encoder.config.spatial_dims}D one")
+            raise ValueError(
+                f"detection needs a 2D encoder (boxes are 2D here); got a {encoder.config.spatial_dims}D one"
+            )
         if n_classes < 1 or stride < 1:
             raise ValueError(f"n_classes and stride must be positive, got {n_classes} and {stride}")
         self.encoder, self.n_classes, self.stride = encoder, n_classes, stride
@@ -135,7 +139,9 @@ class Detector(nn.Module):
         used = [i for i, s in enumerate(strides) if s >= stride] or [len(strides) - 1]
         self.used = used
         self.lateral = nn.ModuleList(nn.Conv2d(encoder.stage_channels()[i], channels, 1) for i in used)
-        self.neck = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.neck = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
+        )
         self.heatmap, self.size, self.offset = _head(channels, n_classes), _head(channels, 2), _head(channels, 2)
         nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
 
@@ -149,7 +155,8 @@ class Detector(nn.Module):
         grid = self.grid(images.shape)
         maps = self.encoder.stage_maps(images)
         fused = sum(
-            F.interpolate(lateral(maps[i]), size=grid, mode="bilinear", align_corners=False) for i, lateral in zip(self.used, self.lateral)
+            F.interpolate(lateral(maps[i]), size=grid, mode="bilinear", align_corners=False)
+            for i, lateral in zip(self.used, self.lateral)
         )
         x = self.neck(fused)
         return {"heatmap": self.heatmap(x), "size": self.size(x), "offset": self.offset(x)}
@@ -188,7 +195,10 @@ def encode_targets(
             peak = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
             heatmap[b, k] = np.maximum(heatmap[b, k], peak)
             size[b, :, iy, ix], offset[b, :, iy, ix], mask[b, 0, iy, ix] = (x1 - x0, y1 - y0), (cx - ix, cy - iy), 1
-    return {name: torch.from_numpy(a) for name, a in (("heatmap", heatmap), ("size", size), ("offset", offset), ("mask", mask))}
+    return {
+        name: torch.from_numpy(a)
+        for name, a in (("heatmap", heatmap), ("size", size), ("offset", offset), ("mask", mask))
+    }
 
 
 def detection_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -208,7 +218,13 @@ def detection_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Te
 
 
 def decode(
-    heatmap: torch.Tensor, size: torch.Tensor, offset: torch.Tensor, stride: int, *, top_k: int = 20, score_threshold: float = 0.05
+    heatmap: torch.Tensor,
+    size: torch.Tensor,
+    offset: torch.Tensor,
+    stride: int,
+    *,
+    top_k: int = 20,
+    score_threshold: float = 0.05,
 ) -> list[np.ndarray]:
     """Per image, (k, 6) float32 rows x0, y0, x1, y1, score, class in input pixels, best first.
 
@@ -240,9 +256,13 @@ def detect(
     for start in range(0, len(images), batch_size):
         out = model(images[start : start + batch_size].to(device))
         predictions += decode(
-            torch.sigmoid(out["heatmap"].float()).cpu(), out["size"].float().cpu(), out["offset"].float().cpu(),
-            model.stride, top_k=top_k, score_threshold=score_threshold,
-        )  # fmt: skip
+            torch.sigmoid(out["heatmap"].float()).cpu(),
+            out["size"].float().cpu(),
+            out["offset"].float().cpu(),
+            model.stride,
+            top_k=top_k,
+            score_threshold=score_threshold,
+        )
     return predictions
 
 
@@ -294,7 +314,9 @@ def precision_recall(
     return true_positives / np.arange(1, len(hit) + 1), true_positives / n_truth
 
 
-def average_precision(predictions: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5) -> float:
+def average_precision(
+    predictions: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5
+) -> float:
     """AP of one class: the area under the all-point interpolated precision envelope (VOC2010+;
     COCO samples the same envelope at 101 recalls); NaN when there is no ground truth box at all."""
     if sum(len(_rows(g, 4)) for g in ground_truth) == 0:
@@ -317,7 +339,11 @@ def mean_average_precision(
     truth_classes = [np.asarray(c, int).reshape(-1) for c in ground_truth_classes]
     n_classes = n_classes or int(max((c.max() + 1 for c in truth_classes if len(c)), default=0))
     aps = [
-        average_precision([p[p[:, 5] == k] for p in predictions], [g[c == k] for g, c in zip(ground_truth, truth_classes)], iou_threshold)
+        average_precision(
+            [p[p[:, 5] == k] for p in predictions],
+            [g[c == k] for g, c in zip(ground_truth, truth_classes)],
+            iou_threshold,
+        )
         for k in range(n_classes)
     ]
     with warnings.catch_warnings():
@@ -380,5 +406,7 @@ def train_detector(
             outputs = model(images.to(device))
         return detection_loss(outputs, {k: v.to(device) for k, v in targets.items()})["loss"]
 
-    record = train_with_selection(model, batch_loss, lambda: evaluate_detector(model, val), schedule, n_samples=len(train), batch_size=batch_size)
+    record = train_with_selection(
+        model, batch_loss, lambda: evaluate_detector(model, val), schedule, n_samples=len(train), batch_size=batch_size
+    )
     return model, {"val_ap": record["score"], "step": record["step"], "history": record["history"]}

@@ -14,8 +14,8 @@ from medssl.data.datasets import ImageTable, load_table
 from medssl.data.preprocess import Preprocessing
 from medssl.evaluation.embeddings import embed
 from medssl.evaluation.finetune import FixMatchConfig, finetune, predict_proba
-from medssl.evaluation.selection import Schedule
 from medssl.evaluation.probe import classification_metrics, knn_probe, label_subset, linear_probe
+from medssl.evaluation.selection import Schedule
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import Encoder, EncoderConfig, best_device
 
@@ -63,7 +63,9 @@ def evaluate(
                 rows += probe_rows(x, table, subset, name, fraction, seed)
                 if finetune_mode != "none":
                     base = {"encoder": name, "fraction": fraction, "seed": seed, "n_labels": len(subset)}
-                    rows += finetune_rows(encoders[name], parts, subset, base, finetune_mode, (schedule, finetune_batch), fixmatch)
+                    rows += finetune_rows(
+                        encoders[name], parts, subset, base, finetune_mode, (schedule, finetune_batch), fixmatch
+                    )
     np.savez_compressed(
         out_dir / "embeddings.npz",
         subject_id=np.array(table.subject_ids),
@@ -92,7 +94,9 @@ def labelled_table(data: str | Path, metadata: dict, out_dir: Path) -> ImageTabl
     table = load_table(data, preprocessing, volume_index=volume_index, work_dir=out_dir)
     table.skips.write(out_dir)
     if table.labels is None:
-        raise ValueError(f"{data}: evaluation needs labels: a 'label' column in the manifest (`medssl scan FOLDER --labels-from-folders` writes one for class subfolders)")
+        raise ValueError(
+            f"{data}: evaluation needs labels: a 'label' column in the manifest (`medssl scan FOLDER --labels-from-folders` writes one for class subfolders)"
+        )
     table = table.select(table.labels >= 0)
     present = set(table.splits)
     if "test" not in present:  # no split from the source: make one, stratified
@@ -100,14 +104,18 @@ def labelled_table(data: str | Path, metadata: dict, out_dir: Path) -> ImageTabl
     elif "val" not in present:  # a given test split is never touched; validation comes out of train
         train = np.flatnonzero(table.splits == "train")
         table.splits = table.splits.astype("<U5")
-        table.splits[train] = stratified_splits(table.labels[train], seed=0, shares=(0.875, 0.125), groups=[table.subject_ids[i] for i in train])
+        table.splits[train] = stratified_splits(
+            table.labels[train], seed=0, shares=(0.875, 0.125), groups=[table.subject_ids[i] for i in train]
+        )
     if present != set(table.splits):
         with (out_dir / "splits.csv").open("w", newline="") as handle:
             csv.writer(handle).writerows([("subject_id", "split"), *zip(table.subject_ids, table.splits)])
     return table
 
 
-def stratified_splits(labels: np.ndarray, seed: int, shares: tuple[float, float] = (0.7, 0.1), groups: list[str] | None = None) -> np.ndarray:
+def stratified_splits(
+    labels: np.ndarray, seed: int, shares: tuple[float, float] = (0.7, 0.1), groups: list[str] | None = None
+) -> np.ndarray:
     """train/val/test in the given (train, val) shares within each class, the rest test. With
     ``groups`` (each row's subject), whole subjects are split, by the label of their first scan,
     so that no subject has scans on both sides."""
@@ -125,7 +133,9 @@ def stratified_splits(labels: np.ndarray, seed: int, shares: tuple[float, float]
     return splits.astype(str)
 
 
-def probe_rows(features: np.ndarray, table: ImageTable, subset: np.ndarray, name: str, fraction: float, seed: int) -> list[dict]:
+def probe_rows(
+    features: np.ndarray, table: ImageTable, subset: np.ndarray, name: str, fraction: float, seed: int
+) -> list[dict]:
     part = {s: (features[table.splits == s], table.labels[table.splits == s]) for s in ("train", "val", "test")}
     train = (part["train"][0][subset], part["train"][1][subset])
     base = {"encoder": name, "fraction": fraction, "seed": seed, "n_labels": len(subset)}
@@ -135,7 +145,15 @@ def probe_rows(features: np.ndarray, table: ImageTable, subset: np.ndarray, name
     ]
 
 
-def finetune_rows(encoder: Encoder, parts: dict[str, ImageTable], subset: np.ndarray, base: dict, mode: str, schedule: tuple[Schedule, int], fixmatch: FixMatchConfig) -> list[dict]:
+def finetune_rows(
+    encoder: Encoder,
+    parts: dict[str, ImageTable],
+    subset: np.ndarray,
+    base: dict,
+    mode: str,
+    schedule: tuple[Schedule, int],
+    fixmatch: FixMatchConfig,
+) -> list[dict]:
     """End-to-end training on the labelled subset (FixMatch: plus the rest of train as images only),
     the step chosen on val AUC, the test split scored once. No row where FixMatch has no unlabelled image."""
     train, val, test = parts["train"], parts["val"], parts["test"]
@@ -147,12 +165,28 @@ def finetune_rows(encoder: Encoder, parts: dict[str, ImageTable], subset: np.nda
         semi = {"unlabelled": train.images[torch.from_numpy(unlabelled)], "fixmatch": fixmatch}
     n_classes, (plan, batch_size) = len(train.class_names), schedule
     model, best = finetune(
-        encoder, (train.images[torch.from_numpy(subset)], train.labels[subset]), (val.images, val.labels),
-        n_classes=n_classes, schedule=plan, batch_size=batch_size, seed=base["seed"], **semi,
-    )  # fmt: skip
+        encoder,
+        (train.images[torch.from_numpy(subset)], train.labels[subset]),
+        (val.images, val.labels),
+        n_classes=n_classes,
+        schedule=plan,
+        batch_size=batch_size,
+        seed=base["seed"],
+        **semi,
+    )
     metrics = classification_metrics(test.labels, predict_proba(model, test.images), np.arange(n_classes))
     extra = {"mask_rate": best["mask_rate"]} if "mask_rate" in best else {}
-    return [{**base, "probe": FINETUNE_PROBES[mode], "chosen": best["step"], "steps_run": best["steps_run"], "val_auc": best["val_auc"], **metrics, **extra}]
+    return [
+        {
+            **base,
+            "probe": FINETUNE_PROBES[mode],
+            "chosen": best["step"],
+            "steps_run": best["steps_run"],
+            "val_auc": best["val_auc"],
+            **metrics,
+            **extra,
+        }
+    ]
 
 
 def summarise(rows: list[dict], metrics: tuple[str, ...] = ("acc", "auc")) -> list[dict]:
@@ -163,7 +197,13 @@ def summarise(rows: list[dict], metrics: tuple[str, ...] = ("acc", "auc")) -> li
         groups.setdefault((row["encoder"], row["probe"], row["fraction"]), []).append(row)
     summary = []
     for (encoder, probe, fraction), members in groups.items():
-        entry = {"encoder": encoder, "probe": probe, "fraction": fraction, "n_labels": members[0]["n_labels"], "seeds": len(members)}
+        entry = {
+            "encoder": encoder,
+            "probe": probe,
+            "fraction": fraction,
+            "n_labels": members[0]["n_labels"],
+            "seeds": len(members),
+        }
         for metric in metrics:
             values = np.array([m[metric] for m in members], dtype=float)
             values = values[~np.isnan(values)]
@@ -197,4 +237,6 @@ def _save_subset(out_dir: Path, table: ImageTable, subset: np.ndarray, fraction:
     folder.mkdir(exist_ok=True)
     train_ids = np.array(table.subject_ids)[table.splits == "train"]
     with (folder / f"fraction{fraction:g}_seed{seed}.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([("subject_id", "label"), *zip(train_ids[subset], table.labels[table.splits == "train"][subset])])
+        csv.writer(handle).writerows(
+            [("subject_id", "label"), *zip(train_ids[subset], table.labels[table.splits == "train"][subset])]
+        )

@@ -29,7 +29,9 @@ from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.encoders import Encoder
 
 # milder than SSL views: the label must survive the augmentation
-SUPERVISED_VIEWS = ViewConfig(crop_scale=(0.6, 1.0), brightness=0.1, contrast=0.1, noise_prob=0.3, noise_std=0.03, blur_prob=0.0)
+SUPERVISED_VIEWS = ViewConfig(
+    crop_scale=(0.6, 1.0), brightness=0.1, contrast=0.1, noise_prob=0.3, noise_std=0.03, blur_prob=0.0
+)
 # FixMatch's strong views: SSL-strength jitter, a crop kept large enough that a lesion likely stays in
 STRONG_VIEWS = ViewConfig(crop_scale=(0.4, 1.0))
 
@@ -97,7 +99,9 @@ class RandomStream:
 class FixMatchTerm:
     """The unlabelled loss of FixMatch; it sees images only, never a label."""
 
-    def __init__(self, config: FixMatchConfig, pool: torch.Tensor, spatial_dims: int, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, config: FixMatchConfig, pool: torch.Tensor, spatial_dims: int, batch_size: int, seed: int
+    ) -> None:
         if len(pool) == 0:
             raise ValueError("FixMatch needs at least one unlabelled image")
         self.config, self.pool, self.batch_size = config, pool, batch_size
@@ -124,7 +128,10 @@ class FixMatchTerm:
 def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
     model.eval()
     device = next(model.parameters()).device
-    out = [F.softmax(model(images[i : i + batch_size].to(device)).float(), 1).cpu() for i in range(0, len(images), batch_size)]
+    out = [
+        F.softmax(model(images[i : i + batch_size].to(device)).float(), 1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out).numpy()
 
 
@@ -152,7 +159,9 @@ def finetune(
     views = BatchViews(SUPERVISED_VIEWS, dims)
     images, labels = train[0], torch.as_tensor(train[1])
     batch_size = min(batch_size, len(images))
-    unlabelled_term = None if fixmatch is None else FixMatchTerm(fixmatch, unlabelled, dims, fixmatch.mu * batch_size, seed)
+    unlabelled_term = (
+        None if fixmatch is None else FixMatchTerm(fixmatch, unlabelled, dims, fixmatch.mu * batch_size, seed)
+    )
     semi: dict[str, list[float]] = {"loss_u": [], "mask_rate": []}
 
     device = next(encoder.parameters()).device  # training runs where the encoder is; the images follow
@@ -172,10 +181,20 @@ def finetune(
         return classification_metrics(val[1], predict_proba(model, val[0]), np.arange(n_classes))["auc"]
 
     record = train_with_selection(
-        model, batch_loss, val_auc, schedule, n_samples=len(images), batch_size=batch_size,
+        model,
+        batch_loss,
+        val_auc,
+        schedule,
+        n_samples=len(images),
+        batch_size=batch_size,
         undefined="validation AUC was undefined at every evaluation; check the validation labels",
-    )  # fmt: skip
-    best = {"val_auc": record["score"], "step": record["step"], "steps_run": record["steps_run"], "history": record["history"]}
+    )
+    best = {
+        "val_auc": record["score"],
+        "step": record["step"],
+        "steps_run": record["steps_run"],
+        "history": record["history"],
+    }
     if fixmatch is not None:
         best["history"].update(semi)
         best["mask_rate"] = float(np.mean(semi["mask_rate"]))

@@ -22,12 +22,23 @@ from medssl.data.datasets import load_table, save_npz
 from medssl.data.manifest import read_manifest, scan_folder
 from medssl.data.preprocess import Preprocessing
 from medssl.data.public import resolve_dataset
+from medssl.evaluation.budgets import (
+    APPROACHES,
+    CANDIDATES,
+    FRACTIONS,
+    PUBLIC_IMAGE_SIZES,
+    SCRATCH,
+    SEEDS,
+    VIEW_PRESETS,
+    Budget,
+    Schedule,
+)
 from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows
 from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
 from medssl.evaluation.published import published_rows
-from medssl.evaluation.budgets import APPROACHES, CANDIDATES, FRACTIONS, PUBLIC_IMAGE_SIZES, SCRATCH, SEEDS, VIEW_PRESETS, Budget, Schedule
 from medssl.report.figures import label_efficiency
 from medssl.training import pretrain, resolve_config
+
 
 def run_benchmark(
     datasets: list[str],
@@ -52,22 +63,49 @@ def run_benchmark(
         key = Path(name).stem if Path(name).exists() else name
         size = image_size or PUBLIC_IMAGE_SIZES.get(key)
         data = packed(with_splits(resolve_dataset(name), out_dir / key / "manifest.csv"), size, out_dir / key)
-        choice = choose_method(data, out_dir / key / "method_choice", budget, size) if method == "auto" else {"method": method, "views": "the method's own"}
+        choice = (
+            choose_method(data, out_dir / key / "method_choice", budget, size)
+            if method == "auto"
+            else {"method": method, "views": "the method's own"}
+        )
         rows, pretraining = [], []
         for seed in seeds:
             run = out_dir / key / f"seed{seed}"
-            encoder_path = pretrained_encoder(data, run / "pretrain", choice["method"], budget, seed, size, views=choice.get("view_settings"))
+            encoder_path = pretrained_encoder(
+                data, run / "pretrain", choice["method"], budget, seed, size, views=choice.get("view_settings")
+            )
             pretraining.append(json.loads((run / "pretrain" / "pretrain_summary.json").read_text()))
-            rows += _evaluation(encoder_path, data, run / "eval", budget.finetune_schedule(_dims(data, size)), budget.finetune_batch, seed, fractions)
+            rows += _evaluation(
+                encoder_path,
+                data,
+                run / "eval",
+                budget.finetune_schedule(_dims(data, size)),
+                budget.finetune_batch,
+                seed,
+                fractions,
+            )
         results[key] = {**dataset_result(key, rows, out_dir), "method_choice": choice, "pretraining": pretraining}
-    record = {"method": method, "budget": asdict(budget), "seeds": list(seeds), "fractions": list(fractions), "datasets": results}
-    record["tasks"] = {name: _dense_task(name, out_dir, budget, "simclr" if method == "auto" else method, seeds, fractions, cohort_subjects) for name in tasks}
+    record = {
+        "method": method,
+        "budget": asdict(budget),
+        "seeds": list(seeds),
+        "fractions": list(fractions),
+        "datasets": results,
+    }
+    record["tasks"] = {
+        name: _dense_task(
+            name, out_dir, budget, "simclr" if method == "auto" else method, seeds, fractions, cohort_subjects
+        )
+        for name in tasks
+    }
     (out_dir / "benchmark.json").write_text(json.dumps(record, indent=2, default=float))
     (out_dir / "benchmark.md").write_text(markdown_report(record))
     return record
 
 
-def choose_method(data: Path, out: Path, budget: Budget, image_size: list[int] | None, candidates: tuple[str, ...] = CANDIDATES) -> dict:
+def choose_method(
+    data: Path, out: Path, budget: Budget, image_size: list[int] | None, candidates: tuple[str, ...] = CANDIDATES
+) -> dict:
     """Pretrains each candidate for ``budget.selection_share`` of the epochs (seed 0), then the best
     of them with each of ``VIEW_PRESETS``, and keeps the one whose validation kNN AUC peaked highest:
     the choice never sees a test image or a training label. Returns {method, views, view_settings,
@@ -77,13 +115,26 @@ def choose_method(data: Path, out: Path, budget: Budget, image_size: list[int] |
         run = out / name.replace(" + ", "-").replace(" ", "_")
         pretrained_encoder(data, run, method, budget, 0, image_size, share=budget.selection_share, views=views)
         summary = json.loads((run / "pretrain_summary.json").read_text())
-        evidence[name] = {k: v for k, v in summary.items() if k.startswith("monitor") or k in ("epochs", "global_step", "train_images_per_s")}
+        evidence[name] = {
+            k: v
+            for k, v in summary.items()
+            if k.startswith("monitor") or k in ("epochs", "global_step", "train_images_per_s")
+        }
         return evidence[name].get("monitor_best_knn_auc", -1.0)
 
     evidence: dict[str, dict] = {}
     method = max(candidates, key=lambda m: score(m, m, None))
-    views = max([None, *VIEW_PRESETS], key=lambda v: score(method if v is None else f"{method} + {v} views", method, VIEW_PRESETS.get(v)))
-    choice = {"method": method, "views": views or "the method's own", "view_settings": VIEW_PRESETS.get(views), "criterion": "highest validation kNN AUC (leave-one-out within the validation split)", "evidence": evidence}
+    views = max(
+        [None, *VIEW_PRESETS],
+        key=lambda v: score(method if v is None else f"{method} + {v} views", method, VIEW_PRESETS.get(v)),
+    )
+    choice = {
+        "method": method,
+        "views": views or "the method's own",
+        "view_settings": VIEW_PRESETS.get(views),
+        "criterion": "highest validation kNN AUC (leave-one-out within the validation split)",
+        "evidence": evidence,
+    }
     (out / "choice.json").write_text(json.dumps(choice, indent=2))
     return choice
 
@@ -95,11 +146,15 @@ def with_splits(data: Path, manifest_path: Path) -> Path:
         return manifest_path
     if data.suffix == ".npz":
         return data
-    manifest = scan_folder(data, labels_from_folders=True) if data.is_dir() else read_manifest(data)  # a labelled folder: one per class
+    manifest = (
+        scan_folder(data, labels_from_folders=True) if data.is_dir() else read_manifest(data)
+    )  # a labelled folder: one per class
     if "label" not in manifest.columns or any(row.get("split") for row in manifest.rows):
         return data
     _, classes = np.unique([row["label"] for row in manifest.rows], return_inverse=True)
-    for row, split in zip(manifest.rows, stratified_splits(classes, seed=0, groups=[row["subject_id"] for row in manifest.rows])):
+    for row, split in zip(
+        manifest.rows, stratified_splits(classes, seed=0, groups=[row["subject_id"] for row in manifest.rows])
+    ):
         row["split"], row["path"] = split, str(Path(row["path"]).resolve())
     manifest.columns = [c for c in manifest.columns if c != "split"] + ["split"]
     return manifest.write(manifest_path)
@@ -120,20 +175,39 @@ def packed(data: Path, image_size: list[int] | None, out_dir: Path) -> Path:
     return target
 
 
-def _dense_task(name: str, out_dir: Path, budget: Budget, method: str, seeds: tuple[int, ...], fractions: tuple[float, ...], cohort_subjects: int) -> dict:
+def _dense_task(
+    name: str,
+    out_dir: Path,
+    budget: Budget,
+    method: str,
+    seeds: tuple[int, ...],
+    fractions: tuple[float, ...],
+    cohort_subjects: int,
+) -> dict:
     task = build_task(name, out_dir, cohort_subjects)
-    pretraining = out_dir / "pretrain" / f"{task.unlabelled.parent.name}-{task.unlabelled.stem}"  # shared by tasks on the same images
+    pretraining = (
+        out_dir / "pretrain" / f"{task.unlabelled.parent.name}-{task.unlabelled.stem}"
+    )  # shared by tasks on the same images
     size = None if task.unlabelled.suffix == ".npz" else list(task.data.images.shape[2:])
     rows = []
     for seed in seeds:
-        encoder_path = pretrained_encoder(task.unlabelled, pretraining / f"seed{seed}", method, budget, seed, size, monitored=False)  # masks are no class labels
+        encoder_path = pretrained_encoder(
+            task.unlabelled, pretraining / f"seed{seed}", method, budget, seed, size, monitored=False
+        )  # masks are no class labels
         rows += task_rows(task, encoder_path, out_dir / name / f"seed{seed}", budget, seed, fractions)
     return task_result(task, rows, out_dir)
 
 
 def pretrained_encoder(
-    data: Path, run: Path, method: str, budget: Budget, seed: int, image_size: list[int] | None = None,
-    share: float = 1.0, monitored: bool = True, views: dict | None = None,
+    data: Path,
+    run: Path,
+    method: str,
+    budget: Budget,
+    seed: int,
+    image_size: list[int] | None = None,
+    share: float = 1.0,
+    monitored: bool = True,
+    views: dict | None = None,
 ) -> Path:
     """The encoder pretrained on ``data``'s training images, from ``run`` when already there; a
     stopped pretraining resumes from its last checkpoint. ``share``: of the budget's epochs;
@@ -147,13 +221,17 @@ def pretrained_encoder(
         {
             "encoder": {"name": budget.encoder, "width": budget.encoder_width(dims), "stem": budget.stem},
             "training": {
-                "max_epochs": max(1, round(share * budget.pretrain_epochs(dims))), "max_steps": -1, "batch_size": budget.pretrain_batch,
-                "monitor_every": budget.monitor_every if monitored else 0, "monitor_patience": budget.monitor_patience, "checkpoint_every": 500,
+                "max_epochs": max(1, round(share * budget.pretrain_epochs(dims))),
+                "max_steps": -1,
+                "batch_size": budget.pretrain_batch,
+                "monitor_every": budget.monitor_every if monitored else 0,
+                "monitor_patience": budget.monitor_patience,
+                "checkpoint_every": 500,
             },
             "data": {"image_size": image_size},
             "views": views or {},
         },
-    )  # fmt: skip
+    )
     resume = (run / "checkpoints" / "last.ckpt").exists()
     return pretrain(data, run, config, seed=seed, resume=resume).encoder_path
 
@@ -162,10 +240,21 @@ def _dims(data: Path, image_size: list[int] | None) -> int:
     return len(image_size) if image_size else load_table(data).images.ndim - 2
 
 
-def _evaluation(encoder_path: Path, data: Path, out: Path, schedule: Schedule, batch: int, seed: int, fractions: tuple[float, ...]) -> list[dict]:
+def _evaluation(
+    encoder_path: Path, data: Path, out: Path, schedule: Schedule, batch: int, seed: int, fractions: tuple[float, ...]
+) -> list[dict]:
     done = out / "evaluation.json"
     if not done.exists():
-        evaluate(encoder_path, data, out, fractions, (seed,), finetune_mode="supervised", schedule=schedule, finetune_batch=batch)
+        evaluate(
+            encoder_path,
+            data,
+            out,
+            fractions,
+            (seed,),
+            finetune_mode="supervised",
+            schedule=schedule,
+            finetune_batch=batch,
+        )
     return [{**row, "approach": approach_name(row)} for row in json.loads(done.read_text())["rows"]]
 
 
@@ -178,17 +267,31 @@ def dataset_result(key: str, rows: list[dict], out_dir: Path) -> dict:
     summary = summarise([{**row, "encoder": row["approach"]} for row in rows])
     published = published_rows(key.removesuffix("_64"))
     figure = label_efficiency(
-        summary, key, out_dir / f"label_efficiency_{key}.png", probes=("finetune", "linear"), metrics=("auc", "acc"), references=published[:1]
+        summary,
+        key,
+        out_dir / f"label_efficiency_{key}.png",
+        probes=("finetune", "linear"),
+        metrics=("auc", "acc"),
+        references=published[:1],
     )
     saved = {approach: labels_saved(rows, approach) for approach in ("SSL + fine-tuning", "SSL linear probe")}
-    return {"rows": rows, "summary": summary, "published": published, "labels_saved": saved, "checks": checks(rows, published), "figure": figure.name}
+    return {
+        "rows": rows,
+        "summary": summary,
+        "published": published,
+        "labels_saved": saved,
+        "checks": checks(rows, published),
+        "figure": figure.name,
+    }
 
 
 def _by_seed(rows: list[dict], approach: str, fraction: float, metric: str) -> dict[int, float]:
     return {r["seed"]: r[metric] for r in rows if r["approach"] == approach and r["fraction"] == fraction}
 
 
-def _gap(rows: list[dict], better: str, worse: str, fraction: float, metric: str = "auc", worse_fraction: float | None = None) -> dict:
+def _gap(
+    rows: list[dict], better: str, worse: str, fraction: float, metric: str = "auc", worse_fraction: float | None = None
+) -> dict:
     """Mean difference over seeds and whether it exceeds the larger of the two seed SDs."""
     a = _by_seed(rows, better, fraction, metric)
     b = _by_seed(rows, worse, fraction if worse_fraction is None else worse_fraction, metric)
@@ -208,12 +311,21 @@ def checks(rows: list[dict], published: list[dict]) -> list[dict]:
     if published and scratch:
         reference, mean = published[0], float(np.mean(scratch))
         found.append(
-            {"check": f"supervised from scratch at 100% reaches the published {reference['model']} AUC ({reference['auc']:.3f}) [{reference['source']}]; "
-                      "if not, the baseline is too weak for any comparison", "gap": mean - reference["auc"], "spread": float(np.std(scratch, ddof=1)) if len(scratch) > 1 else 0.0,
-             "met": bool(mean >= reference["auc"])}
-        )  # fmt: skip
+            {
+                "check": f"supervised from scratch at 100% reaches the published {reference['model']} AUC ({reference['auc']:.3f}) [{reference['source']}]; "
+                "if not, the baseline is too weak for any comparison",
+                "gap": mean - reference["auc"],
+                "spread": float(np.std(scratch, ddof=1)) if len(scratch) > 1 else 0.0,
+                "met": bool(mean >= reference["auc"]),
+            }
+        )
     for fraction in (0.01, 0.1):
-        found.append({"check": f"SSL + fine-tuning beats supervised from scratch at {fraction:.0%} (AUC, gap > spread)", **_gap(rows, "SSL + fine-tuning", SCRATCH, fraction)})
+        found.append(
+            {
+                "check": f"SSL + fine-tuning beats supervised from scratch at {fraction:.0%} (AUC, gap > spread)",
+                **_gap(rows, "SSL + fine-tuning", SCRATCH, fraction),
+            }
+        )
     return found
 
 
@@ -240,31 +352,71 @@ def labels_saved(rows: list[dict], approach: str, metric: str = "auc", n_boot: i
     fractions = np.array(sorted({r["fraction"] for r in rows if r["approach"] == approach}))
     cells = [np.array(list(_by_seed(rows, approach, f, metric).values())) for f in fractions]
     if len(reference) < 2 or not len(fractions) or any(len(c) == 0 for c in cells):
-        return {"fraction": None, "note": "needs supervised from scratch at 100% with two seeds or more, and the approach at every fraction"}
+        return {
+            "fraction": None,
+            "note": "needs supervised from scratch at 100% with two seeds or more, and the approach at every fraction",
+        }
     spread = float(reference.std(ddof=1))
     threshold = float(reference.mean()) - spread
     estimate = crossing(fractions, np.array([c.mean() for c in cells]), threshold)
     rng = np.random.default_rng(seed)
     boots = [
-        crossing(fractions, np.array([rng.choice(c, len(c)).mean() for c in cells]), float(rng.choice(reference, len(reference)).mean()) - spread)
+        crossing(
+            fractions,
+            np.array([rng.choice(c, len(c)).mean() for c in cells]),
+            float(rng.choice(reference, len(reference)).mean()) - spread,
+        )
         for _ in range(n_boot)
     ]
     low, high = np.percentile(boots, [2.5, 97.5])
-    return {"fraction": estimate, "interval": [float(low), float(high)], "threshold": threshold, "reference_mean": float(reference.mean()), "reference_sd": spread,
-            "below_smallest": estimate == fractions[0], "never": math.isinf(estimate)}  # fmt: skip
+    return {
+        "fraction": estimate,
+        "interval": [float(low), float(high)],
+        "threshold": threshold,
+        "reference_mean": float(reference.mean()),
+        "reference_sd": spread,
+        "below_smallest": estimate == fractions[0],
+        "never": math.isinf(estimate),
+    }
 
 
 def markdown_report(record: dict) -> str:
     fractions = record["fractions"]
-    lines = [f"Method {record['method']}; budget {record['budget']}; seeds {record['seeds']}. Mean ± SD over seeds; test split scored once per model.", ""]
+    lines = [
+        f"Method {record['method']}; budget {record['budget']}; seeds {record['seeds']}. Mean ± SD over seeds; test split scored once per model.",
+        "",
+    ]
     for key, result in record["datasets"].items():
-        lines += [f"## {key}", "", _choice_line(result["method_choice"]), "", *_pretraining_lines(result["pretraining"]), ""]
+        lines += [
+            f"## {key}",
+            "",
+            _choice_line(result["method_choice"]),
+            "",
+            *_pretraining_lines(result["pretraining"]),
+            "",
+        ]
         for metric in ("auc", "acc"):
-            lines += [f"Test {metric.upper()}:", "", "| approach | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |", "|---" * (len(fractions) + 1) + "|"]
-            lines += [f"| {a} | " + " | ".join(summary_cell(result["summary"], a, f, metric) for f in fractions) + " |" for a in APPROACHES.values()]
+            lines += [
+                f"Test {metric.upper()}:",
+                "",
+                "| approach | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |",
+                "|---" * (len(fractions) + 1) + "|",
+            ]
+            lines += [
+                f"| {a} | " + " | ".join(summary_cell(result["summary"], a, f, metric) for f in fractions) + " |"
+                for a in APPROACHES.values()
+            ]
             lines.append("")
-        lines += [f"Published, supervised, 100% labels: {p['model']} AUC {p['auc']:.3f}, ACC {p['acc']:.3f} [{p['source']}]" for p in result["published"]]
-        lines += ["", "Labels saved (the share of labels at which the approach matches supervised from scratch at 100%, within its SD; 95% bootstrap interval over seeds):", ""]
+        lines += [
+            f"Published, supervised, 100% labels: {p['model']} AUC {p['auc']:.3f}, ACC {p['acc']:.3f} [{p['source']}]"
+            for p in result["published"]
+        ]
+        lines += [
+            "",
+            "Labels saved (the share of labels at which the approach matches supervised from scratch at 100%, "
+            "within its SD; 95% bootstrap interval over seeds):",
+            "",
+        ]
         lines += [f"- {approach}: {saved_text(saved)}" for approach, saved in result["labels_saved"].items()]
         lines += ["", "Checks:", ""]
         for check in result["checks"]:
@@ -283,20 +435,33 @@ def saved_text(saved: dict) -> str:
     low, high = (f"{x:.1%}" if math.isfinite(x) else "never" for x in saved["interval"])
     if saved["never"]:
         return f"never within the measured fractions (scratch@100% {saved['reference_mean']:.3f} ± {saved['reference_sd']:.3f}; interval {low} to {high})"
-    at = f"at or below {saved['fraction']:.0%}, the smallest measured" if saved["below_smallest"] else f"{saved['fraction']:.1%}"
+    at = (
+        f"at or below {saved['fraction']:.0%}, the smallest measured"
+        if saved["below_smallest"]
+        else f"{saved['fraction']:.1%}"
+    )
     return f"{at} of the labels (interval {low} to {high}; scratch@100% {saved['reference_mean']:.3f} ± {saved['reference_sd']:.3f})"
 
 
 def _choice_line(choice: dict) -> str:
     if "evidence" not in choice:
         return f"Method: {choice['method']} (given)."
-    scores = ", ".join(f"{m} {e.get('monitor_best_knn_auc', float('nan')):.4f} (epoch {e.get('monitor_best_epoch')})" for m, e in choice["evidence"].items())
+    scores = ", ".join(
+        f"{m} {e.get('monitor_best_knn_auc', float('nan')):.4f} (epoch {e.get('monitor_best_epoch')})"
+        for m, e in choice["evidence"].items()
+    )
     return f"Method: **{choice['method']}** with {choice['views']} views, chosen by {choice['criterion']} after a shorter pretraining: {scores}."
 
 
 def _pretraining_lines(summaries: list[dict]) -> list[str]:
-    lines = ["| pretraining seed | epochs | steps | best validation kNN AUC (epoch) | stopped on plateau | images/s |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| pretraining seed | epochs | steps | best validation kNN AUC (epoch) | stopped on plateau | images/s |",
+        "|---|---|---|---|---|---|",
+    ]
     for seed, s in enumerate(summaries):
         rate = s.get("train_images_per_s") or float("nan")
-        lines.append(f"| {seed} | {s['epochs']} | {s['global_step']} | {s.get('monitor_best_knn_auc', float('nan')):.4f} ({s.get('monitor_best_epoch')}) | {s.get('stopped_on_plateau')} | {rate:.0f} |")
+        lines.append(
+            f"| {seed} | {s['epochs']} | {s['global_step']} | {s.get('monitor_best_knn_auc', float('nan')):.4f} "
+            f"({s.get('monitor_best_epoch')}) | {s.get('stopped_on_plateau')} | {rate:.0f} |"
+        )
     return lines

@@ -52,7 +52,10 @@ class ValidationMonitor(Callback):
     def attach(self, data: MonitorData | None, source: object) -> None:
         """The validation images and labels, once the training data is loaded."""
         if data is None:
-            raise ValueError(f"{source}: the pretraining monitor (monitor_every) needs a labelled validation split (split and label columns); set monitor_every to 0 to train without it")
+            raise ValueError(
+                f"{source}: the pretraining monitor (monitor_every) needs a labelled validation split (split "
+                "and label columns); set monitor_every to 0 to train without it"
+            )
         check_knn_split(data.labels)  # said now, not after the first epochs
         self.data = data
 
@@ -71,16 +74,30 @@ class ValidationMonitor(Callback):
         features = embed(module.encoder, self.data.images)
         module.encoder.train()
         scores = knn_within(features, self.data.labels)
-        row = {"epoch": epoch, "step": trainer.global_step, "train_loss": train_loss, "knn_auc": scores["auc"], "knn_acc": scores["acc"], "feature_spread": feature_spread(features)}
+        row = {
+            "epoch": epoch,
+            "step": trainer.global_step,
+            "train_loss": train_loss,
+            "knn_auc": scores["auc"],
+            "knn_acc": scores["acc"],
+            "feature_spread": feature_spread(features),
+        }
         self.history.append(row)
         for name in ("knn_auc", "knn_acc", "feature_spread"):
             module.log(f"monitor/{name}", row[name], on_step=False, on_epoch=True, sync_dist=True)
         if trainer.is_global_zero:
-            print(f"epoch {epoch}: validation kNN AUC {row['knn_auc']:.4f}, feature spread {row['feature_spread']:.3f}", flush=True)
+            print(
+                f"epoch {epoch}: validation kNN AUC {row['knn_auc']:.4f}, feature spread {row['feature_spread']:.3f}",
+                flush=True,
+            )
         if self.patience and self.checks_since_best() >= self.patience:
             trainer.should_stop = True
             if trainer.is_global_zero:
-                print(f"epoch {epoch}: no better validation kNN AUC in {self.patience} checks: pretraining stops (best {self.best()['knn_auc']:.4f} at epoch {self.best()['epoch']})", flush=True)
+                print(
+                    f"epoch {epoch}: no better validation kNN AUC in {self.patience} checks: pretraining stops "
+                    f"(best {self.best()['knn_auc']:.4f} at epoch {self.best()['epoch']})",
+                    flush=True,
+                )
 
     def best(self) -> dict:
         return max(self.history, key=lambda row: row["knn_auc"])
@@ -92,8 +109,14 @@ class ValidationMonitor(Callback):
         if not self.history:
             return {"monitor_checks": 0}
         best, last = self.best(), self.history[-1]
-        return {"monitor_checks": len(self.history), "monitor_best_knn_auc": best["knn_auc"], "monitor_best_epoch": best["epoch"], "monitor_last_knn_auc": last["knn_auc"],
-                "monitor_last_feature_spread": last["feature_spread"], "stopped_on_plateau": bool(self.patience and self.checks_since_best() >= self.patience)}  # fmt: skip
+        return {
+            "monitor_checks": len(self.history),
+            "monitor_best_knn_auc": best["knn_auc"],
+            "monitor_best_epoch": best["epoch"],
+            "monitor_last_knn_auc": last["knn_auc"],
+            "monitor_last_feature_spread": last["feature_spread"],
+            "stopped_on_plateau": bool(self.patience and self.checks_since_best() >= self.patience),
+        }
 
     def write(self, out_dir: Path) -> None:
         """monitor.csv and monitor.png (loss and validation kNN AUC against the epoch)."""

@@ -49,7 +49,9 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: np.nd
 
 def check_knn_split(labels: np.ndarray) -> None:
     if len(labels) < 3 or len(np.unique(labels)) < 2:
-        raise ValueError(f"kNN within a split needs at least 3 samples of 2 classes, got {len(labels)} of {len(np.unique(labels))} class(es)")
+        raise ValueError(
+            f"kNN within a split needs at least 3 samples of 2 classes, got {len(labels)} of {len(np.unique(labels))} class(es)"
+        )
 
 
 def knn_within(features: np.ndarray, labels: np.ndarray, k: int = 20, temperature: float = 0.07) -> dict[str, float]:
@@ -84,7 +86,11 @@ def _classify(make_model, grid, train, val, test) -> dict:
         return classification_metrics(y, model.predict_proba(x), model.classes_)["auc"]
 
     value, score, model = _select(make_model, grid, train, val, val_auc)
-    return {"chosen": value, "val_auc": score, **classification_metrics(test[1], model.predict_proba(test[0]), model.classes_)}
+    return {
+        "chosen": value,
+        "val_auc": score,
+        **classification_metrics(test[1], model.predict_proba(test[0]), model.classes_),
+    }
 
 
 def linear_probe(train, val, test, seed: int = 0) -> dict:

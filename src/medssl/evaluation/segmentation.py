@@ -105,7 +105,10 @@ class SegmentationTask:
 
     def __post_init__(self) -> None:
         n = len(self.images)
-        if not len(self.masks) == len(self.splits) == len(self.ids) == n or self.images.shape[2:] != self.masks.shape[1:]:
+        if (
+            not len(self.masks) == len(self.splits) == len(self.ids) == n
+            or self.images.shape[2:] != self.masks.shape[1:]
+        ):
             raise ValueError("images, masks, splits and ids need one entry per sample, masks the images' size")
 
     def __len__(self) -> int:
@@ -183,10 +186,20 @@ def mni152_tissue_task(
     thickness = block if spatial_dims == 2 else patch
     blocks = _position_blocks(int(foreground[0]), int(foreground[-1]) + 1, thickness, pattern, t1.shape[2])
     if spatial_dims == 2:
-        samples = [(z, z + 1, (slice(None), slice(None), z), f"z{z:03d}", split) for z0, split in blocks for z in range(z0, z0 + block)]
+        samples = [
+            (z, z + 1, (slice(None), slice(None), z), f"z{z:03d}", split)
+            for z0, split in blocks
+            for z in range(z0, z0 + block)
+        ]
     else:
         samples = [
-            (z0, z0 + patch, (slice(x, x + patch), slice(y, y + patch), slice(z0, z0 + patch)), f"x{x:03d}-y{y:03d}-z{z0:03d}", split)
+            (
+                z0,
+                z0 + patch,
+                (slice(x, x + patch), slice(y, y + patch), slice(z0, z0 + patch)),
+                f"x{x:03d}-y{y:03d}-z{z0:03d}",
+                split,
+            )
             for z0, split in blocks
             for x in range(0, t1.shape[0], patch)
             for y in range(0, t1.shape[1], patch)
@@ -195,7 +208,9 @@ def mni152_tissue_task(
     splits = np.array([s[4] for s in kept])
     missing = sorted(set(pattern) - set(splits))
     if missing:
-        raise ValueError(f"no {spatial_dims}D samples for split(s) {missing} at {spacing_mm} mm; use a smaller patch/block or a finer spacing")
+        raise ValueError(
+            f"no {spatial_dims}D samples for split(s) {missing} at {spacing_mm} mm; use a smaller patch/block or a finer spacing"
+        )
     return SegmentationTask(
         images=torch.from_numpy(np.stack([t1[s[2]] for s in kept])[:, None]),
         masks=torch.from_numpy(np.stack([labels[s[2]] for s in kept])),
@@ -215,7 +230,9 @@ def _mni152_volumes(folder: Path, spacing_mm: float, multiple: int) -> tuple[np.
             "(nilearn's MNI152 2009a files, see shared/data/MANIFEST.md)"
         )
     images = {key: read_image(folder / name) for key, name in MNI152_FILES.items()}
-    stacked = torch.from_numpy(np.stack([images["t1"].array[0], images["gm"].array[0] / 255.0, images["wm"].array[0] / 255.0]))
+    stacked = torch.from_numpy(
+        np.stack([images["t1"].array[0], images["gm"].array[0] / 255.0, images["wm"].array[0] / 255.0])
+    )
     shape = [max(1, round(n * s / spacing_mm)) for n, s in zip(stacked.shape[1:], images["t1"].spacing)]
     # area = the mean of the voxels each new one covers: the exact anti-aliasing filter when
     # downsampling, and 40x faster than a Gaussian-smoothed resize of the 1 mm volumes
@@ -231,7 +248,9 @@ def _mni152_volumes(folder: Path, spacing_mm: float, multiple: int) -> tuple[np.
     return t1, labels.astype(np.int64)
 
 
-def _position_blocks(start: int, stop: int, thickness: int, pattern: tuple[str, ...], depth: int) -> list[tuple[int, str]]:
+def _position_blocks(
+    start: int, stop: int, thickness: int, pattern: tuple[str, ...], depth: int
+) -> list[tuple[int, str]]:
     """(first slice, split) of blocks of ``thickness`` slices laid from ``start`` while they begin
     before ``stop``, cycling through ``pattern``; one guard slice is skipped at each change of
     split. Blocks running past ``depth`` (the volume) are dropped."""
@@ -249,7 +268,9 @@ def _position_blocks(start: int, stop: int, thickness: int, pattern: tuple[str, 
 # --- metric -------------------------------------------------------------------------------------
 
 
-def dice_per_structure(pred_labels: torch.Tensor | np.ndarray, target_labels: torch.Tensor | np.ndarray, structure_names: list[str]) -> dict[str, float]:
+def dice_per_structure(
+    pred_labels: torch.Tensor | np.ndarray, target_labels: torch.Tensor | np.ndarray, structure_names: list[str]
+) -> dict[str, float]:
     """Dice of each structure but the background, pooled over all images (2 x total overlap /
     total size), so images without the structure count without dividing by zero; NaN when the
     structure is in neither the prediction nor the target."""
@@ -257,7 +278,11 @@ def dice_per_structure(pred_labels: torch.Tensor | np.ndarray, target_labels: to
     k = len(structure_names)
     confusion = torch.bincount(target * k + pred, minlength=k * k).reshape(k, k).double()
     overlap, size = confusion.diagonal(), confusion.sum(0) + confusion.sum(1)
-    return {name: (2 * overlap[c] / size[c]).item() if size[c] > 0 else math.nan for c, name in enumerate(structure_names) if c > 0}
+    return {
+        name: (2 * overlap[c] / size[c]).item() if size[c] > 0 else math.nan
+        for c, name in enumerate(structure_names)
+        if c > 0
+    }
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -314,11 +339,20 @@ def train_segmentation(
         return criterion(logits.float(), masks[batch].unsqueeze(1).to(device))
 
     def val_dice() -> float:
-        dice = [d for d in dice_per_structure(predict_labels(model, val[0], batch_size), val[1], names).values() if not math.isnan(d)]
+        dice = [
+            d
+            for d in dice_per_structure(predict_labels(model, val[0], batch_size), val[1], names).values()
+            if not math.isnan(d)
+        ]
         return float(np.mean(dice)) if dice else math.nan
 
     record = train_with_selection(
-        model, batch_loss, val_dice, schedule, n_samples=len(images), batch_size=batch_size,
+        model,
+        batch_loss,
+        val_dice,
+        schedule,
+        n_samples=len(images),
+        batch_size=batch_size,
         undefined="validation Dice was undefined at every evaluation: the validation masks hold no foreground",
-    )  # fmt: skip
+    )
     return model, {"val_dice": record["score"], "step": record["step"], "history": record["history"]}

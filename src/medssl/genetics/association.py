@@ -81,7 +81,9 @@ class LinearAssociation:
             n = np.full_like(n, self.n_samples)
         return _statistics(gy, gg, yy, n - self.basis.shape[1] - 1, centred_ss, n, mean / 2)
 
-    def _downdate(self, uncalled: np.ndarray, g: np.ndarray, gy: np.ndarray, gg: float) -> tuple[np.ndarray, float, np.ndarray]:
+    def _downdate(
+        self, uncalled: np.ndarray, g: np.ndarray, gy: np.ndarray, gg: float
+    ) -> tuple[np.ndarray, float, np.ndarray]:
         """g'My, g'Mg and y'My on the called samples only, M their residual maker of [1, C].
 
         Replacing y and g by their full-sample residuals changes neither beta nor the residuals of
@@ -107,11 +109,21 @@ def covariate_basis(covariates: np.ndarray, n_samples: int) -> np.ndarray:
     basis, r = np.linalg.qr(design)
     diagonal = np.abs(np.diag(r))
     if (diagonal <= COLLINEAR * np.linalg.norm(design, axis=0).clip(1e-300)).any():
-        raise ValueError("the covariates are collinear (with each other or the intercept, e.g. a constant column); drop the redundant ones")
+        raise ValueError(
+            "the covariates are collinear (with each other or the intercept, e.g. a constant column); drop the redundant ones"
+        )
     return basis
 
 
-def _statistics(gy: np.ndarray, gg: np.ndarray, yy: np.ndarray, df: np.ndarray, centred_ss: np.ndarray, n: np.ndarray, a1_freq: np.ndarray) -> AssociationResult:
+def _statistics(
+    gy: np.ndarray,
+    gg: np.ndarray,
+    yy: np.ndarray,
+    df: np.ndarray,
+    centred_ss: np.ndarray,
+    n: np.ndarray,
+    a1_freq: np.ndarray,
+) -> AssociationResult:
     testable = (gg > COLLINEAR * centred_ss) & (centred_ss > 0) & (df > 0)
     gg_safe, df_safe = np.where(testable, gg, 1.0)[:, None], np.where(testable, df, 1)[:, None]
     beta = gy / gg_safe

@@ -17,7 +17,14 @@ LdFunction = Callable[[int, np.ndarray], np.ndarray]
 
 
 def clump(
-    chrom: np.ndarray, pos: np.ndarray, p: np.ndarray, *, threshold: float = 5e-8, window_kb: float = 250, r2: float | None = None, ld: LdFunction | None = None
+    chrom: np.ndarray,
+    pos: np.ndarray,
+    p: np.ndarray,
+    *,
+    threshold: float = 5e-8,
+    window_kb: float = 250,
+    r2: float | None = None,
+    ld: LdFunction | None = None,
 ) -> list[tuple[int, np.ndarray]]:
     """(lead's position in the arrays, positions of the SNPs its clump absorbed), best lead first.
 

@@ -57,7 +57,10 @@ def write_exports(
         files["samples.remove"] = _write_lines(out / "samples.remove", [f"{f} {i}" for f, i in zip(*removed_samples)])
     if len(excluded_snps):
         files["snps.exclude"] = _write_lines(out / "snps.exclude", list(excluded_snps))
-    files["commands.sh"] = _write_lines(out / "commands.sh", commands_script(Path(bed_prefix).resolve(), list(phenotypes), covariates, set(files), n_chromosomes))
+    files["commands.sh"] = _write_lines(
+        out / "commands.sh",
+        commands_script(Path(bed_prefix).resolve(), list(phenotypes), covariates, set(files), n_chromosomes),
+    )
     files["commands.sh"].chmod(0o755)
     return files
 
@@ -71,15 +74,44 @@ def plink2_command(bed_prefix: Path, written: set[str], out: str = "plink2/gwas"
     ``written``: the export's file names, run from its folder."""
     covar = ["--covar", "plink2.covar", "--covar-variance-standardize"] if "plink2.covar" in written else []
     return [
-        "plink2", "--bfile", str(bed_prefix), "--keep", "samples.keep", *_option("--exclude", "snps.exclude", written),
-        "--pheno", "plink2.pheno", "--no-psam-pheno", *covar, "--no-input-missing-phenotype",
-        "--glm", "hide-covar", "omit-ref", "cols=+a1freq", *([] if covar else ["allow-no-covars"]), "--out", out,
-    ]  # fmt: skip
+        "plink2",
+        "--bfile",
+        str(bed_prefix),
+        "--keep",
+        "samples.keep",
+        *_option("--exclude", "snps.exclude", written),
+        "--pheno",
+        "plink2.pheno",
+        "--no-psam-pheno",
+        *covar,
+        "--no-input-missing-phenotype",
+        "--glm",
+        "hide-covar",
+        "omit-ref",
+        "cols=+a1freq",
+        *([] if covar else ["allow-no-covars"]),
+        "--out",
+        out,
+    ]
 
 
-def commands_script(bed_prefix: Path, phenotype_names: list[str], covariates: Mapping[str, np.ndarray], written: set[str], n_chromosomes: int = 2) -> list[str]:
+def commands_script(
+    bed_prefix: Path,
+    phenotype_names: list[str],
+    covariates: Mapping[str, np.ndarray],
+    written: set[str],
+    n_chromosomes: int = 2,
+) -> list[str]:
     """The lines of ``commands.sh``: each tool's run on the exported files (``written``, by name)."""
-    regenie = ["--bed", str(bed_prefix), "--keep", "samples.keep", *_option("--exclude", "snps.exclude", written), "--phenoFile", "regenie.pheno"]
+    regenie = [
+        "--bed",
+        str(bed_prefix),
+        "--keep",
+        "samples.keep",
+        *_option("--exclude", "snps.exclude", written),
+        "--phenoFile",
+        "regenie.pheno",
+    ]
     regenie += _option("--covarFile", "regenie.covar", written)
     lines = [
         "#!/usr/bin/env bash",
@@ -93,7 +125,20 @@ def commands_script(bed_prefix: Path, phenotype_names: list[str], covariates: Ma
         "# REGENIE: step 1 fits the whole-genome ridge regression (leave-one-chromosome-out predictions),",
         "# step 2 tests each SNP given them; quantitative traits are its default",
         _join(["regenie", "--step", "1", *regenie, "--bsize", "1000", "--out", "regenie/step1"]),
-        _join(["regenie", "--step", "2", *regenie, "--bsize", "400", "--pred", "regenie/step1_pred.list", "--out", "regenie/step2"]),
+        _join(
+            [
+                "regenie",
+                "--step",
+                "2",
+                *regenie,
+                "--bsize",
+                "400",
+                "--pred",
+                "regenie/step1_pred.list",
+                "--out",
+                "regenie/step2",
+            ]
+        ),
         "# BOLT-LMM: one phenotype per run; --LDscoresUseChip as no LD-score file is assumed",
     ]
     covar = [f"--qCovarCol={n}" if is_numeric(v) else f"--covarCol={n}" for n, v in covariates.items()]
@@ -101,9 +146,20 @@ def commands_script(bed_prefix: Path, phenotype_names: list[str], covariates: Ma
     if leave_out:
         lines.append("# one chromosome: BOLT-LMM leaves out one of 2 chunks of it instead")
     for name in phenotype_names:
-        bolt = [f"--bfile={bed_prefix}", *_option("--remove", "samples.remove", written, "="), *_option("--exclude", "snps.exclude", written, "=")]
-        bolt += ["--phenoFile=bolt.pheno", f"--phenoCol={name}", *_option("--covarFile", "bolt.covar", written, "="), *covar]
-        lines.append(_join(["bolt", *bolt, "--lmm", "--LDscoresUseChip", *leave_out, f"--statsFile=bolt/{name}.stats.gz"]))
+        bolt = [
+            f"--bfile={bed_prefix}",
+            *_option("--remove", "samples.remove", written, "="),
+            *_option("--exclude", "snps.exclude", written, "="),
+        ]
+        bolt += [
+            "--phenoFile=bolt.pheno",
+            f"--phenoCol={name}",
+            *_option("--covarFile", "bolt.covar", written, "="),
+            *covar,
+        ]
+        lines.append(
+            _join(["bolt", *bolt, "--lmm", "--LDscoresUseChip", *leave_out, f"--statsFile=bolt/{name}.stats.gz"])
+        )
     return lines
 
 
@@ -116,7 +172,10 @@ def _option(flag: str, file: str, written: set[str], joiner: str = " ") -> list[
 
 def _bolt_columns(covariates: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     # levels become whitespace-delimited tokens; a level's spelling does not change the model
-    return {name: values if is_numeric(values) else np.array(["_".join(str(v).split()) for v in values]) for name, values in covariates.items()}
+    return {
+        name: values if is_numeric(values) else np.array(["_".join(str(v).split()) for v in values])
+        for name, values in covariates.items()
+    }
 
 
 def _write(path: Path, fid: np.ndarray, iid: np.ndarray, columns: Mapping[str, np.ndarray], id_header: str) -> Path:

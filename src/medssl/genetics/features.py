@@ -37,26 +37,42 @@ class GeneticFeatures:
         return np.array([row.get(str(s), -1) for s in subject_ids], dtype=np.int64)
 
 
-def load_genetic_features(source: str | Path, columns: Sequence[str] | None = None, max_snps: int = 4096, filters: QcFilters | None = None) -> GeneticFeatures:
+def load_genetic_features(
+    source: str | Path, columns: Sequence[str] | None = None, max_snps: int = 4096, filters: QcFilters | None = None
+) -> GeneticFeatures:
     """Features from a PLINK 1 fileset (its prefix or any of its files) or a CSV/TSV/Parquet table."""
     path = Path(source)
     if path.suffix in TABLE_SUFFIXES:
         return _from_table(path, columns)
     if path.suffix in EXTENSIONS or path.with_name(path.name + ".bed").is_file():
         if columns:
-            raise ValueError(f"{path}: genetic columns choose columns of a table; a PLINK fileset's features are its SNPs")
+            raise ValueError(
+                f"{path}: genetic columns choose columns of a table; a PLINK fileset's features are its SNPs"
+            )
         return _from_plink(bed_prefix(path), max_snps, filters or QcFilters())
-    raise ValueError(f"{path}: genetics must be a PLINK 1 fileset (prefix or .bed) or a table ({', '.join(TABLE_SUFFIXES)})")
+    raise ValueError(
+        f"{path}: genetics must be a PLINK 1 fileset (prefix or .bed) or a table ({', '.join(TABLE_SUFFIXES)})"
+    )
 
 
 def _from_plink(prefix: Path, max_snps: int, filters: QcFilters) -> GeneticFeatures:
     genotypes = Genotypes(prefix)
     everyone = np.arange(len(genotypes.iid))
-    passing = np.concatenate([np.arange(snps.start, snps.stop)[filters.reasons(snp_stats(d)) == ""] for snps, d in genotypes.chunks(everyone, 2000)])
+    passing = np.concatenate(
+        [
+            np.arange(snps.start, snps.stop)[filters.reasons(snp_stats(d)) == ""]
+            for snps, d in genotypes.chunks(everyone, 2000)
+        ]
+    )
     if not len(passing):
         raise ValueError(f"{prefix}: no SNP passes QC ({filters}); nothing to learn from")
     chosen = np.unique(passing[np.linspace(0, len(passing) - 1, min(max_snps, len(passing))).round().astype(int)])
-    return GeneticFeatures(genotypes.iid, _standardise(genotypes.read(everyone, chosen)), genotypes.variants.id[chosen].tolist(), str(prefix))
+    return GeneticFeatures(
+        genotypes.iid,
+        _standardise(genotypes.read(everyone, chosen)),
+        genotypes.variants.id[chosen].tolist(),
+        str(prefix),
+    )
 
 
 def _from_table(path: Path, columns: Sequence[str] | None) -> GeneticFeatures:
@@ -71,7 +87,9 @@ def _from_table(path: Path, columns: Sequence[str] | None) -> GeneticFeatures:
         raise ValueError(f"{path}: no column(s) {unknown}; it has {list(table)}")
     complete = ~np.any([is_missing(table[c]) for c in columns], axis=0)
     if text := [c for c in columns if not is_numeric(table[c][complete])]:
-        raise ValueError(f"{path}: genetic feature column(s) {text} are not numeric; choose numeric columns (genetic_columns)")
+        raise ValueError(
+            f"{path}: genetic feature column(s) {text} are not numeric; choose numeric columns (genetic_columns)"
+        )
     values = np.column_stack([table[c][complete].astype(float) for c in columns])
     return GeneticFeatures(table[id_column][complete], _standardise(values), columns, str(path))
 

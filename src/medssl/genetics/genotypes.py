@@ -63,7 +63,13 @@ class Genotypes:
             raise GenotypeFileError(f"{paths['.fam']}: cannot be read ({error})") from error
         try:
             b = self._bed
-            self.variants = Variants(b.chromosome.astype(str), b.bp_position.astype(np.int64), b.sid.astype(str), b.allele_1.astype(str), b.allele_2.astype(str))
+            self.variants = Variants(
+                b.chromosome.astype(str),
+                b.bp_position.astype(np.int64),
+                b.sid.astype(str),
+                b.allele_1.astype(str),
+                b.allele_2.astype(str),
+            )
         except Exception as error:
             raise GenotypeFileError(f"{paths['.bim']}: cannot be read ({error})") from error
         self._check_size(paths[".bed"])
@@ -73,7 +79,8 @@ class Genotypes:
         expected = 3 + len(self.variants) * ((len(self.iid) + 3) // 4)
         if path.stat().st_size != expected:
             raise GenotypeFileError(
-                f"{path}: {path.stat().st_size} bytes, but {len(self.iid)} samples x {len(self.variants)} SNPs need {expected}; the .bed does not match its .fam/.bim"
+                f"{path}: {path.stat().st_size} bytes, but {len(self.iid)} samples x {len(self.variants)} SNPs "
+                f"need {expected}; the .bed does not match its .fam/.bim"
             )
 
     @property

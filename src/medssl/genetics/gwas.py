@@ -30,18 +30,26 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
+from medssl.data.tables import read_table
 from medssl.genetics import pca
 from medssl.genetics.association import AssociationResult, LinearAssociation, genomic_inflation
 from medssl.genetics.clumping import clump, genotype_r2
 from medssl.genetics.export import write_exports
 from medssl.genetics.genotypes import Genotypes, Variants
-from medssl.data.tables import read_table
 from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples
 from medssl.genetics.qc import QcFilters, SnpStats, snp_stats
 
 GENETIC_PC_PREFIX = "GPC"  # not "PC": embedding PCs, the usual phenotypes, are called PC01, PC02, ...
 GLM_SCHEMA = pa.schema(
-    [("CHR", pa.string()), ("POS", pa.int64()), ("ID", pa.string()), ("A1", pa.string()), ("A2", pa.string()), ("A1_FREQ", pa.float64()), ("N", pa.int64())]
+    [
+        ("CHR", pa.string()),
+        ("POS", pa.int64()),
+        ("ID", pa.string()),
+        ("A1", pa.string()),
+        ("A2", pa.string()),
+        ("A1_FREQ", pa.float64()),
+        ("N", pa.int64()),
+    ]
     + [(name, pa.float64()) for name in ("BETA", "SE", "T_STAT", "P")]
 )
 QC_SCHEMA = pa.schema(
@@ -98,16 +106,24 @@ def run_gwas(
     out.mkdir(parents=True, exist_ok=True)
     genotypes = Genotypes(bed_prefix)
     samples = match_samples(
-        genotypes.fid, genotypes.iid, _table(phenotypes), None if covariates is None else _table(covariates),
-        phenotype_columns=phenotype_columns, covariate_columns=covariate_columns, id_column=id_column, min_samples=min_samples,
-    )  # fmt: skip
+        genotypes.fid,
+        genotypes.iid,
+        _table(phenotypes),
+        None if covariates is None else _table(covariates),
+        phenotype_columns=phenotype_columns,
+        covariate_columns=covariate_columns,
+        id_column=id_column,
+        min_samples=min_samples,
+    )
     samples.write_report(out / "samples.tsv")
     values = inverse_normal_transform(samples.phenotypes) if inverse_normal else samples.phenotypes
     design, design_names = samples.design()
     export_covariates = dict(samples.covariates)
     pc_summary = None
     if genetic_pcs:
-        pcs, pc_summary = _genetic_pcs(genotypes, samples, genetic_pcs, filters, chunk, progress, out / "genetic_pcs.tsv")
+        pcs, pc_summary = _genetic_pcs(
+            genotypes, samples, genetic_pcs, filters, chunk, progress, out / "genetic_pcs.tsv"
+        )
         design = np.column_stack([design, pcs])
         design_names += list(pc_summary["names"])
         export_covariates |= dict(zip(pc_summary["names"], pcs.T))
@@ -116,16 +132,36 @@ def run_gwas(
     tested = np.concatenate(scan.tested)
     p = np.concatenate(scan.p)
     results = {
-        name: _report(name, genotypes, samples, genotypes.variants.take(tested), p[:, j], scan.significant[j], out, p_threshold, clump_kb, clump_r2, plots)
+        name: _report(
+            name,
+            genotypes,
+            samples,
+            genotypes.variants.take(tested),
+            p[:, j],
+            scan.significant[j],
+            out,
+            p_threshold,
+            clump_kb,
+            clump_r2,
+            plots,
+        )
         for j, name in enumerate(samples.phenotype_names)
     }
     if export:
         removed = np.setdiff1d(np.arange(len(genotypes.iid)), samples.fam_index)
         excluded = np.setdiff1d(genotypes.variants.id, genotypes.variants.id[tested])
         phenotype_values = dict(zip(samples.phenotype_names, values.T))
-        write_exports(out / "export", genotypes.prefix, samples.fid, samples.iid, phenotype_values, export_covariates,
-                      removed_samples=(genotypes.fid[removed], genotypes.iid[removed]), excluded_snps=excluded,
-                      n_chromosomes=len(set(genotypes.variants.chrom[tested])))  # fmt: skip
+        write_exports(
+            out / "export",
+            genotypes.prefix,
+            samples.fid,
+            samples.iid,
+            phenotype_values,
+            export_covariates,
+            removed_samples=(genotypes.fid[removed], genotypes.iid[removed]),
+            excluded_snps=excluded,
+            n_chromosomes=len(set(genotypes.variants.chrom[tested])),
+        )
     summary = {
         "genotypes": str(genotypes.prefix),
         "samples": samples.counts(),
@@ -148,16 +184,29 @@ def _table(source: Table | str | Path) -> Table:
     return read_table(source) if isinstance(source, (str, Path)) else source
 
 
-def _genetic_pcs(genotypes: Genotypes, samples: Samples, n_pcs: int, filters: QcFilters, chunk: int, progress: bool, path: Path) -> tuple[np.ndarray, dict]:
+def _genetic_pcs(
+    genotypes: Genotypes, samples: Samples, n_pcs: int, filters: QcFilters, chunk: int, progress: bool, path: Path
+) -> tuple[np.ndarray, dict]:
     """The PCs as covariates, written with the samples' IDs to ``path``; and their summary."""
-    pcs, eigenvalues, n_snps = pca.genetic_pcs(genotypes, samples.fam_index, n_pcs, filters=filters, chunk=chunk, progress=progress)
+    pcs, eigenvalues, n_snps = pca.genetic_pcs(
+        genotypes, samples.fam_index, n_pcs, filters=filters, chunk=chunk, progress=progress
+    )
     names = [f"{GENETIC_PC_PREFIX}{i + 1}" for i in range(n_pcs)]
     columns = {"FID": samples.fid, "IID": samples.iid} | dict(zip(names, pcs.T))
     pacsv.write_csv(pa.table(columns), path, TSV)
     return pcs, {"names": names, "eigenvalues": eigenvalues.round(6).tolist(), "snps": n_snps}
 
 
-def _scan(genotypes: Genotypes, samples: Samples, association: LinearAssociation, out: Path, chunk: int, filters: QcFilters, p_threshold: float, progress: bool) -> Scan:
+def _scan(
+    genotypes: Genotypes,
+    samples: Samples,
+    association: LinearAssociation,
+    out: Path,
+    chunk: int,
+    filters: QcFilters,
+    p_threshold: float,
+    progress: bool,
+) -> Scan:
     """QC and association over the SNPs a chunk at a time, streaming each phenotype's results."""
     names = samples.phenotype_names
     scan = Scan(significant=[[] for _ in names])
@@ -169,7 +218,9 @@ def _scan(genotypes: Genotypes, samples: Samples, association: LinearAssociation
     # in threads, while the next chunk is read and tested
     writing: list[Future] = []
     with ThreadPoolExecutor(os.cpu_count()) as pool:
-        for snps, dosages in tqdm(genotypes.chunks(samples.fam_index, chunk), total=total, desc="gwas", unit="chunk", disable=not progress):
+        for snps, dosages in tqdm(
+            genotypes.chunks(samples.fam_index, chunk), total=total, desc="gwas", unit="chunk", disable=not progress
+        ):
             rows = np.arange(snps.start, snps.stop)
             stats = snp_stats(dosages)
             reasons = filters.reasons(stats)
@@ -204,8 +255,10 @@ def _allow_open_files(needed: int) -> None:
     if soft == resource.RLIM_INFINITY or needed <= soft:
         return
     if hard != resource.RLIM_INFINITY and needed > hard:
-        raise ValueError(f"{needed - SPARE_FILES} phenotypes need as many open result files, but this system allows {hard} (ulimit -Hn); "
-                         f"run them in groups of at most {hard - SPARE_FILES} with --columns")  # fmt: skip
+        raise ValueError(
+            f"{needed - SPARE_FILES} phenotypes need as many open result files, but this system allows {hard} (ulimit -Hn); "
+            f"run them in groups of at most {hard - SPARE_FILES} with --columns"
+        )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
@@ -230,7 +283,12 @@ def significant_digits(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> 
 
 
 def _qc_table(variants: Variants, stats: SnpStats, removed: np.ndarray, reasons: np.ndarray) -> pa.Table:
-    columns = variants.columns() | {"CALL_RATE": stats.call_rate[removed], "A1_FREQ": stats.a1_freq[removed], "HWE_P": stats.hwe_p[removed], "REASON": reasons}
+    columns = variants.columns() | {
+        "CALL_RATE": stats.call_rate[removed],
+        "A1_FREQ": stats.a1_freq[removed],
+        "HWE_P": stats.hwe_p[removed],
+        "REASON": reasons,
+    }
     return pa.table(_arrow_columns(columns, QC_SCHEMA), schema=QC_SCHEMA)
 
 
@@ -263,7 +321,15 @@ def _report(
     candidates = pa.concat_tables([GLM_SCHEMA.empty_table(), *(table for _, table in significant)])
     ld = genotype_r2(genotypes, samples.fam_index, snps) if clump_r2 is not None else None
     columns = {c: candidates[c].to_numpy(zero_copy_only=False) for c in ("CHR", "POS", "P")}
-    clumps = clump(columns["CHR"], columns["POS"], columns["P"], threshold=p_threshold, window_kb=clump_kb, r2=clump_r2, ld=ld)
-    leads = candidates.take(np.array([lead for lead, _ in clumps], dtype=np.int64)).append_column("N_CLUMPED", pa.array([len(near) for _, near in clumps], pa.int64()))
+    clumps = clump(
+        columns["CHR"], columns["POS"], columns["P"], threshold=p_threshold, window_kb=clump_kb, r2=clump_r2, ld=ld
+    )
+    leads = candidates.take(np.array([lead for lead, _ in clumps], dtype=np.int64)).append_column(
+        "N_CLUMPED", pa.array([len(near) for _, near in clumps], pa.int64())
+    )
     pacsv.write_csv(leads, out / f"{name}.leads.tsv", TSV)
-    return {"lambda_gc": round(inflation, 4), "n_significant": len(candidates), "leads": leads.select(["ID", "CHR", "POS", "BETA", "P", "N_CLUMPED"]).to_pylist()}
+    return {
+        "lambda_gc": round(inflation, 4),
+        "n_significant": len(candidates),
+        "leads": leads.select(["ID", "CHR", "POS", "BETA", "P", "N_CLUMPED"]).to_pylist(),
+    }

@@ -32,13 +32,19 @@ def genetic_pcs(
     pass ``filters`` (the QC defaults when None) as well as ``min_maf``."""
     filters = filters or QcFilters()
     if not 0 < n_pcs < len(samples):
-        raise ValueError(f"genetic PCs: {n_pcs} requested for {len(samples)} samples; ask for between 1 and {len(samples) - 1}")
+        raise ValueError(
+            f"genetic PCs: {n_pcs} requested for {len(samples)} samples; ask for between 1 and {len(samples) - 1}"
+        )
     grm, used, last = np.zeros((len(samples), len(samples))), 0, (None, -np.inf)
     chunks = genotypes.chunks(samples, chunk)
-    for snps, dosages in tqdm(chunks, total=-(-genotypes.n_snps // chunk), desc="genetic PCs", unit="chunk", disable=not progress):
+    for snps, dosages in tqdm(
+        chunks, total=-(-genotypes.n_snps // chunk), desc="genetic PCs", unit="chunk", disable=not progress
+    ):
         stats = snp_stats(dosages)
         common = np.flatnonzero((filters.reasons(stats) == "") & (stats.maf >= min_maf))
-        keep, last = _thin(genotypes.variants.chrom[snps][common], genotypes.variants.pos[snps][common], min_distance, last)
+        keep, last = _thin(
+            genotypes.variants.chrom[snps][common], genotypes.variants.pos[snps][common], min_distance, last
+        )
         chosen = common[keep]
         freq = stats.a1_freq[chosen]
         standardised = np.nan_to_num((dosages[:, chosen] - 2 * freq) / np.sqrt(2 * freq * (1 - freq)))
@@ -53,7 +59,9 @@ def genetic_pcs(
     return vectors, values[::-1], used
 
 
-def _thin(chrom: np.ndarray, pos: np.ndarray, min_distance: int, last: tuple[str | None, float]) -> tuple[np.ndarray, tuple[str | None, float]]:
+def _thin(
+    chrom: np.ndarray, pos: np.ndarray, min_distance: int, last: tuple[str | None, float]
+) -> tuple[np.ndarray, tuple[str | None, float]]:
     """Which SNPs (in file order) lie ``min_distance`` bp past the previous one kept; the last one
     kept carries over to the next chunk."""
     keep = np.zeros(len(pos), dtype=bool)

@@ -78,14 +78,20 @@ def match_samples(
     covar_missing = {name: is_missing(covariates[name]) for name in covar_names}
     used = []
     for i, subject in enumerate(iid):
-        status, detail = _status(subject, pheno_rows, pheno_missing, covar_rows if covariates is not None else None, covar_missing)
+        status, detail = _status(
+            subject, pheno_rows, pheno_missing, covar_rows if covariates is not None else None, covar_missing
+        )
         report.append((subject, status, detail))
         if status == "used":
             used.append(i)
     if len(used) < min_samples:
-        raise ValueError(f"only {len(used)} genotyped sample(s) have every phenotype and covariate; at least {min_samples} are needed")
+        raise ValueError(
+            f"only {len(used)} genotyped sample(s) have every phenotype and covariate; at least {min_samples} are needed"
+        )
     used = np.array(used, dtype=np.int64)
-    values = np.column_stack([_numeric(phenotypes[name][[pheno_rows[iid[i]] for i in used]], name) for name in pheno_names])
+    values = np.column_stack(
+        [_numeric(phenotypes[name][[pheno_rows[iid[i]] for i in used]], name) for name in pheno_names]
+    )
     if constant := [name for name, column in zip(pheno_names, values.T) if np.ptp(column) == 0]:
         raise ValueError(f"phenotype(s) {constant} are constant among the analysed samples; nothing to test")
     covariate_values = {name: np.asarray(covariates[name])[[covar_rows[iid[i]] for i in used]] for name in covar_names}
@@ -105,7 +111,13 @@ def is_missing(values: np.ndarray) -> np.ndarray:
     return np.isin(np.char.lower(np.char.strip(np.asarray(values).astype(str))), list(MISSING_VALUES))
 
 
-def _status(subject: str, pheno_rows: dict[str, int], pheno_missing: dict[str, np.ndarray], covar_rows: dict[str, int] | None, covar_missing: dict[str, np.ndarray]) -> tuple[str, str]:
+def _status(
+    subject: str,
+    pheno_rows: dict[str, int],
+    pheno_missing: dict[str, np.ndarray],
+    covar_rows: dict[str, int] | None,
+    covar_missing: dict[str, np.ndarray],
+) -> tuple[str, str]:
     if subject not in pheno_rows:
         return "no phenotype", "not in the phenotype table"
     if lacking := [name for name, missing in pheno_missing.items() if missing[pheno_rows[subject]]]:
@@ -142,4 +154,6 @@ def _numeric(values: np.ndarray, name: str) -> np.ndarray:
     try:
         return np.asarray(values).astype(float)
     except ValueError as error:
-        raise ValueError(f"phenotype '{name}' is not numeric ({error}); GWAS here is linear regression of quantitative traits") from error
+        raise ValueError(
+            f"phenotype '{name}' is not numeric ({error}); GWAS here is linear regression of quantitative traits"
+        ) from error

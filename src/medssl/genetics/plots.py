@@ -13,7 +13,9 @@ import numpy as np
 SMALLEST_P = np.finfo(float).tiny  # p-values that underflowed to 0 are drawn at the top
 
 
-def manhattan(chrom: np.ndarray, pos: np.ndarray, p: np.ndarray, path: Path, title: str, threshold: float = 5e-8) -> Path:
+def manhattan(
+    chrom: np.ndarray, pos: np.ndarray, p: np.ndarray, path: Path, title: str, threshold: float = 5e-8
+) -> Path:
     """-log10 p along the genome, chromosomes side by side in file order, alternately coloured."""
     fig, ax = plt.subplots(figsize=(10, 3.6), dpi=110)
     offset, ticks, names = 0, [], []

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def dino_loss(student: torch.Tensor, teacher: torch.Tensor, centre: torch.Tensor, student_temp: float, teacher_temp: float) -> torch.Tensor:
+def dino_loss(
+    student: torch.Tensor, teacher: torch.Tensor, centre: torch.Tensor, student_temp: float, teacher_temp: float
+) -> torch.Tensor:
     """Cross-entropy from the centred, sharpened teacher to the student, averaged over every pair
     of different views.
 

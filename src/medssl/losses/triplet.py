@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 
-def hardest_negative_triplet(z1: torch.Tensor, z2: torch.Tensor, margin: float, gathered: tuple | None = None) -> torch.Tensor:
+def hardest_negative_triplet(
+    z1: torch.Tensor, z2: torch.Tensor, margin: float, gathered: tuple | None = None
+) -> torch.Tensor:
     """Each of the 2B embeddings must lie closer to its partner view than to the nearest view of
     any other scan, by ``margin``; distances are squared Euclidean between unit vectors (0 to 4).
 

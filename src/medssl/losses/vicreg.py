@@ -17,7 +17,9 @@ def _covariance(z: torch.Tensor) -> torch.Tensor:
     return (cov.pow(2).sum() - torch.diagonal(cov).pow(2).sum()) / z.shape[1]
 
 
-def vicreg(z1: torch.Tensor, z2: torch.Tensor, invariance: float = 25.0, variance: float = 25.0, covariance: float = 1.0) -> torch.Tensor:
+def vicreg(
+    z1: torch.Tensor, z2: torch.Tensor, invariance: float = 25.0, variance: float = 25.0, covariance: float = 1.0
+) -> torch.Tensor:
     z1, z2 = z1.float(), z2.float()
     return (
         invariance * F.mse_loss(z1, z2)

@@ -28,7 +28,9 @@ class Autoencoder(SSLMethod):
     def __init__(self, *args, latent_dim: int = 16, decoder_width: int = 32, augment: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.augment = augment
-        self.bottleneck = Convolution(self.spatial_dims, self.encoder.out_dim, self.latent_outputs * latent_dim, kernel_size=1, conv_only=True)
+        self.bottleneck = Convolution(
+            self.spatial_dims, self.encoder.out_dim, self.latent_outputs * latent_dim, kernel_size=1, conv_only=True
+        )
         self.decoder = decoder_for(self.encoder, latent_dim, decoder_width)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:

@@ -71,7 +71,9 @@ class SSLMethod(L.LightningModule):
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """The model's reconstruction of ``images`` (same shape): methods with a decoder define it,
         and its error is a per-subject anomaly score."""
-        raise NotImplementedError(f"{self.name} has no decoder, so it cannot reconstruct images; use autoencoder, vae, diffusion, models_genesis or masked_reconstruction")
+        raise NotImplementedError(
+            f"{self.name} has no decoder, so it cannot reconstruct images; use autoencoder, vae, diffusion, models_genesis or masked_reconstruction"
+        )
 
     def figures(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         """Figures saved next to the encoder after training, as {file stem: {row name: (N, C,
@@ -89,7 +91,9 @@ class SSLMethod(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.optimizer_config.lr, weight_decay=self.optimizer_config.weight_decay)
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.optimizer_config.lr, weight_decay=self.optimizer_config.weight_decay
+        )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(self.optimizer_config.warmup_steps, total // 10)
 

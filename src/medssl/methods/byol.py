@@ -18,7 +18,9 @@ class BYOL(SSLMethod):
     name = "byol"
     description = "non-contrastive: predict a momentum (EMA) target's projection of another view"
 
-    def __init__(self, *args, hidden_dim: int = 1024, projection_dim: int = 256, base_momentum: float = 0.99, **kwargs) -> None:
+    def __init__(
+        self, *args, hidden_dim: int = 1024, projection_dim: int = 256, base_momentum: float = 0.99, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim)
         self.predictor = mlp_head(projection_dim, hidden_dim, projection_dim)

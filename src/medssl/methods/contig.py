@@ -23,7 +23,15 @@ class ContIG(SSLMethod):
     min_batch_size = 2  # in-batch negatives
     paired_with_genetics = True
 
-    def __init__(self, *args, genetic_features: int, temperature: float = 0.1, hidden_dim: int = 512, projection_dim: int = 128, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        genetic_features: int,
+        temperature: float = 0.1,
+        hidden_dim: int = 512,
+        projection_dim: int = 128,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.temperature = temperature
         self.image_projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim)
@@ -35,4 +43,7 @@ class ContIG(SSLMethod):
         all_images, offset = self.gather(image_z)
         all_genetics, _ = self.gather(genetics_z)
         targets = torch.arange(len(images), device=images.device) + offset
-        return 0.5 * (info_nce(image_z, all_genetics, self.temperature, targets) + info_nce(genetics_z, all_images, self.temperature, targets))
+        return 0.5 * (
+            info_nce(image_z, all_genetics, self.temperature, targets)
+            + info_nce(genetics_z, all_images, self.temperature, targets)
+        )

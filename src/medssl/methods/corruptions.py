@@ -40,7 +40,9 @@ class GenesisConfig:
 def genesis_corruption(images: torch.Tensor, config: GenesisConfig) -> torch.Tensor:
     """Local shuffling, then an intensity curve, then in- or out-painting, each with its own
     probability per image (the authors' order)."""
-    x = apply_to_some(images, config.shuffle_prob, lambda x: local_shuffle(x, config.shuffle_block, config.shuffle_fraction))
+    x = apply_to_some(
+        images, config.shuffle_prob, lambda x: local_shuffle(x, config.shuffle_block, config.shuffle_fraction)
+    )
     x = apply_to_some(x, config.nonlinear_prob, nonlinear_intensity)
     painted = torch.rand(len(x), device=x.device) < config.paint_prob
     inpaint = painted & (torch.rand(len(x), device=x.device) < config.inpaint_prob)
@@ -52,7 +54,9 @@ def apply_to_some(images: torch.Tensor, prob: float, transform: Callable[[torch.
     return apply_where(images, torch.rand(len(images), device=images.device) < prob, transform)
 
 
-def apply_where(images: torch.Tensor, chosen: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def apply_where(
+    images: torch.Tensor, chosen: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """``transform`` on the chosen images only: no work is spent on the others."""
     if not chosen.any():
         return images
@@ -135,7 +139,9 @@ def _block_ids(batch: int, spatial: list[int], max_block: int, device: torch.dev
     return ids.view(batch, -1), count
 
 
-def random_boxes(batch: int, spatial: tuple[int, ...], size: tuple[float, float], boxes: int, device: torch.device) -> torch.Tensor:
+def random_boxes(
+    batch: int, spatial: tuple[int, ...], size: tuple[float, float], boxes: int, device: torch.device
+) -> torch.Tensor:
     """(B, 1, *spatial) bool: per image, the union of a first random box and up to ``boxes`` - 1
     more, each drawn with probability CONTINUE_PROB after the last; each side a random fraction in
     ``size`` of the image's."""
@@ -171,7 +177,9 @@ def out_paint(images: torch.Tensor) -> torch.Tensor:
     return torch.where(boxes, images, _noise_like(images))
 
 
-def random_patch_mask(batch: int, spatial: tuple[int, ...], patch: int, ratio: float, device: torch.device) -> torch.Tensor:
+def random_patch_mask(
+    batch: int, spatial: tuple[int, ...], patch: int, ratio: float, device: torch.device
+) -> torch.Tensor:
     """(B, 1, *spatial) bool: exactly round(ratio * patches) patches of a ``patch``-sided grid per
     image (at least one masked, one visible); ``patch`` must divide every side."""
     grid = [side // patch for side in spatial]

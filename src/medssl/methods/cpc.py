@@ -42,7 +42,11 @@ class RowCausalConv(nn.Module):
 
 def context_network(spatial_dims: int, in_dim: int, context_dim: int) -> nn.Sequential:
     """Two row-causal layers: each position sees the 4 rows above it and its own row."""
-    return nn.Sequential(RowCausalConv(spatial_dims, in_dim, context_dim), nn.ReLU(inplace=True), RowCausalConv(spatial_dims, context_dim, context_dim))
+    return nn.Sequential(
+        RowCausalConv(spatial_dims, in_dim, context_dim),
+        nn.ReLU(inplace=True),
+        RowCausalConv(spatial_dims, context_dim, context_dim),
+    )
 
 
 @register
@@ -50,7 +54,16 @@ class CPC(SSLMethod):
     name = "cpc"
     description = "predictive: from the patches above, predict the encodings of patches rows below (InfoNCE)"
 
-    def __init__(self, *args, grid: int = GRID, fill: float = 0.75, steps: int = 2, context_dim: int = 256, temperature: float = 0.1, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        grid: int = GRID,
+        fill: float = 0.75,
+        steps: int = 2,
+        context_dim: int = 256,
+        temperature: float = 0.1,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if not 1 <= steps < grid:
             raise ValueError(f"cpc predicts 1 to grid - 1 = {grid - 1} rows ahead; got steps={steps}")
@@ -65,7 +78,9 @@ class CPC(SSLMethod):
     @classmethod
     def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, grid: int = GRID, **method_args) -> None:
         if encoder.is_vit:  # its positional embedding is fixed to whole images, not patches
-            raise ValueError(f"cpc encodes small patches, which a ViT fixed to the image size cannot take; use a ResNet encoder: {sorted(RESNETS)}")
+            raise ValueError(
+                f"cpc encodes small patches, which a ViT fixed to the image size cannot take; use a ResNet encoder: {sorted(RESNETS)}"
+            )
         check_grid(cls.name, image_size, grid, MIN_PATCH)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:

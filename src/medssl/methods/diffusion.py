@@ -59,7 +59,9 @@ class DiffusionAutoencoder(SSLMethod):
     ) -> None:
         super().__init__(*args, **kwargs)
         if not 0 < reconstruction_noise <= 1:
-            raise ValueError(f"reconstruction_noise is the fraction of the diffusion to undo, in (0, 1]; got {reconstruction_noise}")
+            raise ValueError(
+                f"reconstruction_noise is the fraction of the diffusion to undo, in (0, 1]; got {reconstruction_noise}"
+            )
         channels = self.encoder.config.in_channels
         self.to_context = nn.Linear(self.encoder.out_dim, context_dim)
         self.unet = DiffusionModelUNet(
@@ -68,7 +70,11 @@ class DiffusionAutoencoder(SSLMethod):
             out_channels=channels,
             num_res_blocks=num_res_blocks,
             channels=[width * m for m in CHANNEL_MULTIPLIERS],
-            attention_levels=[False, False, True],  # z enters at the coarsest level and the middle; attention at 14^3 would dominate the cost
+            attention_levels=[
+                False,
+                False,
+                True,
+            ],  # z enters at the coarsest level and the middle; attention at 14^3 would dominate the cost
             norm_num_groups=8,
             num_head_channels=head_channels,
             with_conditioning=True,
@@ -124,4 +130,10 @@ class DiffusionAutoencoder(SSLMethod):
     def figures(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
         noise = torch.randn_like(images.contiguous())
         samples = self.denoise(noise, self.context(images), self.scheduler.num_train_timesteps - 1)
-        return {"diffusion": {"input": images, "reconstruction": self.reconstruct(images), "samples (z of input, new noise)": to_unit(samples)}}
+        return {
+            "diffusion": {
+                "input": images,
+                "reconstruction": self.reconstruct(images),
+                "samples (z of input, new noise)": to_unit(samples),
+            }
+        }

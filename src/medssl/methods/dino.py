@@ -42,17 +42,32 @@ class DINO(SSLMethod):
     name = "dino"
     description = "self-distillation: match a momentum teacher's centred, sharpened prototypes on other views"
 
-    def __init__(self, *args, hidden_dim: int = 1024, bottleneck_dim: int = 256, out_dim: int = 4096, base_momentum: float = 0.996,
-                 student_temp: float = 0.1, warmup_teacher_temp: float = 0.04, teacher_temp: float = 0.07, teacher_temp_warmup: float = 0.3,
-                 centre_momentum: float = 0.9, local_crops: int = 0, local_crop_scale: tuple[float, float] = (0.05, 0.3),
-                 local_size: float = 0.5, **kwargs) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *args,
+        hidden_dim: int = 1024,
+        bottleneck_dim: int = 256,
+        out_dim: int = 4096,
+        base_momentum: float = 0.996,
+        student_temp: float = 0.1,
+        warmup_teacher_temp: float = 0.04,
+        teacher_temp: float = 0.07,
+        teacher_temp_warmup: float = 0.3,
+        centre_momentum: float = 0.9,
+        local_crops: int = 0,
+        local_crop_scale: tuple[float, float] = (0.05, 0.3),
+        local_size: float = 0.5,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.head = dino_head(self.encoder.out_dim, hidden_dim, bottleneck_dim, out_dim)
         self.teacher = MomentumCopy(self._student(), base_momentum)
         self.student_temp, self.centre_momentum = student_temp, centre_momentum
         self.teacher_temps = (warmup_teacher_temp, teacher_temp, teacher_temp_warmup)
         self.local_crops, self.local_size = local_crops, local_size
-        self.local_views = BatchViews(dataclasses.replace(self.views.config, crop_scale=tuple(local_crop_scale)), self.spatial_dims)
+        self.local_views = BatchViews(
+            dataclasses.replace(self.views.config, crop_scale=tuple(local_crop_scale)), self.spatial_dims
+        )
         # Buffers, so checkpoints and deep copies carry them. Moved only by on_train_batch_end, so
         # evaluating the loss never changes the target it is measured against; until the first
         # update each batch is centred on its own mean rather than on an arbitrary zero.
@@ -79,13 +94,21 @@ class DINO(SSLMethod):
         if self.local_crops:
             student = torch.cat([student, self._student()(self._local(images))])
         per_view = (-1, len(images))
-        return dino_loss(student.unflatten(0, per_view), teacher.unflatten(0, per_view), centre, self.student_temp, self.teacher_temp())
+        return dino_loss(
+            student.unflatten(0, per_view),
+            teacher.unflatten(0, per_view),
+            centre,
+            self.student_temp,
+            self.teacher_temp(),
+        )
 
     def _local(self, images: torch.Tensor) -> torch.Tensor:
         """Small crops of every scan, resized down to ``local_size`` of the input's side."""
         crops = torch.cat([self.local_views(images) for _ in range(self.local_crops)])
         size = [max(1, round(s * self.local_size)) for s in images.shape[2:]]
-        return F.interpolate(crops, size=size, mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False)
+        return F.interpolate(
+            crops, size=size, mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False
+        )
 
     @torch.no_grad()
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:

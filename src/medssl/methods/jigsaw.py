@@ -47,27 +47,44 @@ class Jigsaw(SSLMethod):
     name = "jigsaw"
     description = "pretext: predict which of a fixed set of permutations shuffled a grid of patches"
 
-    def __init__(self, *args, grid: int | None = None, num_permutations: int = 100, fill: float = 0.75, hidden_dim: int = 1024, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        grid: int | None = None,
+        num_permutations: int = 100,
+        fill: float = 0.75,
+        hidden_dim: int = 1024,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.grid, self.fill = grid or GRIDS[self.spatial_dims], fill
         pieces = self.grid**self.spatial_dims
         most = min(MAX_PERMUTATIONS, math.factorial(pieces))
         if pieces < 2 or not 2 <= num_permutations <= most:
-            raise ValueError(f"jigsaw needs a grid of at least 2 and 2 to {most} permutations of its {pieces} patches; got grid={self.grid}, num_permutations={num_permutations}")
+            raise ValueError(
+                f"jigsaw needs a grid of at least 2 and 2 to {most} permutations of its {pieces} patches; got "
+                f"grid={self.grid}, num_permutations={num_permutations}"
+            )
         self.register_buffer("permutations", hamming_permutations(pieces, num_permutations))  # saved with checkpoints
         self.classifier = mlp_head(pieces * self.encoder.out_dim, hidden_dim, num_permutations)
 
     @classmethod
-    def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, grid: int | None = None, **method_args) -> None:
+    def check_input(
+        cls, image_size: tuple[int, ...], encoder: EncoderConfig, grid: int | None = None, **method_args
+    ) -> None:
         if encoder.is_vit:  # its positional embedding is fixed to whole images, not patches
-            raise ValueError(f"{cls.name} encodes small patches, which a ViT fixed to the image size cannot take; use a ResNet encoder: {sorted(RESNETS)}")
+            raise ValueError(
+                f"{cls.name} encodes small patches, which a ViT fixed to the image size cannot take; use a ResNet encoder: {sorted(RESNETS)}"
+            )
         check_grid(cls.name, image_size, grid or GRIDS[encoder.spatial_dims], MIN_PATCH)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
         patches = grid_patches(self.views(images), self.grid, self.fill)
         batch, pieces = patches.shape[:2]
         config = self.views.config
-        features = self.encoder(jitter_patches(patches.flatten(0, 1), config.brightness, config.contrast)).view(batch, pieces, -1)
+        features = self.encoder(jitter_patches(patches.flatten(0, 1), config.brightness, config.contrast)).view(
+            batch, pieces, -1
+        )
         labels = torch.randint(len(self.permutations), (batch,), device=images.device)
         # Each patch is encoded on its own, so shuffling the features is shuffling the patches.
         order = self.permutations[labels].unsqueeze(-1).expand_as(features)

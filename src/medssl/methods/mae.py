@@ -88,7 +88,9 @@ class MAE(SSLMethod):
         self.decoder_pred = nn.Linear(decoder_dim, patch_pixels)
 
     @classmethod
-    def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, mask_ratio: float = 0.75, **method_args) -> None:
+    def check_input(
+        cls, image_size: tuple[int, ...], encoder: EncoderConfig, mask_ratio: float = 0.75, **method_args
+    ) -> None:
         check_mask_ratio(mask_ratio)
         if not encoder.is_vit:
             raise ValueError(
@@ -158,6 +160,8 @@ class MAE(SSLMethod):
         patches = patchify(images.float(), self.patch_size)
         prediction = prediction.float()
         if self.norm_pix_loss:
-            prediction = prediction * (patches.var(dim=-1, keepdim=True) + 1e-6).sqrt() + patches.mean(dim=-1, keepdim=True)
+            prediction = prediction * (patches.var(dim=-1, keepdim=True) + 1e-6).sqrt() + patches.mean(
+                dim=-1, keepdim=True
+            )
         mixed = torch.where(masked.bool().unsqueeze(-1), prediction, patches)
         return unpatchify(mixed, self.patch_size, self.grid).to(images.dtype), masked

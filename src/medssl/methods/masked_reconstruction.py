@@ -24,7 +24,11 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
 def valid_patch_sizes(image_size: tuple[int, ...]) -> list[int]:
     """Patch sides that divide every axis and leave at least two patches (one masked, one seen)."""
-    return [p for p in range(1, min(image_size) + 1) if all(s % p == 0 for s in image_size) and math.prod(s // p for s in image_size) >= 2]
+    return [
+        p
+        for p in range(1, min(image_size) + 1)
+        if all(s % p == 0 for s in image_size) and math.prod(s // p for s in image_size) >= 2
+    ]
 
 
 @register
@@ -41,7 +45,9 @@ class MaskedReconstruction(RestorationMethod):
         self.mask_token = nn.Parameter(torch.zeros(1, self.encoder.config.in_channels, *([1] * self.spatial_dims)))
 
     @classmethod
-    def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, patch_size: int = 4, **method_args) -> None:
+    def check_input(
+        cls, image_size: tuple[int, ...], encoder: EncoderConfig, patch_size: int = 4, **method_args
+    ) -> None:
         if patch_size not in valid_patch_sizes(image_size):
             raise ValueError(
                 f"masked_reconstruction masks patches of side {patch_size}, which must divide every axis of the "

@@ -18,7 +18,9 @@ from medssl.models.heads import mlp_head
 class _Momentum(SSLMethod):
     """Online encoder + projector, and their momentum copy."""
 
-    def __init__(self, *args, hidden_dim: int, projection_dim: int, projector_layers: int, base_momentum: float, **kwargs) -> None:
+    def __init__(
+        self, *args, hidden_dim: int, projection_dim: int, projector_layers: int, base_momentum: float, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim, layers=projector_layers)
         self.target = MomentumCopy(self._online(), base_momentum)
@@ -42,8 +44,24 @@ class MoCoV2(_Momentum):
     name = "moco_v2"
     description = "contrastive: queries vs momentum keys, with a queue of past keys as negatives"
 
-    def __init__(self, *args, hidden_dim: int = 2048, projection_dim: int = 128, temperature: float = 0.2, queue_size: int = 4096, base_momentum: float = 0.99, **kwargs) -> None:
-        super().__init__(*args, hidden_dim=hidden_dim, projection_dim=projection_dim, projector_layers=2, base_momentum=base_momentum, **kwargs)
+    def __init__(
+        self,
+        *args,
+        hidden_dim: int = 2048,
+        projection_dim: int = 128,
+        temperature: float = 0.2,
+        queue_size: int = 4096,
+        base_momentum: float = 0.99,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            *args,
+            hidden_dim=hidden_dim,
+            projection_dim=projection_dim,
+            projector_layers=2,
+            base_momentum=base_momentum,
+            **kwargs,
+        )
         self.temperature = temperature
         self.queue = FeatureQueue(queue_size, projection_dim)
 
@@ -52,7 +70,10 @@ class MoCoV2(_Momentum):
         q1, q2 = online.chunk(2)
         targets = torch.arange(len(q1), device=q1.device)
         negatives = self.queue.features
-        loss = (info_nce(q1, torch.cat([k2, negatives]), self.temperature, targets) + info_nce(q2, torch.cat([k1, negatives]), self.temperature, targets)) / 2
+        loss = (
+            info_nce(q1, torch.cat([k2, negatives]), self.temperature, targets)
+            + info_nce(q2, torch.cat([k1, negatives]), self.temperature, targets)
+        ) / 2
         self.queue.push(self.gather(torch.cat([k1, k2]))[0])  # every rank enqueues the same keys
         return loss
 
@@ -63,8 +84,23 @@ class MoCoV3(_Momentum):
     description = "contrastive: predicted queries vs the momentum keys of the whole batch, no queue"
     min_batch_size = 2  # other scans' keys are the negatives
 
-    def __init__(self, *args, hidden_dim: int = 2048, projection_dim: int = 256, temperature: float = 0.2, base_momentum: float = 0.99, **kwargs) -> None:
-        super().__init__(*args, hidden_dim=hidden_dim, projection_dim=projection_dim, projector_layers=3, base_momentum=base_momentum, **kwargs)
+    def __init__(
+        self,
+        *args,
+        hidden_dim: int = 2048,
+        projection_dim: int = 256,
+        temperature: float = 0.2,
+        base_momentum: float = 0.99,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            *args,
+            hidden_dim=hidden_dim,
+            projection_dim=projection_dim,
+            projector_layers=3,
+            base_momentum=base_momentum,
+            **kwargs,
+        )
         self.temperature = temperature
         self.predictor = mlp_head(projection_dim, hidden_dim, projection_dim)
 
@@ -74,4 +110,6 @@ class MoCoV3(_Momentum):
         (all_k1, offset), (all_k2, _) = self.gather(k1), self.gather(k2)
         targets = torch.arange(len(q1), device=q1.device) + offset
         scale = 2 * self.temperature  # as in the paper, so the loss scale does not depend on it
-        return scale * (info_nce(q1, all_k2, self.temperature, targets) + info_nce(q2, all_k1, self.temperature, targets))
+        return scale * (
+            info_nce(q1, all_k2, self.temperature, targets) + info_nce(q2, all_k1, self.temperature, targets)
+        )

@@ -32,13 +32,17 @@ class ModelsGenesis(RestorationMethod):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.corruption = GenesisConfig(nonlinear_prob, shuffle_prob, shuffle_block, shuffle_fraction, paint_prob, inpaint_prob)
+        self.corruption = GenesisConfig(
+            nonlinear_prob, shuffle_prob, shuffle_block, shuffle_fraction, paint_prob, inpaint_prob
+        )
         self.corruption.validate()
 
     @classmethod
     def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, **method_args) -> None:
         if min(image_size) < MIN_SIDE:
-            raise ValueError(f"models_genesis paints boxes of 1/6 to 4/7 of each side, so every axis needs at least {MIN_SIDE} pixels; got {tuple(image_size)}")
+            raise ValueError(
+                f"models_genesis paints boxes of 1/6 to 4/7 of each side, so every axis needs at least {MIN_SIDE} pixels; got {tuple(image_size)}"
+            )
 
     def corrupt(self, images: torch.Tensor) -> torch.Tensor:
         return genesis_corruption(images, self.corruption)

@@ -19,7 +19,15 @@ class NNCLR(SSLMethod):
     description = "contrastive with nearest neighbours from a support set as positives"
     min_batch_size = 2  # other scans' predictions are the negatives
 
-    def __init__(self, *args, hidden_dim: int = 2048, projection_dim: int = 256, temperature: float = 0.1, queue_size: int = 16384, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        hidden_dim: int = 2048,
+        projection_dim: int = 256,
+        temperature: float = 0.1,
+        queue_size: int = 16384,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.temperature = temperature
         self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim, layers=3)
@@ -36,6 +44,9 @@ class NNCLR(SSLMethod):
         p1, p2 = self.predictor(z).chunk(2)
         (all_p1, offset), (all_p2, _) = self.gather(p1), self.gather(p2)
         targets = torch.arange(len(p1), device=p1.device) + offset
-        loss = (info_nce(self._nearest(z1), all_p2, self.temperature, targets) + info_nce(self._nearest(z2), all_p1, self.temperature, targets)) / 2
+        loss = (
+            info_nce(self._nearest(z1), all_p2, self.temperature, targets)
+            + info_nce(self._nearest(z2), all_p1, self.temperature, targets)
+        ) / 2
         self.support.push(self.gather(z1.detach())[0])
         return loss

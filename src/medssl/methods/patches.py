@@ -14,7 +14,9 @@ def check_grid(method: str, image_size: tuple[int, ...], grid: int, min_patch: i
     minimum = grid * (min_patch + 1)
     if min(image_size) < minimum:
         axes = "x".join([str(grid)] * len(image_size))
-        raise ValueError(f"{method} cuts a {axes} grid of patches of at least {min_patch} pixels, so every axis needs at least {minimum} pixels; got {tuple(image_size)}")
+        raise ValueError(
+            f"{method} cuts a {axes} grid of patches of at least {min_patch} pixels, so every axis needs at least {minimum} pixels; got {tuple(image_size)}"
+        )
 
 
 def patch_side(image_size: tuple[int, ...], grid: int, fill: float) -> list[int]:

@@ -52,7 +52,9 @@ class RelativePatchLocation(SSLMethod):
     @classmethod
     def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, **method_args) -> None:
         if encoder.is_vit:  # its positional embedding is fixed to whole images, not patches
-            raise ValueError(f"{cls.name} encodes small patches, which a ViT fixed to the image size cannot take; use a ResNet encoder: {sorted(RESNETS)}")
+            raise ValueError(
+                f"{cls.name} encodes small patches, which a ViT fixed to the image size cannot take; use a ResNet encoder: {sorted(RESNETS)}"
+            )
         check_grid(cls.name, image_size, GRID, MIN_PATCH)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:

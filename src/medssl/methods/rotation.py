@@ -35,7 +35,9 @@ class RotationPrediction(SSLMethod):
     @classmethod
     def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, **method_args) -> None:
         if len(set(image_size)) != 1:
-            raise ValueError(f"rotation prediction turns images by 90 degrees, so it needs equal sizes on every axis; got {tuple(image_size)}")
+            raise ValueError(
+                f"rotation prediction turns images by 90 degrees, so it needs equal sizes on every axis; got {tuple(image_size)}"
+            )
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
         views = self.views(images)

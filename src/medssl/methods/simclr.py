@@ -16,7 +16,9 @@ class SimCLR(SSLMethod):
     description = "contrastive: two views of one scan attract, views of other scans repel (NT-Xent)"
     min_batch_size = 2  # in-batch negatives
 
-    def __init__(self, *args, temperature: float = 0.2, hidden_dim: int = 512, projection_dim: int = 128, **kwargs) -> None:
+    def __init__(
+        self, *args, temperature: float = 0.2, hidden_dim: int = 512, projection_dim: int = 128, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.temperature = temperature
         self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim)

@@ -31,7 +31,9 @@ from medssl.models.heads import mlp_head
 THICKNESS, MARGIN = 3, 8  # slices: 3-slice slabs, negatives >= 8 slices off, so >= 11 slices
 
 
-def slab_starts(batch: int, length: int, thickness: int, window: int, margin: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def slab_starts(
+    batch: int, length: int, thickness: int, window: int, margin: int, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """First slice of the anchor, positive and negative slab of each scan: the positive 1..window
     slices from the anchor, the negative at least ``margin`` away, all inside ``length`` slices."""
     last = length - thickness  # the last valid start
@@ -40,7 +42,9 @@ def slab_starts(batch: int, length: int, thickness: int, window: int, margin: in
     anchor_first = torch.rand(batch, device=device) < 0.5  # the far slab on either side
     anchor = torch.where(anchor_first, low, low + distance)
     negative = torch.where(anchor_first, low + distance, low)
-    shift = torch.randint(1, window + 1, (batch,), device=device) * torch.where(torch.rand(batch, device=device) < 0.5, 1, -1)
+    shift = torch.randint(1, window + 1, (batch,), device=device) * torch.where(
+        torch.rand(batch, device=device) < 0.5, 1, -1
+    )
     inside = (anchor + shift >= 0) & (anchor + shift <= last)
     positive = torch.where(inside, anchor + shift, anchor - shift)  # margin >= 2 window keeps it inside
     return anchor, positive, negative
@@ -60,15 +64,34 @@ class SliceCoherence(SSLMethod):
     name = "slice_coherence"
     description = "contrastive: slabs a few slices apart attract, far slabs and other scans repel (time-contrastive)"
 
-    def __init__(self, *args, thickness: int = THICKNESS, window: int = 2, margin: int = MARGIN, temperature: float = 0.2, hidden_dim: int = 512, projection_dim: int = 128, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        thickness: int = THICKNESS,
+        window: int = 2,
+        margin: int = MARGIN,
+        temperature: float = 0.2,
+        hidden_dim: int = 512,
+        projection_dim: int = 128,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         if window < 1 or 2 * window > margin:
-            raise ValueError(f"slice_coherence needs negatives at least twice as far as positives (margin >= 2 * window); got window={window}, margin={margin}")
+            raise ValueError(
+                f"slice_coherence needs negatives at least twice as far as positives (margin >= 2 * window); got window={window}, margin={margin}"
+            )
         self.thickness, self.window, self.margin, self.temperature = thickness, window, margin, temperature
         self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim)
 
     @classmethod
-    def check_input(cls, image_size: tuple[int, ...], encoder: EncoderConfig, thickness: int = THICKNESS, margin: int = MARGIN, **method_args) -> None:
+    def check_input(
+        cls,
+        image_size: tuple[int, ...],
+        encoder: EncoderConfig,
+        thickness: int = THICKNESS,
+        margin: int = MARGIN,
+        **method_args,
+    ) -> None:
         minimum = thickness + margin
         if image_size[-1] < minimum:
             raise ValueError(

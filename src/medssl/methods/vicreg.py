@@ -16,7 +16,15 @@ class VICReg(SSLMethod):
     description = "variance-invariance-covariance regularisation of two views' projections"
     min_batch_size = 2  # variances are estimated over the batch
 
-    def __init__(self, *args, projection_dim: int = 1024, invariance: float = 25.0, variance: float = 25.0, covariance: float = 1.0, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        projection_dim: int = 1024,
+        invariance: float = 25.0,
+        variance: float = 25.0,
+        covariance: float = 1.0,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.weights = {"invariance": invariance, "variance": variance, "covariance": covariance}
         self.projector = mlp_head(self.encoder.out_dim, projection_dim, projection_dim, layers=3)

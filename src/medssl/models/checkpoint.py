@@ -34,7 +34,7 @@ def save_encoder(path: str | Path, encoder: Encoder, *, method: str, preprocessi
         "preprocessing": _plain(preprocessing),
         "axis_convention": preprocessing.get("axis_convention", ""),
         "medssl_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     torch.save({"metadata": metadata, "state_dict": state}, path)
@@ -66,7 +66,9 @@ def load_weights_into(encoder: Encoder, path: str | Path) -> dict:
     """Loads a file's weights into an existing encoder, naming every mismatch before touching it."""
     metadata, state = read_encoder_file(path)
     saved, wanted = metadata["encoder"], encoder.to_dict()
-    mismatches = [f"{k}: file has {saved.get(k)!r}, model has {wanted[k]!r}" for k in wanted if saved.get(k) != wanted[k]]
+    mismatches = [
+        f"{k}: file has {saved.get(k)!r}, model has {wanted[k]!r}" for k in wanted if saved.get(k) != wanted[k]
+    ]
     if mismatches:
         raise EncoderMismatchError(f"{path} does not fit this model: " + "; ".join(mismatches))
     encoder.load_state_dict(state)

@@ -20,7 +20,9 @@ class Decoder(nn.Module):
     """(B, in_channels, *grid) -> (B, out_channels, *image_size): x2 upsampling conv blocks, then
     a resize to the exact image size (any size, even one the encoder's strides do not divide)."""
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, width: int = 64, stages: int = 3) -> None:
+    def __init__(
+        self, spatial_dims: int, in_channels: int, out_channels: int, width: int = 64, stages: int = 3
+    ) -> None:
         super().__init__()
         channels = [in_channels] + [max(8, width // 2**i) for i in range(stages)]
         self.stages = nn.ModuleList(

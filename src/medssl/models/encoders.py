@@ -84,12 +84,18 @@ class EncoderConfig:
     def _validate_vit(self) -> None:
         heads = VITS[self.name][1]
         if self.width % heads:
-            raise ValueError(f"{self.name} has {heads} attention heads, so its width (hidden size) must be a multiple of {heads}; got {self.width}")
+            raise ValueError(
+                f"{self.name} has {heads} attention heads, so its width (hidden size) must be a multiple of {heads}; got {self.width}"
+            )
         if self.image_size is None or len(self.image_size) != self.spatial_dims:
-            raise ValueError(f"{self.name} needs the image size ({self.spatial_dims} numbers) for its positional embedding; got {self.image_size}")
+            raise ValueError(
+                f"{self.name} needs the image size ({self.spatial_dims} numbers) for its positional embedding; got {self.image_size}"
+            )
         if any(side % self.patch_size for side in self.image_size):
             divisors = [p for p in range(1, min(self.image_size) + 1) if all(s % p == 0 for s in self.image_size)]
-            raise ValueError(f"ViT patch size {self.patch_size} does not divide the image size {self.image_size}; valid patch sizes: {divisors}")
+            raise ValueError(
+                f"ViT patch size {self.patch_size} does not divide the image size {self.image_size}; valid patch sizes: {divisors}"
+            )
 
 
 class Encoder(nn.Module):

@@ -71,15 +71,23 @@ def guard_convolutions(module: nn.Module) -> nn.Module:
     return module
 
 
-def weight_gradient_errors(module: nn.Module, images: torch.Tensor, loss=lambda out: out.float().square().mean()) -> dict[str, float]:
+def weight_gradient_errors(
+    module: nn.Module, images: torch.Tensor, loss=lambda out: out.float().square().mean()
+) -> dict[str, float]:
     """For each convolution of ``module``, on the input and output gradient it gets from
     ``loss(module(images))``: |weight gradient under CPU bf16 autocast - exact (float64)| / |exact|.
     bf16 rounding alone gives ~0.3%; a faulty kernel 100% or more. A check of this machine's
     kernels, with the module's convolutions as they are (guarded or not)."""
     convs = {name: m for name, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))}
     seen: dict[str, list[torch.Tensor]] = {}
-    hooks = [conv.register_forward_hook(lambda m, inputs, out, name=name: seen.update({name: [inputs[0].detach()]})) for name, conv in convs.items()]
-    hooks += [conv.register_full_backward_hook(lambda m, grad_in, grad_out, name=name: seen[name].append(grad_out[0])) for name, conv in convs.items()]
+    hooks = [
+        conv.register_forward_hook(lambda m, inputs, out, name=name: seen.update({name: [inputs[0].detach()]}))
+        for name, conv in convs.items()
+    ]
+    hooks += [
+        conv.register_full_backward_hook(lambda m, grad_in, grad_out, name=name: seen[name].append(grad_out[0]))
+        for name, conv in convs.items()
+    ]
     loss(module(images.requires_grad_())).backward()
     for hook in hooks:
         hook.remove()

@@ -33,7 +33,9 @@ def image_rows(rows: dict[str, np.ndarray], path: Path) -> Path:
 
 def _draw_rows(rows: dict[str, list[tuple[np.ndarray, str]]], path: Path, columns: int, column_width: float) -> Path:
     """A grid with one labelled row per name of (image, title) thumbnails."""
-    fig, axes = plt.subplots(len(rows), columns, figsize=(columns * column_width, len(rows) * 1.5), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), columns, figsize=(columns * column_width, len(rows) * 1.5), dpi=100, squeeze=False
+    )
     for row_axes, (name, images) in zip(axes, rows.items()):
         for ax, (image, title) in zip(row_axes, images):
             ax.imshow(thumbnail(image), cmap="gray")
@@ -63,14 +65,25 @@ def training_curves(runs: dict[str, Path], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=110)
     for name, run in runs.items():
         with (run / "logs" / "metrics.csv").open() as handle:
-            points = [(int(r["step"]), float(r["train/loss_step"])) for r in csv.DictReader(handle) if r.get("train/loss_step")]
+            points = [
+                (int(r["step"]), float(r["train/loss_step"]))
+                for r in csv.DictReader(handle)
+                if r.get("train/loss_step")
+            ]
         if points:
             ax.plot(*zip(*points), label=name)
     ax.set_xlabel("step"), ax.set_ylabel("training loss")
     if ax.lines:
         ax.legend(fontsize=8)
     else:  # a run shorter than the logging interval: say so rather than draw an empty frame
-        ax.text(0.5, 0.5, "no loss logged: fewer steps than the logging interval", ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "no loss logged: fewer steps than the logging interval",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -97,7 +110,12 @@ def monitor_curves(history: list[dict], path: Path) -> Path:
 
 
 def label_efficiency(
-    summary: list[dict], title: str, path: Path, probes: tuple[str, ...] = ("linear",), metrics: tuple[str, ...] = ("auc",), references: list[dict] = ()
+    summary: list[dict],
+    title: str,
+    path: Path,
+    probes: tuple[str, ...] = ("linear",),
+    metrics: tuple[str, ...] = ("auc",),
+    references: list[dict] = (),
 ) -> Path:
     """One panel per metric: the mean over seeds against the fraction of labels, with a band of
     ± one SD, one line per encoder (and probe, when several are drawn); ``references``
@@ -105,20 +123,36 @@ def label_efficiency(
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.6 * len(metrics), 3.8), dpi=110, squeeze=False)
     encoders = sorted({s["encoder"] for s in summary})
     # an encoder name that comes with one probe only already says which (e.g. "SSL linear probe")
-    name_is_enough = len(probes) == 1 or all(len({s["probe"] for s in summary if s["encoder"] == e}) == 1 for e in encoders)
+    name_is_enough = len(probes) == 1 or all(
+        len({s["probe"] for s in summary if s["encoder"] == e}) == 1 for e in encoders
+    )
     ticks = sorted({s["fraction"] * 100 for s in summary})
     for ax, metric in zip(axes[0], metrics):
         for probe in probes:
             for encoder in encoders:
-                points = sorted((s["fraction"], s[f"{metric}_mean"], s[f"{metric}_std"]) for s in summary if s["encoder"] == encoder and s["probe"] == probe)
+                points = sorted(
+                    (s["fraction"], s[f"{metric}_mean"], s[f"{metric}_std"])
+                    for s in summary
+                    if s["encoder"] == encoder and s["probe"] == probe
+                )
                 if points:
                     fractions, means, stds = map(np.array, zip(*points))
                     label = encoder if name_is_enough else f"{encoder} ({probe})"
-                    (line,) = ax.plot(fractions * 100, means, marker="o", label=label, linestyle="-" if probe == probes[0] else ":")
-                    ax.fill_between(fractions * 100, means - stds, means + stds, color=line.get_color(), alpha=0.15, linewidth=0)
+                    (line,) = ax.plot(
+                        fractions * 100, means, marker="o", label=label, linestyle="-" if probe == probes[0] else ":"
+                    )
+                    ax.fill_between(
+                        fractions * 100, means - stds, means + stds, color=line.get_color(), alpha=0.15, linewidth=0
+                    )
         for reference in references:
             if metric in reference:
-                ax.axhline(reference[metric], color="grey", linestyle="--", linewidth=1, label=f"published {reference['model']}, {reference['labels']} labels")
+                ax.axhline(
+                    reference[metric],
+                    color="grey",
+                    linestyle="--",
+                    linewidth=1,
+                    label=f"published {reference['model']}, {reference['labels']} labels",
+                )
         ax.set_xscale("log"), ax.set_xlabel("labels used"), ax.set_ylabel(f"test {metric.upper()}")
         ax.set_xticks(ticks, [f"{t:g}%" for t in ticks]), ax.minorticks_off()
         ax.set_title(f"{title}: {metric.upper()}" if len(metrics) > 1 else title, fontsize=10)

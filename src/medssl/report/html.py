@@ -47,7 +47,7 @@ def table(rows: list[dict], columns: list[str] | None = None, digits: int = 3) -
 
 
 def paragraph(text: str, note: bool = False) -> str:
-    return f'<p{" class=note" if note else ""}>{html.escape(text)}</p>'
+    return f"<p{' class=note' if note else ''}>{html.escape(text)}</p>"
 
 
 def preformatted(text: str) -> str:

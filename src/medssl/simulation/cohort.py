@@ -69,7 +69,9 @@ def simulate_cohort(out_dir: str | Path, config: CohortConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([config.seed, 0])
     source: GenotypeSource = (
-        PlinkGenotypes(config.genotypes) if config.genotypes else SimulatedGenotypes(config.n_subjects, GenotypeModel(n_snps=config.n_snps), config.seed)
+        PlinkGenotypes(config.genotypes)
+        if config.genotypes
+        else SimulatedGenotypes(config.n_subjects, GenotypeModel(n_snps=config.n_snps), config.seed)
     )
     n = source.n_samples
     if n < 10:
@@ -77,24 +79,40 @@ def simulate_cohort(out_dir: str | Path, config: CohortConfig) -> dict:
     sex = np.where(rng.random(n) < 0.5, "M", "F")
     age = rng.uniform(40, 80, n).round(1)
     groups = _assign_groups(rng, n, config)
-    splits = np.array(["train", "train", "train", "train", "train", "train", "train", "val", "test", "test"])[np.arange(n) % 10]
+    splits = np.array(["train", "train", "train", "train", "train", "train", "train", "val", "test", "test"])[
+        np.arange(n) % 10
+    ]
     traits, causal = _heritable_traits(source, config, rng, sex, out / "genotypes")
     ids = source.sample_ids
-    subjects = [
-        Subject(dict(zip(TRAITS, traits[i])), (age[i] - 60) / 11.5, sex[i] == "M", groups[i]) for i in range(n)
-    ]
+    subjects = [Subject(dict(zip(TRAITS, traits[i])), (age[i] - 60) / 11.5, sex[i] == "M", groups[i]) for i in range(n)]
     truth = out / "ground_truth"
     truth.mkdir(exist_ok=True)
-    _write_rows(truth / "subjects.csv", ["subject_id", "group", "age", "sex", "split", *TRAITS],
-                [[ids[i], groups[i], age[i], sex[i], splits[i], *np.round(traits[i], 5)] for i in range(n)])  # fmt: skip
-    _write_rows(truth / "causal_snps.tsv", ["trait", "snp", "chrom", "pos", "a1", "a2", "effect_per_allele_sd"], causal, delimiter="\t")
-    outputs = {"genotypes": str(out / "genotypes.bed"), "subjects": str(truth / "subjects.csv"), "causal_snps": str(truth / "causal_snps.tsv")}
+    _write_rows(
+        truth / "subjects.csv",
+        ["subject_id", "group", "age", "sex", "split", *TRAITS],
+        [[ids[i], groups[i], age[i], sex[i], splits[i], *np.round(traits[i], 5)] for i in range(n)],
+    )
+    _write_rows(
+        truth / "causal_snps.tsv",
+        ["trait", "snp", "chrom", "pos", "a1", "a2", "effect_per_allele_sd"],
+        causal,
+        delimiter="\t",
+    )
+    outputs = {
+        "genotypes": str(out / "genotypes.bed"),
+        "subjects": str(truth / "subjects.csv"),
+        "causal_snps": str(truth / "causal_snps.tsv"),
+    }
     covariates = {"age": age, "sex": sex}
     if "xray" in config.modalities:
-        outputs["xray_manifest"], outputs["lesion_boxes"] = _write_xrays(out, config, ids, subjects, groups, splits, covariates)
+        outputs["xray_manifest"], outputs["lesion_boxes"] = _write_xrays(
+            out, config, ids, subjects, groups, splits, covariates
+        )
     if "mri" in config.modalities:
         outputs["mri_manifest"] = _write_mris(out, config, ids, subjects, groups, splits, covariates)
-    (out / "simulation.json").write_text(json.dumps({"config": asdict(config), "outputs": outputs, "traits": TRAITS}, indent=2))
+    (out / "simulation.json").write_text(
+        json.dumps({"config": asdict(config), "outputs": outputs, "traits": TRAITS}, indent=2)
+    )
     return outputs
 
 
@@ -114,7 +132,9 @@ def _heritable_traits(source: GenotypeSource, config: CohortConfig, rng, sex, pr
     poly_beta = rng.standard_normal((source.n_snps, n_traits))
     causal_value, poly_value = np.zeros((source.n_samples, n_traits)), np.zeros((source.n_samples, n_traits))
     writer = BedWriter(prefix, source, sex)
-    for start, dosage in tqdm(source.chunks(500), total=-(-source.n_snps // 500), desc="genotypes", unit="chunk", leave=False):
+    for start, dosage in tqdm(
+        source.chunks(500), total=-(-source.n_snps // 500), desc="genotypes", unit="chunk", leave=False
+    ):
         writer.write(dosage)
         p = source.frequencies[start : start + dosage.shape[1]]
         standardised = np.nan_to_num((dosage - 2 * p) / np.sqrt(2 * p * (1 - p)))  # missing -> mean
@@ -147,7 +167,9 @@ def _write_xrays(out: Path, config: CohortConfig, ids, subjects, groups, splits,
         rows.append(_manifest_row(ids[i], path, mask_path, groups[i], splits[i], covariates, i, out))
         boxes += [[ids[i], *box] for box in lesions]
     manifest = _write_rows(out / "xray_manifest.csv", list(rows[0]), [list(r.values()) for r in rows])
-    box_file = _write_rows(out / "ground_truth" / "lesion_boxes.csv", ["subject_id", "x0", "y0", "x1", "y1", "kind"], boxes)
+    box_file = _write_rows(
+        out / "ground_truth" / "lesion_boxes.csv", ["subject_id", "x0", "y0", "x1", "y1", "kind"], boxes
+    )
     return str(manifest), str(box_file)
 
 

@@ -57,7 +57,12 @@ class SimulatedGenotypes(GenotypeSource):
         per_chrom = -(-model.n_snps // model.chromosomes)
         positions = np.cumsum(rng.integers(2_000, 20_000, model.n_snps))
         self.snp_table = [
-            (1 + j // per_chrom, f"sim_rs{j + 1}", int(positions[j] - positions[(j // per_chrom) * per_chrom] + 10_000), *rng.choice(list("ACGT"), 2, replace=False))
+            (
+                1 + j // per_chrom,
+                f"sim_rs{j + 1}",
+                int(positions[j] - positions[(j // per_chrom) * per_chrom] + 10_000),
+                *rng.choice(list("ACGT"), 2, replace=False),
+            )
             for j in range(model.n_snps)
         ]
         self.sample_ids = [f"SUB{i:06d}" for i in range(n_samples)]
@@ -91,7 +96,9 @@ class PlinkGenotypes(GenotypeSource):
         self.sample_ids = [str(i) for i in self.bed.iid]
         self.snp_table = [
             (int(c) if str(c).isdigit() else 0, str(s), int(p), str(a1), str(a2))
-            for c, s, p, a1, a2 in zip(self.bed.chromosome, self.bed.sid, self.bed.bp_position, self.bed.allele_1, self.bed.allele_2)
+            for c, s, p, a1, a2 in zip(
+                self.bed.chromosome, self.bed.sid, self.bed.bp_position, self.bed.allele_1, self.bed.allele_2
+            )
         ]
         # a SNP with no calls at all gets the floor frequency rather than NaN
         freqs = [np.nansum(c, 0) / np.maximum((~np.isnan(c)).sum(0), 1) / 2 for _, c in self.chunks(2000)]
