@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import RESULTS, mean_sd, write_json
+from medssl.config import resolve_config
 from medssl.evaluation.evaluate import evaluate
 from medssl.evaluation.probe import regression_probe
 from medssl.simulation.cohort import TRAITS, CohortConfig, simulate_cohort
-from medssl.training import pretrain, resolve_config
+from medssl.training import pretrain
 
 WORK = Path("runs/bench_contig")
 METHODS = ("contig", "simclr")
@@ -86,14 +87,13 @@ def _run(modality: str, method: str, seed: int, steps: int, cohort: dict, truth:
     if marker.exists():
         return json.loads(marker.read_text())
     size, encoder, batch_size = SHAPES[modality]
-    data = {"image_size": size} | (
-        {"genetics": str(Path(cohort["genotypes"]).with_suffix(""))} if method == "contig" else {}
-    )
+    paired = {"genetics": str(Path(cohort["genotypes"]).with_suffix(""))} if method == "contig" else {}
     training = {"max_steps": steps, "max_epochs": 1000, "batch_size": batch_size, "checkpoint_every": 100, "devices": 1}
     config = resolve_config(
         method,
         {
-            "data": data,
+            "data": {"image_size": size},
+            "method_args": paired,
             "encoder": encoder,
             "views": VIEWS,
             "training": training,

@@ -23,10 +23,11 @@ from pydicom.uid import generate_uid
 
 from benchmarks.common import RESULTS, write_json
 from medssl.analysis.embed import embed_subjects
+from medssl.config import resolve_config
 from medssl.data.manifest import Manifest, read_manifest, scan_folder, scan_summary
 from medssl.data.public import data_root
 from medssl.data.transcode import SYNTAXES, transcode
-from medssl.training import pretrain, resolve_config
+from medssl.training import pretrain
 
 TWIN_SOURCES = (
     "pydicom/CT_small.dcm",

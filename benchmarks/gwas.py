@@ -27,6 +27,7 @@ import numpy as np
 from bed_reader import open_bed
 
 from benchmarks.common import RESULTS, data_root, write_json
+from medssl.genetics import GENOME_WIDE
 from medssl.genetics.gwas import run_gwas
 from medssl.simulation.genotypes import BedWriter, GenotypeModel, SimulatedGenotypes
 
@@ -170,7 +171,7 @@ def calibration(work: Path, n_null: int = 200, n_causal: int = 20, heritability:
     with (work / "medssl" / "trait.glm.tsv").open() as handle:
         p_by_snp = {r["ID"]: float(r["P"]) for r in csv.DictReader(handle, delimiter="\t")}
     causal_ids = [source.snp_table[j][1] for j in causal]
-    found = [s for s in causal_ids if p_by_snp.get(s, 1.0) < 5e-8]
+    found = [s for s in causal_ids if p_by_snp.get(s, 1.0) < GENOME_WIDE]
     figure = _calibration_figure(work / "medssl", n_null, lambdas, RESULTS / "gwas_calibration.png")
     return {
         "samples": len(ids),

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import RESULTS, data_root, mean_sd, write_json  # noqa: E402
+from medssl.config import resolve_config
 from medssl.data.datasets import load_table  # noqa: E402
 from medssl.data.preprocess import Preprocessing  # noqa: E402
 from medssl.evaluation.embeddings import embed  # noqa: E402
@@ -33,7 +34,7 @@ from medssl.evaluation.probe import label_subset, linear_probe  # noqa: E402
 from medssl.methods import METHODS  # noqa: E402
 from medssl.models.checkpoint import load_encoder, save_encoder  # noqa: E402
 from medssl.models.encoders import Encoder, EncoderConfig  # noqa: E402
-from medssl.training import pretrain, resolve_config  # noqa: E402
+from medssl.training import pretrain  # noqa: E402
 
 DATASETS = {
     "pneumoniamnist": ("pneumoniamnist.npz", 128),

@@ -31,10 +31,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import RESULTS, data_root, machine, mean_sd, write_json
-from medssl.methods import METHODS, default_config, get_method
+from medssl.config import default_config, resolve_config
+from medssl.methods import METHODS, get_method
 from medssl.models import numerics
 from medssl.models.encoders import EncoderConfig, build_encoder
-from medssl.training import pretrain, resolve_config, resolve_precision
+from medssl.training import pretrain, resolve_precision
 
 DATA = {2: "pneumoniamnist.npz", 3: "adrenalmnist3d.npz"}
 SMALL_RESNET = {"name": "resnet10", "width": 16, "stem": "strided"}  # the demo's 3D encoder

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 from benchmarks.common import RESULTS, data_root, write_json
+from medssl.config import resolve_config
 from medssl.data.datasets import load_table
 from medssl.evaluation.evaluate import evaluate, markdown_table, summarise
 from medssl.evaluation.finetune import finetune, predict_proba
 from medssl.evaluation.probe import classification_metrics, label_subset
 from medssl.evaluation.published import published_rows
 from medssl.models.encoders import Encoder, EncoderConfig
-from medssl.training import pretrain, resolve_config
+from medssl.training import pretrain
 
 FRACTIONS = (0.01, 0.1, 1.0)
 PUBLISHED = next(row for row in published_rows("pneumoniamnist") if row["model"] == "ResNet-18 (28)")

@@ -19,9 +19,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks.common import data_root, flops_per_image, matmul_gflops, write_json
+from medssl.config import resolve_config
 from medssl.data.datasets import ImageDataset, load_table
 from medssl.methods.simclr import SimCLR
-from medssl.training import pretrain, resolve_config
+from medssl.training import pretrain
 
 WARMUP_STEPS = 3
 

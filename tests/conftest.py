@@ -19,6 +19,10 @@ def _find_shared_data() -> Path | None:
     return None
 
 
+if _find_shared_data() is not None:  # what medssl resolves public dataset names against
+    os.environ.setdefault("MEDSSL_DATA", str(_find_shared_data()))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = _find_shared_data()

@@ -13,7 +13,7 @@ from PIL import Image
 from medssl.cli import build_parser, main, pretrain_config
 from medssl.models.checkpoint import load_encoder
 
-TINY = ["--encoder", "resnet10", "--width", "8", "--stem", "small", "--batch-size", "16", "--precision", "32"]
+TINY = ["--backbone", "resnet10", "--width", "8", "--stem", "small", "--batch-size", "16", "--precision", "32"]
 
 
 def test_every_subcommand_has_help(capsys):
@@ -155,13 +155,14 @@ def test_a_vit_named_on_the_command_line_gets_its_standard_width():
             "run",
             "--method",
             "mae",
-            "--encoder",
+            "--backbone",
             "vit_small",
             "--patch-size",
             "7",
         ]
     )
-    assert pretrain_config(args)["encoder"] == {"name": "vit_small", "width": 384, "patch_size": 7}
+    encoder = pretrain_config(args)["encoder"]
+    assert (encoder["name"], encoder["width"], encoder["patch_size"]) == ("vit_small", 384, 7)
 
 
 def test_benchmark_runs_from_the_command_line_and_names_bad_settings(tmp_path, capsys):
@@ -229,16 +230,26 @@ def test_the_phenotype_commands_chain_on_one_embedding_folder(tmp_path, npz_2d, 
     assert main(["normative", *analysis, str(tmp_path / "norm"), "--reference", "label=0", "--components", "4"]) == 0
     assert "AUROC of the deviation: 1 " in capsys.readouterr().out
     assert (
-        main(["attribution", *analysis, str(tmp_path / "why"), "--pc", "1", "--subjects", "4", "--method", "gradient"])
+        main(
+            [
+                "attribution",
+                *analysis,
+                str(tmp_path / "why"),
+                "--pc",
+                "1",
+                "--subjects",
+                "4",
+                "--attribution",
+                "gradient",
+            ]
+        )
         == 0
     )
     cluster = ["--cluster", f"{tmp_path / 'groups' / 'subgroups.csv'}:kmeans", "0", "--subjects", "4"]
-    assert main(["attribution", *analysis, str(tmp_path / "why"), *cluster]) == 0
-    assert {p.name for p in (tmp_path / "why").glob("*.png")} == {
-        "attribution_pc1.png",
-        "attribution_kmeans_group0.png",
-    }
-    assert main(["normative", *analysis, str(tmp_path / "norm"), "--reference", "label=healthy"]) == 2
+    assert main(["attribution", *analysis, str(tmp_path / "why_group"), *cluster]) == 0
+    assert [p.name for p in (tmp_path / "why").glob("*.png")] == ["attribution_pc1.png"]
+    assert [p.name for p in (tmp_path / "why_group").glob("*.png")] == ["attribution_kmeans_group0.png"]
+    assert main(["normative", *analysis, str(tmp_path / "norm_none"), "--reference", "label=healthy"]) == 2
     assert "no subject has label=healthy" in capsys.readouterr().err
 
 
@@ -286,7 +297,7 @@ def test_gwas_of_embedding_pcs_on_real_genotypes_finds_a_planted_snp(tmp_path, s
                 "--phenotypes",
                 str(tmp_path / "pcs.csv"),
                 "--out",
-                str(out),
+                str(tmp_path / "gwas_height"),
                 "--columns",
                 "height",
             ]
@@ -332,7 +343,7 @@ def test_prepare_then_pretrain_streams_the_cache(tmp_path, capsys):
         "3",
         "--batch-size",
         "4",
-        "--encoder",
+        "--backbone",
         "resnet10",
         "--width",
         "8",
@@ -349,3 +360,17 @@ def test_prepare_then_pretrain_streams_the_cache(tmp_path, capsys):
     assert "its preprocessing is fixed in index.json" in capsys.readouterr().err
     assert main([*pretrain[:4], str(tmp_path / "run3"), "--strict"]) == 2
     assert "1 input(s) were skipped when" in capsys.readouterr().err
+
+
+def test_a_folder_that_holds_results_is_refused_unless_overwrite(tmp_path, capsys):
+    (tmp_path / "old.csv").write_text("x\n")
+    assert main(["simulate", "--out", str(tmp_path), "--subjects", "20", "--snps", "50"]) == 2
+    assert f"{tmp_path} already holds results; pass --overwrite" in capsys.readouterr().err
+
+
+def test_version_and_methods_answer_in_words(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("medssl ")
+    main(["methods"])
+    assert "| w_mse | yes | yes |" in capsys.readouterr().out

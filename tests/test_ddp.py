@@ -61,7 +61,7 @@ def test_two_processes_train_and_write_one_encoder(tmp_path, npz_2d, source):
         "2",
         "--max-steps",
         "3",
-        "--encoder",
+        "--backbone",
         "resnet10",
         "--width",
         "8",

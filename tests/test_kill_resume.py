@@ -35,7 +35,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, npz_2d):
         str(CHECKPOINT_EVERY),
         "--batch-size",
         "8",
-        "--encoder",
+        "--backbone",
         "resnet10",
         "--width",
         "8",

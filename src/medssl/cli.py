@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import yaml
 
+from medssl.config import TrainingConfig, flag_help
 from medssl.data.geometry import GEOMETRY_OPTIONS
 from medssl.data.public import PUBLIC
 from medssl.evaluation import DENSE_TASKS
 from medssl.evaluation.budgets import BUDGET_DESCRIPTIONS, BUDGETS, CANDIDATES, FRACTIONS, SEEDS, Schedule
+from medssl.genetics import GENOME_WIDE
 
 # budget settings with a flag of their own (--width, --pretrain-epochs-2d, --finetune-epochs, ...)
 BUDGET_OVERRIDES = (
@@ -41,24 +46,70 @@ def _budget_value(key: str):
     return getattr(value, field) if field else value
 
 
+FLAG_TYPES = {"max_minutes": float, "gradient_clip": float}  # defaults of None say no type
+
 DESCRIPTION = "medssl: self-supervised pretraining and evaluation for 2D and 3D medical images"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet:
+        quiet()
     try:
+        if hasattr(args, "overwrite"):
+            check_output(args.out, args.overwrite)
         return args.run(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as error:
         print(f"medssl {args.command}: error: {error}", file=sys.stderr)
         return 2
 
 
+class Formatter(argparse.HelpFormatter):
+    """--help gives every default that the text does not already state."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.option_strings
+            and action.default not in (None, False, [], argparse.SUPPRESS)
+            and "default" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def quiet() -> None:
+    """--quiet: no progress bars (tqdm's TQDM_DISABLE; pretraining's training.progress none) and no Lightning notes."""
+    os.environ["TQDM_DISABLE"] = "1"
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
+def add_output(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--out", type=Path, required=True, help=text)
+    parser.add_argument("--overwrite", action="store_true", help="write over the results already in --out")
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """One policy for every command that writes a folder: one that already holds files is refused
+    unless --overwrite (pretrain, benchmark and demo resume from theirs instead)."""
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds results; pass --overwrite to write over them, or choose another --out"
+        )
+
+
+def add_command(commands: argparse._SubParsersAction, name: str, **settings) -> argparse.ArgumentParser:
+    return commands.add_parser(name, formatter_class=Formatter, **settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medssl", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="medssl", description=DESCRIPTION, formatter_class=Formatter)
+    parser.add_argument("--version", action="version", version=f"medssl {version('medssl')}")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or Lightning notes (logs of batch jobs)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    scan = commands.add_parser("scan", help="write a manifest CSV for a folder of images")
+    scan = add_command(commands, "scan", help="write a manifest CSV for a folder of images")
     scan.add_argument("folder", type=Path)
     scan.add_argument("-o", "--output", type=Path, default=Path("manifest.csv"))
     scan.add_argument(
@@ -68,8 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.set_defaults(run=run_scan)
 
-    prepare = commands.add_parser(
-        "prepare", help="preprocess a manifest once into a sharded cache (WebDataset tar shards) that pretrain streams"
+    prepare = add_command(
+        commands,
+        "prepare",
+        help="preprocess a manifest once into a sharded cache (WebDataset tar shards) that pretrain streams",
     )
     prepare.add_argument(
         "--manifest",
@@ -78,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest CSV (subject_id, path[, label, split, ...]); `medssl scan` writes one",
     )
     prepare.add_argument(
-        "--out", type=Path, required=True, help="cache folder: shard-*.tar, their checksums, index.json, skipped.csv"
+        "--out",
+        type=Path,
+        required=True,
+        help="cache folder: shard-*.tar, their checksums, index.json, skipped.csv; rerunning on it resumes",
     )
     prepare.add_argument(
         "--image-size", type=int, nargs="+", required=True, help="model input size, 2 values (2D) or 3 (3D)"
@@ -101,14 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.set_defaults(run=run_prepare)
 
-    pretrain = commands.add_parser("pretrain", help="pretrain an encoder without labels")
+    pretrain = add_command(commands, "pretrain", help="pretrain an encoder without labels")
     _add_pretrain_arguments(pretrain)
-    pretrain.set_defaults(run=run_pretrain)
+    pretrain.set_defaults(run=run_pretrain, parser=pretrain)
 
-    evaluate = commands.add_parser("evaluate", help="linear probe and kNN of an encoder vs random init")
+    evaluate = add_command(commands, "evaluate", help="linear probe and kNN of an encoder vs random init")
     evaluate.add_argument("--encoder", type=Path, required=True, help="encoder.pt written by pretrain")
     evaluate.add_argument("--data", type=Path, required=True, help="labelled .npz, manifest .csv or class-folder")
-    evaluate.add_argument("--out", type=Path, required=True)
+    add_output(evaluate, "folder for evaluation.json/.md, embeddings.npz and figures")
     evaluate.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="label fractions")
     evaluate.add_argument("--seeds", type=int, nargs="+", default=[0])
     evaluate.add_argument("--no-random-init", action="store_true", help="skip the random-init baseline rows")
@@ -136,8 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--fixmatch-mu", type=int, default=7, help="unlabelled batch = mu x labelled batch")
     evaluate.set_defaults(run=run_evaluate)
 
-    benchmark = commands.add_parser(
-        "benchmark", help="label efficiency: SSL vs random init vs supervised from scratch at 1-100%% of labels"
+    benchmark = add_command(
+        commands,
+        "benchmark",
+        help="label efficiency: SSL vs random init vs supervised from scratch at 1-100%% of labels",
     )
     benchmark.add_argument(
         "--datasets",
@@ -173,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     for key in BUDGET_OVERRIDES:
         default = _budget_value(key)
         benchmark.add_argument(
-            f"--{key.replace('.', '-').replace('_', '-')}",
+            "--backbone" if key == "encoder" else f"--{key.replace('.', '-').replace('_', '-')}",
             dest=key,
             type=type(default),
             metavar=type(default).__name__.upper(),
@@ -181,8 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
     benchmark.set_defaults(run=run_benchmark)
 
-    anomaly = commands.add_parser(
-        "anomaly", help="per-subject anomaly scores: reconstruction error of a generative run (autoencoder, vae, ...)"
+    anomaly = add_command(
+        commands,
+        "anomaly",
+        help="per-subject anomaly scores: reconstruction error of a generative run (autoencoder, vae, ...)",
     )
     anomaly.add_argument(
         "--run",
@@ -195,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     anomaly.add_argument(
         "--data", type=Path, required=True, help=".npz, manifest .csv or folder; preprocessed as in the run"
     )
-    anomaly.add_argument("--out", type=Path, required=True, help="folder for anomaly_scores.csv and anomaly.json")
+    add_output(anomaly, "folder for anomaly_scores.csv and anomaly.json")
     anomaly.add_argument(
         "--normal-label",
         help="the healthy class, for the AUROC of detecting the others (default: a class named healthy or normal)",
@@ -205,8 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_phenotype_commands(commands)
 
-    gwas = commands.add_parser(
-        "gwas", help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm"
+    gwas = add_command(
+        commands,
+        "gwas",
+        help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm",
     )
     gwas.add_argument("--bed", type=Path, required=True, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam)")
     gwas.add_argument(
@@ -216,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     gwas.add_argument("--covariates", type=Path, help="CSV/TSV/Parquet with subject IDs and covariates (age, sex, ...)")
     gwas.add_argument("--covariate-columns", nargs="+", help="default: every column of --covariates but the ID")
     gwas.add_argument("--id-column", default="subject_id", help="matched to the .fam's IID")
-    gwas.add_argument("--out", type=Path, required=True)
+    add_output(gwas, "folder for the summary statistics, gwas.json, plots and the plink2/REGENIE/BOLT-LMM exports")
     gwas.add_argument(
         "--inverse-normal", action="store_true", help="rank-based inverse-normal transform of each phenotype"
     )
@@ -235,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     gwas.add_argument("--min-call-rate", type=float, default=0.95)
     gwas.add_argument("--min-maf", type=float, default=0.01)
     gwas.add_argument("--min-hwe-p", type=float, default=1e-6)
-    gwas.add_argument("--p-threshold", type=float, default=5e-8, help="lead SNPs: genome-wide significance")
+    gwas.add_argument("--p-threshold", type=float, default=GENOME_WIDE, help="lead SNPs: genome-wide significance")
     gwas.add_argument("--clump-kb", type=float, default=250)
     gwas.add_argument(
         "--clump-r2", type=float, help="clump by LD (r² above this within the window), not distance alone"
@@ -245,8 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gwas.set_defaults(run=run_gwas)
 
-    simulate = commands.add_parser("simulate", help="write a simulated population cohort with known ground truth")
-    simulate.add_argument("--out", type=Path, required=True)
+    simulate = add_command(commands, "simulate", help="write a simulated population cohort with known ground truth")
+    add_output(simulate, "folder for the simulated cohort")
     simulate.add_argument("--subjects", type=int, default=2000)
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument(
@@ -263,8 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--genotypes", type=Path, help="a real PLINK .bed to use instead of simulated genotypes")
     simulate.set_defaults(run=run_simulate)
 
-    demo = commands.add_parser(
-        "demo", help="the whole journey on a simulated cohort, with an HTML report (~10 min on 2 CPU cores)"
+    demo = add_command(
+        commands, "demo", help="the whole journey on a simulated cohort, with an HTML report (~10 min on 2 CPU cores)"
     )
     demo.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="run folder; rerunning on it resumes finished stages"
@@ -273,23 +335,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=run_demo)
 
-    methods = commands.add_parser("methods", help="list the self-supervised methods")
+    report = add_command(
+        commands, "report", help="one offline HTML page for pretrain, evaluate, benchmark or analysis folders"
+    )
+    report.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="folders written by medssl commands")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    report.set_defaults(run=run_report)
+
+    methods = add_command(commands, "methods", help="list the self-supervised methods")
     methods.set_defaults(run=run_methods)
     return parser
 
 
 def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
     """embed -> atlas, subgroups, normative, attribution: each reads the folder ``embed`` wrote."""
-    embed = commands.add_parser(
-        "embed", help="one embedding per subject (Parquet, with the manifest's columns) and its principal components"
+    embed = add_command(
+        commands,
+        "embed",
+        help="one embedding per subject (Parquet, with the manifest's columns) and its principal components",
     )
     embed.add_argument("--encoder", type=Path, required=True, help="encoder.pt written by pretrain")
     embed.add_argument(
         "--data", type=Path, required=True, help=".npz, manifest .csv or folder; preprocessed as at pretraining"
     )
-    embed.add_argument(
-        "--out", type=Path, required=True, help="folder for embeddings.parquet, pcs.parquet, pca.npz, embedding.json"
-    )
+    add_output(embed, "folder for embeddings.parquet, pcs.parquet, pca.npz, embedding.json")
     embed.add_argument("--tta", type=int, default=0, help="average the embedding over this many mild random views too")
     embed.add_argument("--components", type=int, default=20, help="principal components to keep")
     embed.add_argument("--batch-size", type=int, default=256)
@@ -297,9 +366,9 @@ def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
     embed.set_defaults(run=run_embed)
 
     def analysis(name: str, help: str) -> argparse.ArgumentParser:
-        parser = commands.add_parser(name, help=help)
+        parser = add_command(commands, name, help=help)
         parser.add_argument("--embeddings", type=Path, required=True, help="folder written by `medssl embed`")
-        parser.add_argument("--out", type=Path, required=True)
+        add_output(parser, "folder for the analysis' tables and figures")
         parser.add_argument(
             "--covariates", type=Path, help="CSV with subject_id and more columns, joined to the embeddings"
         )
@@ -332,17 +401,17 @@ def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
     normative.add_argument("--components", type=int, default=20)
     normative.set_defaults(run=run_normative)
 
-    attribution = commands.add_parser(
-        "attribution", help="which image regions drive a principal component or a cluster"
+    attribution = add_command(
+        commands, "attribution", help="which image regions drive a principal component or a cluster"
     )
     attribution.add_argument("--embeddings", type=Path, required=True, help="folder written by `medssl embed`")
-    attribution.add_argument("--out", type=Path, required=True)
+    add_output(attribution, "folder for the maps (PNG, npz, NIfTI for volumes)")
     target = attribution.add_mutually_exclusive_group(required=True)
     target.add_argument("--pc", type=int, help="principal component, from 1")
     target.add_argument(
         "--cluster", nargs=2, metavar=("SUBGROUPS_CSV:METHOD", "GROUP"), help="e.g. runs/groups/subgroups.csv:kmeans 2"
     )
-    attribution.add_argument("--method", default="occlusion", choices=["occlusion", "gradient"])
+    attribution.add_argument("--attribution", default="occlusion", choices=["occlusion", "gradient"])
     attribution.add_argument(
         "--subjects", type=int, default=16, help="explain the subjects scoring highest (and lowest)"
     )
@@ -354,10 +423,9 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--data",
         type=Path,
-        required=True,
-        help="a MedMNIST .npz, a manifest .csv, or a folder (NIfTI, DICOM series, PNG/JPEG)",
+        help="a MedMNIST .npz, a manifest .csv, or a folder (NIfTI, DICOM series, PNG/JPEG); required",
     )
-    data.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, logs, encoder.pt, skipped.csv")
+    data.add_argument("--out", type=Path, help="run folder: checkpoints, logs, encoder.pt, skipped.csv; required")
     data.add_argument(
         "--image-size", type=int, nargs="+", help="model input size, 2 values (2D) or 3 (3D); .npz default: native"
     )
@@ -370,20 +438,13 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         choices=GEOMETRY_OPTIONS,
         help="a DICOM series with missing slices, uneven spacing or a gantry tilt: strict (default) skips it, resample regrids it (recorded in corrected.csv)",
     )
-    data.add_argument(
-        "--genetics",
-        help="methods paired with genetics (contig): a PLINK .bed prefix, or a table of per-subject scores by subject_id/IID",
-    )
-    data.add_argument(
-        "--genetic-columns",
-        nargs="+",
-        help="the score columns of a --genetics table (default: every column but the IDs)",
-    )
     data.add_argument("--strict", action="store_true", help="fail if any input is skipped")
     model = parser.add_argument_group("method and model")
     model.add_argument("--method", default="simclr", help="see `medssl methods`")
     model.add_argument("--config", type=Path, help="YAML overriding the method's default config")
-    model.add_argument("--encoder", dest="encoder_name", help="resnet10/18/34/50 or vit_tiny/small/base")
+    model.add_argument(
+        "--backbone", dest="encoder_name", help="the encoder's architecture: resnet10/18/34/50 or vit_tiny/small/base"
+    )
     model.add_argument(
         "--width",
         type=int,
@@ -393,45 +454,26 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument(
         "--stem", help="small (stride 1), strided (stride 2), pooled (stride 1 + max-pool) or imagenet (7x7/2 + pool)"
     )
-    train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, dest="max_epochs")
-    train.add_argument("--max-steps", type=int)
-    train.add_argument("--max-minutes", type=float, help="stop after this wall time")
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument(
-        "--precision",
-        help="auto (default: bf16-mixed where the GPU or CPU computes bf16, else 32), bf16-mixed, 32, 16-mixed",
+    model.add_argument("--lr", type=float, help="the optimiser's learning rate (default: the method's)")
+    model.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="any setting, e.g. --set training.log_every=50 --set views=geometric (repeatable; see --print-config)",
     )
-    train.add_argument(
-        "--gradient-clip", type=float, help="clip the gradient norm to this value (a run whose loss turns non-finite)"
+    model.add_argument("--print-config", action="store_true", help="print the full resolved config and exit")
+    train = parser.add_argument_group(
+        "training", "defaults are the code's; a method's YAML changes some (--print-config shows the method's)"
     )
-    train.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    train.add_argument(
-        "--samples-per-subject", type=int, help="views drawn per subject and epoch (for few large volumes)"
-    )
-    train.add_argument("--devices", help="auto, or a count (DDP across GPUs)")
-    train.add_argument("--num-nodes", type=int)
-    train.add_argument(
-        "--sync-batchnorm", action="store_true", default=None, help="BatchNorm statistics over all GPUs' batches (DDP)"
-    )
-    train.add_argument(
-        "--accumulate-grad-batches", type=int, help="step the optimiser every N batches (a larger effective batch)"
-    )
-    train.add_argument(
-        "--compile", action="store_true", default=None, help="torch.compile the encoder (GPU; the first steps compile)"
-    )
-    train.add_argument("--num-workers", type=int, help="data-loading worker processes")
-    train.add_argument(
-        "--monitor-every",
-        type=int,
-        help="every N epochs, score the encoder by kNN on the labelled validation split (logged, monitor.png)",
-    )
-    train.add_argument(
-        "--monitor-patience",
-        type=int,
-        help="stop after this many monitor checks without a better score (default: never)",
-    )
+    for name, (default, text) in flag_help(TrainingConfig).items():
+        text += "" if default is None else f" (default: {default})"
+        flags = [f"--{name.replace('_', '-')}", *(["--epochs"] if name == "max_epochs" else [])]
+        if isinstance(default, bool):
+            train.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=text)
+        else:
+            kind = FLAG_TYPES.get(name, type(default))
+            train.add_argument(*flags, dest=name, type=kind, metavar=kind.__name__.upper(), help=text)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
@@ -450,14 +492,13 @@ def run_prepare(args: argparse.Namespace) -> None:
     from medssl.data.shards import prepare_shards
     from medssl.training import preprocessing_from
 
-    settings = {k: getattr(args, k) for k in ("image_size", "in_channels", "modality", "spacing", "geometry")}
+    keys = ("image_size", "in_channels", "modality", "spacing", "geometry", "volume_index")
     index = prepare_shards(
         args.manifest,
         args.out,
-        preprocessing_from(settings),
+        preprocessing_from({k: getattr(args, k) for k in keys}),
         shard_size=args.shard_size,
         workers=args.workers,
-        volume_index=args.volume_index,
         verify=args.verify,
     )
     print(
@@ -474,7 +515,7 @@ def vit_width(name: str | None) -> int | None:
 
 
 def pretrain_config(args: argparse.Namespace) -> dict:
-    from medssl.training import merge, resolve_config
+    from medssl.config import merge, parse_assignments, resolve_config
 
     user = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
     overrides = {
@@ -487,8 +528,6 @@ def pretrain_config(args: argparse.Namespace) -> dict:
                 "spacing",
                 "volume_index",
                 "geometry",
-                "genetics",
-                "genetic_columns",
             )
         },
         "encoder": {
@@ -498,37 +537,22 @@ def pretrain_config(args: argparse.Namespace) -> dict:
             "patch_size": args.patch_size,
         },
         "optimizer": {"lr": args.lr},
-        "training": {
-            k: getattr(args, k)
-            for k in (
-                "max_epochs",
-                "max_steps",
-                "max_minutes",
-                "batch_size",
-                "precision",
-                "gradient_clip",
-                "checkpoint_every",
-                "samples_per_subject",
-                "devices",
-                "num_nodes",
-                "sync_batchnorm",
-                "accumulate_grad_batches",
-                "compile",
-                "num_workers",
-                "monitor_every",
-                "monitor_patience",
-            )
-        },
+        "training": {name: getattr(args, name) for name in flag_help(TrainingConfig)}
+        | ({"progress": "none"} if args.quiet else {}),
     }
-    return resolve_config(args.method, merge(user, overrides))
+    return resolve_config(args.method, merge(merge(user, parse_assignments(args.set)), overrides))
 
 
 def run_pretrain(args: argparse.Namespace) -> None:
     from medssl.training import pretrain
 
-    result = pretrain(
-        args.data, args.out, pretrain_config(args), seed=args.seed, resume=args.resume, strict=args.strict
-    )
+    config = pretrain_config(args)
+    if args.print_config:
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return
+    if args.data is None or args.out is None:
+        args.parser.error("--data and --out are required (unless --print-config)")
+    result = pretrain(args.data, args.out, config, seed=args.seed, resume=args.resume, strict=args.strict)
     print(f"encoder -> {result.encoder_path}")
 
 
@@ -661,50 +685,32 @@ def run_normative(args: argparse.Namespace) -> None:
 
 
 def run_attribution(args: argparse.Namespace) -> None:
-    from medssl.analysis.attribution import explain
+    from medssl.analysis.attribution import explain, group_centre
 
     centre, name = None, None
     if args.cluster:
-        centre, name = cluster_centre(args.embeddings, *args.cluster)
+        centre, name = group_centre(args.embeddings, *args.cluster)
     result = explain(
         args.embeddings,
         args.out,
         pc=args.pc,
         centre=centre,
         name=name,
-        method=args.method,
+        method=args.attribution,
         n_subjects=args.subjects,
         lowest=True,
     )
     print("\n".join(f"-> {f}" for f in result["files"]))
 
 
-def cluster_centre(embeddings: Path, subgroups: str, group: str):
-    """The mean embedding of a group found by ``medssl subgroups`` (``subgroups.csv:method``)."""
-    from medssl.analysis.embed import read_embeddings
-    from medssl.data.tables import read_table
-
-    path, _, method = subgroups.partition(":")
-    groups = read_table(path)
-    if method not in groups:
-        raise ValueError(
-            f"{path} has no column '{method}'; give SUBGROUPS_CSV:METHOD with one of {[c for c in groups if c != 'subject_id']}"
-        )
-    members = set(groups["subject_id"][groups[method] == group])
-    metadata, features = read_embeddings(embeddings)
-    chosen = [s in members for s in metadata["subject_id"]]
-    if not any(chosen):
-        raise ValueError(f"no subject of {path} is in group {group} of {method}")
-    return features[chosen].mean(0), f"{method}_group{group}"
-
-
 def run_gwas(args: argparse.Namespace) -> None:
+    from medssl.analysis.columns import pc_columns
     from medssl.data.tables import read_table
     from medssl.genetics.gwas import run_gwas as gwas
     from medssl.genetics.qc import QcFilters
 
     phenotypes = read_table(args.phenotypes)
-    columns = args.columns or [c for c in phenotypes if c.startswith("PC") and c[2:].isdigit()]
+    columns = args.columns or pc_columns(list(phenotypes))
     if not columns:
         raise ValueError(
             f"{args.phenotypes} has no PC columns; name the phenotypes with --columns (columns: {', '.join(phenotypes)})"
@@ -727,7 +733,8 @@ def run_gwas(args: argparse.Namespace) -> None:
         clump_kb=args.clump_kb,
         clump_r2=args.clump_r2,
     )
-    print(f"{summary['samples']}; {summary['snps']['tested']} SNPs tested ({summary['snps']['removed']} removed by QC)")
+    samples = ", ".join(f"{count} {status}" for status, count in summary["samples"].items())
+    print(f"samples: {samples}; {summary['snps']['tested']} SNPs tested ({summary['snps']['removed']} removed by QC)")
     for name, result in summary["results"].items():
         print(f"{name}: lambda {result['lambda_gc']:.3f}, {len(result['leads'])} lead SNP(s)")
     print(f"-> {args.out / 'gwas.json'}; plink2/REGENIE/BOLT-LMM inputs and commands in {args.out / 'export'}")
@@ -759,12 +766,19 @@ def run_demo(args: argparse.Namespace) -> None:
     print(f"report -> {demo(args.out, DemoConfig(subjects=args.subjects, seed=args.seed))}")
 
 
+def run_report(args: argparse.Namespace) -> None:
+    from medssl.report.runs import run_report as report
+
+    print(f"report -> {report(args.runs, args.output)}")
+
+
 def run_methods(args: argparse.Namespace) -> None:
     from medssl.methods import METHODS
 
     print("| method | 2D | 3D | description |\n|---|---|---|---|")
     for name, cls in sorted(METHODS.items()):
-        print(f"| {name} | yes | yes | {cls.description} |")
+        dims = " | ".join("yes" if d in cls.supported_dims else "no" for d in (2, 3))
+        print(f"| {name} | {dims} | {cls.description} |")
 
 
 if __name__ == "__main__":

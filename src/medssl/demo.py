@@ -95,7 +95,8 @@ def run_demo(out: str | Path, config: DemoConfig = DemoConfig()) -> Path:
 
 
 def _pretrain(manifest: str, run: Path, modality: str, config: DemoConfig) -> dict:
-    from medssl.training import pretrain, resolve_config
+    from medssl.config import resolve_config
+    from medssl.training import pretrain
 
     size = [config.xray_size] * 2 if modality == "xray" else [config.mri_size] * 3
     encoder = {"name": "resnet10", "width": 32 if modality == "xray" else 16, "stem": "strided"}
@@ -146,6 +147,9 @@ def _phenotypes(out: Path, manifests: dict[str, str], subjects_csv: str, seed: i
 def _genetics(out: Path, simulated: dict, modalities: list[str], n_pcs: int = 5) -> dict:
     """GWAS of the true traits (the positive control), then of each modality's first embedding PCs,
     adjusted for age and sex; the lead SNPs are checked against the simulation's causal SNPs."""
+    import pyarrow.parquet as pq
+
+    from medssl.analysis.columns import pc_columns
     from medssl.genetics.gwas import run_gwas
     from medssl.simulation.cohort import TRAITS
 
@@ -154,7 +158,7 @@ def _genetics(out: Path, simulated: dict, modalities: list[str], n_pcs: int = 5)
         causal = {row["snp"]: row["trait"] for row in csv.DictReader(handle, delimiter="\t")}
     runs = {"traits": (simulated["subjects"], list(TRAITS))}
     runs |= {
-        m: (out / "phenotypes" / m / "embed" / "pcs.parquet", [f"PC{i:02d}" for i in range(1, n_pcs + 1)])
+        m: (pcs := out / "phenotypes" / m / "embed" / "pcs.parquet", pc_columns(pq.read_schema(pcs).names)[:n_pcs])
         for m in modalities
     }
     results = {}
@@ -177,7 +181,14 @@ def _genetics(out: Path, simulated: dict, modalities: list[str], n_pcs: int = 5)
                 "causal_leads": hits,
                 "traits_of_causal_leads": sorted({causal[h] for h in hits}),
             }
-    return {"available": True, "samples": summary["samples"], "causal_snps": len(causal), "results": results}
+    return {
+        "available": True,
+        "samples": summary["samples"],
+        "p_threshold": summary["p_threshold"],
+        "clumping": summary["clumping"],
+        "causal_snps": len(causal),
+        "results": results,
+    }
 
 
 def _trait_recovery(out: Path, subjects_csv: str) -> dict:
@@ -282,7 +293,8 @@ def _genetics_html(out: Path, genetics: dict) -> str:
     )
     text = (
         f"Linear regression per SNP (as plink2 --glm) of inverse-normal phenotypes on {genetics['samples']['used']} subjects, adjusted for age and sex; "
-        f"lead SNPs at p < 5e-8 after 250 kb clumping, checked against the {genetics['causal_snps']} causal SNPs of the simulation. "
+        f"lead SNPs at p < {genetics['p_threshold']:g} after {genetics['clumping']['window_kb']:g} kb clumping, "
+        f"checked against the {genetics['causal_snps']} causal SNPs of the simulation. "
         "The true traits are the positive control; embedding PCs are learned without labels or genotypes."
     )
     html = paragraph(text) + table(rows)

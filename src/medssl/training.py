@@ -2,105 +2,47 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
+import logging
+import sys
 import time
-from dataclasses import dataclass, field, fields
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 import yaml
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
+from medssl.config import TrainingConfig, default_config, merge
 from medssl.data.datasets import ImageDataset, ImageTable, load_table
 from medssl.data.preprocess import Preprocessing
 from medssl.data.shards import ShardDataset, is_shard_cache
 from medssl.data.skips import SkippedInputError
 from medssl.evaluation.monitor import MonitorData, ValidationMonitor
-from medssl.methods import default_config, get_method
-from medssl.methods.base import OptimizerConfig, SSLMethod
-from medssl.methods.views import ViewConfig
+from medssl.methods import get_method
+from medssl.methods.base import SSLMethod
 from medssl.models.checkpoint import save_encoder
 from medssl.models.encoders import EncoderConfig
 from medssl.report.figures import image_rows
 
-TRAINING_KEYS = {
-    "batch_size",
-    "max_epochs",
-    "max_steps",
-    "max_minutes",
-    "precision",
-    "gradient_clip",
-    "checkpoint_every",
-    "log_every",
-    "samples_per_subject",
-    "num_workers",
-    "accelerator",
-    "devices",
-    "num_nodes",
-    "strategy",
-    "sync_batchnorm",
-    "accumulate_grad_batches",
-    "compile",
-    "shuffle_buffer",
-    "monitor_every",
-    "monitor_patience",
-}
-DATA_DEPENDENT_ARGS = {"genetic_features"}  # set from the data, never by a config
+# Lightning's advertisement and notes about its own internals tell a user nothing about their run
+NOISE = ("💡 Tip:", "Loading `train_dataloader` to estimate")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not record.getMessage().startswith(NOISE)
+)
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging")
 
 
 @dataclass(frozen=True)
 class PretrainResult:
     encoder_path: Path
     summary: dict
-
-
-def merge(base: dict, override: dict) -> dict:
-    """Recursive dict update; ``None`` values in ``override`` leave ``base`` untouched."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict):
-            merged[key] = merge(merged.get(key) or {}, value)
-        elif value is not None:
-            merged[key] = value
-    return merged
-
-
-def resolve_config(method: str, user_config: dict | None = None) -> dict:
-    """The method's YAML defaults updated by ``user_config``; unknown keys are named, not ignored."""
-    config = merge(default_config(method), user_config or {})
-    config.setdefault("data", {})
-    _check_keys(config, get_method(method))
-    return config
-
-
-def _check_keys(config: dict, method_cls: type[SSLMethod]) -> None:
-    allowed = {
-        "encoder": {f.name for f in fields(EncoderConfig)} - {"spatial_dims", "in_channels", "image_size"},
-        "views": {f.name for f in fields(ViewConfig)},
-        "optimizer": {f.name for f in fields(OptimizerConfig)},
-        "method_args": method_arguments(method_cls) - DATA_DEPENDENT_ARGS,
-        "data": {*Preprocessing.settings(), "volume_index", "genetics", "genetic_columns"},
-        "training": TRAINING_KEYS,
-    }
-    for section, names in allowed.items():
-        unknown = set(config.get(section) or {}) - names
-        if unknown:
-            raise ValueError(f"unknown {section} setting(s) {sorted(unknown)}; allowed: {sorted(names)}")
-
-
-def method_arguments(method_cls: type[SSLMethod]) -> set[str]:
-    """The keyword arguments a method accepts, its parents' included (a VAE takes an autoencoder's)."""
-    names: set[str] = set()
-    for cls in method_cls.__mro__:
-        if issubclass(cls, SSLMethod) and cls is not SSLMethod and "__init__" in vars(cls):
-            names |= set(inspect.signature(cls.__init__).parameters)
-    return names - {"self", "args", "kwargs"}
 
 
 def pretrain(
@@ -122,48 +64,47 @@ def pretrain(
         _check_same_run(out_dir / "config.yaml", config)
     L.seed_everything(seed, workers=True, verbose=False)
     method_cls = get_method(config["method"])
-    train = config["training"]
+    train = TrainingConfig(**config["training"])
     throughput, nonfinite = Throughput(), NonFiniteSteps()
-    monitor = (
-        ValidationMonitor(train["monitor_every"], train.get("monitor_patience", 0))
-        if train.get("monitor_every")
-        else None
-    )
-    precision = resolve_precision(train.get("precision", "auto"), train.get("accelerator", "auto"))
+    monitor = ValidationMonitor(train.monitor_every, train.monitor_patience) if train.monitor_every else None
+    precision = resolve_precision(train.precision, train.accelerator)
+    progress = ("bar" if sys.stderr.isatty() else "lines") if train.progress == "auto" else train.progress
     trainer = L.Trainer(
         default_root_dir=out_dir,
-        max_epochs=train.get("max_epochs"),
-        max_steps=train.get("max_steps", -1) or -1,
-        max_time={"minutes": train["max_minutes"]} if train.get("max_minutes") else None,
+        max_epochs=train.max_epochs,
+        max_steps=train.max_steps or -1,
+        max_time={"minutes": train.max_minutes} if train.max_minutes else None,
         precision=precision.value,
-        gradient_clip_val=train.get("gradient_clip"),
-        accelerator=train.get("accelerator", "auto"),
-        devices=train.get("devices", "auto"),
-        num_nodes=train.get("num_nodes", 1),
-        strategy=train.get("strategy", "auto"),
-        sync_batchnorm=train.get("sync_batchnorm", False),  # BatchNorm over the global batch, not each GPU's share
-        accumulate_grad_batches=train.get("accumulate_grad_batches", 1),
+        gradient_clip_val=train.gradient_clip,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        strategy=train.strategy,
+        sync_batchnorm=train.sync_batchnorm,  # BatchNorm over the global batch, not each GPU's share
+        accumulate_grad_batches=train.accumulate_grad_batches,
         callbacks=[
             ModelCheckpoint(
                 dirpath=out_dir / "checkpoints",
-                every_n_train_steps=train.get("checkpoint_every", 200),
+                every_n_train_steps=train.checkpoint_every,
                 save_last=True,
                 save_top_k=1,
             ),
             throughput,
             nonfinite,
             EpochSeeding(),
+            *([EpochLines()] if progress == "lines" else []),
             *([monitor] if monitor else []),
         ],
         # every logged step reaches the disk: a killed run keeps its log up to the kill
         logger=[
-            CSVLogger(out_dir, name="logs", version="", flush_logs_every_n_steps=train.get("log_every", 10)),
+            CSVLogger(out_dir, name="logs", version="", flush_logs_every_n_steps=train.log_every),
             TensorBoardLogger(out_dir, name="logs", version=""),
         ],
-        log_every_n_steps=train.get("log_every", 10),
+        log_every_n_steps=train.log_every,
         enable_model_summary=False,
+        enable_progress_bar=progress == "bar",
     )
-    training_data = _training_data(data, out_dir, config["data"], method_cls, strict, trainer, seed, train)
+    training_data = _training_data(data, out_dir, config, method_cls, strict, trainer, seed, train)
     if monitor:
         monitor.attach(training_data.monitor, data)
     image_size = training_data.image_size
@@ -181,7 +122,7 @@ def pretrain(
         **config.get("method_args", {}),
         **training_data.method_args,
     )
-    if train.get("compile"):  # in place, so that checkpoints and encoder.pt keep their parameter names
+    if train.compile:  # in place, so that checkpoints and encoder.pt keep their parameter names
         model.encoder.compile()
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +132,7 @@ def pretrain(
     if trainer.is_global_zero:
         print(f"precision: {precision.value} ({precision.reason})", flush=True)
     trainer.fit(model, loader, ckpt_path=str(last) if resume else None)
-    trainer.save_checkpoint(last)  # the end of training is always a resumable point
+    trainer.save_checkpoint(last, weights_only=False)  # the end of training is always a resumable point
     encoder_path = out_dir / "encoder.pt"
     summary = {
         "method": config["method"],
@@ -226,6 +167,8 @@ def _check_same_run(saved_config: Path, config: dict) -> None:
     """Resuming with another model, data or schedule would fail deep in Lightning or silently
     change the run; only the stopping criteria may change."""
     saved = yaml.safe_load(saved_config.read_text()) if saved_config.exists() else {}
+    if saved.get("method"):  # a run saved before a setting had its own default trained at that default
+        saved = merge(default_config(saved["method"]), saved)
     stop_keys = {
         "max_epochs",
         "max_steps",
@@ -276,27 +219,31 @@ class TrainingData:
     skip_summary: str
     skip_report: Path
     examples: torch.Tensor  # a few images for the figures saved after training
-    method_args: dict = field(default_factory=dict)  # set from the data (genetic_features)
+    method_args: dict = field(default_factory=dict)  # set from the data by the method's ``pair``
     monitor: MonitorData | None = None  # the labelled validation split, when the data has one
 
 
 def _training_data(
     data: str | Path,
     out_dir: Path,
-    data_config: dict,
+    config: dict,
     method_cls: type[SSLMethod],
     strict: bool,
     trainer: L.Trainer,
     seed: int,
-    train: dict,
+    train: TrainingConfig,
 ) -> TrainingData:
     if is_shard_cache(data):
-        return _streamed_data(Path(data), data_config, method_cls, strict, trainer, seed, train)
-    table, genetics, validation = _load_training_images(
-        data, out_dir, data_config, method_cls, strict, write=trainer.is_global_zero
-    )
+        return _streamed_data(Path(data), config["data"], method_cls, strict, trainer, seed, train)
+    table, validation = _load_training_images(data, out_dir, config["data"], write=trainer.is_global_zero)
+    paired, data_args = None, {}
+    if method_cls.paired_input:
+        table, paired, data_args = method_cls.pair(table, config["method_args"])
+    if trainer.is_global_zero:
+        table.skips.write(out_dir)
+    table.skips.check(strict)
     return TrainingData(
-        dataset=ImageDataset(table.images, train.get("samples_per_subject", 1), genetics),
+        dataset=ImageDataset(table.images, train.samples_per_subject, paired),
         image_size=tuple(table.images.shape[2:]),
         in_channels=table.in_channels,
         preprocessing=table.preprocessing,
@@ -305,7 +252,7 @@ def _training_data(
         skip_summary=table.skips.summary(),
         skip_report=out_dir / "skipped.csv",
         examples=table.images[:8],
-        method_args={} if genetics is None else {"genetic_features": genetics.shape[1]},
+        method_args=data_args,
         monitor=validation,
     )
 
@@ -317,26 +264,24 @@ def _streamed_data(
     strict: bool,
     trainer: L.Trainer,
     seed: int,
-    train: dict,
+    train: TrainingConfig,
 ) -> TrainingData:
     """A shard cache from ``medssl prepare``, streamed: each process reads its share of the shards."""
-    if given := sorted(
-        k for k in (*Preprocessing.settings(), "volume_index", "genetics") if data_config.get(k) is not None
-    ):
+    if given := sorted(k for k in Preprocessing.settings() if data_config.get(k) is not None):
         raise ValueError(
             f"{cache} is a prepared shard cache: its preprocessing is fixed in index.json; drop {given} (or prepare the cache again)"
         )
-    if method_cls.paired_with_genetics:
+    if method_cls.paired_input:
         raise ValueError(
-            f"{method_cls.name} pairs scans with genetics in memory; give it the manifest, not a shard cache"
+            f"{method_cls.name} pairs every scan with its {method_cls.paired_input} in memory; give it the manifest, not a shard cache"
         )
-    if train.get("samples_per_subject", 1) != 1:
+    if train.samples_per_subject != 1:
         raise ValueError(
             "samples_per_subject is for a few subjects held in memory; a shard cache streams every sample once per epoch"
         )
     dataset = ShardDataset(
         cache,
-        shuffle_buffer=train.get("shuffle_buffer", 1000),
+        shuffle_buffer=train.shuffle_buffer,
         seed=seed,
         rank=trainer.global_rank,
         world_size=trainer.world_size,
@@ -361,14 +306,10 @@ def _streamed_data(
 
 
 def _load_training_images(
-    data: str | Path, out_dir: Path, data_config: dict, method_cls: type[SSLMethod], strict: bool, write: bool
-) -> tuple[ImageTable, torch.Tensor | None, MonitorData | None]:
-    """The training split's images, for a method paired with genetics each one's features, and the
-    labelled validation split (for a monitor) when there is one."""
-    volume_index = data_config.get("volume_index") or 0
-    table = load_table(
-        data, preprocessing_from(data_config), volume_index=volume_index, work_dir=out_dir if write else None
-    )
+    data: str | Path, out_dir: Path, data_config: dict, write: bool
+) -> tuple[ImageTable, MonitorData | None]:
+    """The training split's images, and the labelled validation split (for a monitor) when there is one."""
+    table = load_table(data, preprocessing_from(data_config), work_dir=out_dir if write else None)
     validation = None
     if table.labels is not None and (table.splits == "val").any():
         val = table.split("val")
@@ -376,44 +317,18 @@ def _load_training_images(
         validation = MonitorData(val.images, val.labels) if len(val) else None
     if (table.splits == "train").any():  # never pretrain on the validation or test images
         table = table.split("train")
-    genetics = None
-    if method_cls.paired_with_genetics:
-        table, genetics = _pair_genetics(table, data_config, method_cls.name)
-    if write:
-        table.skips.write(out_dir)
-    table.skips.check(strict)
-    return table, genetics, validation
+    return table, validation
 
 
-def _pair_genetics(table: ImageTable, data_config: dict, method: str) -> tuple[ImageTable, torch.Tensor]:
-    """The subjects with genetic features and those features; the rest go to the skip report."""
-    from medssl.genetics.features import load_genetic_features
-
-    if not data_config.get("genetics"):
-        raise ValueError(
-            f"{method} pairs every scan with its subject's genetics: give --genetics (data.genetics), a PLINK .bed prefix or a table of per-subject scores"
-        )
-    features = load_genetic_features(data_config["genetics"], data_config.get("genetic_columns"))
-    rows = features.rows_for(table.subject_ids)
-    if (rows >= 0).sum() < 2:
-        raise ValueError(
-            f"{(rows >= 0).sum()} of {len(table)} training subjects have genetic features in {features.source}; subjects are matched by ID "
-            f"(images: {table.subject_ids[:3]}, genetics: {features.subject_ids[:3].tolist()})"
-        )
-    for subject in np.asarray(table.subject_ids)[rows < 0]:
-        table.skips.add(subject, f"no genetic features in {features.source}")
-    return table.select(rows >= 0), torch.from_numpy(features.values[rows[rows >= 0]])
-
-
-def _loader(data: TrainingData, train: dict, method_cls: type[SSLMethod], world_size: int) -> DataLoader:
-    repeats = train.get("samples_per_subject", 1)
-    if train["batch_size"] < 1 or repeats < 1:
+def _loader(data: TrainingData, train: TrainingConfig, method_cls: type[SSLMethod], world_size: int) -> DataLoader:
+    repeats = train.samples_per_subject
+    if train.batch_size < 1 or repeats < 1:
         raise ValueError(
             f"batch_size and samples_per_subject must be positive, got {train['batch_size']} and {repeats}"
         )
     streamed = isinstance(data.dataset, ShardDataset)
     per_process = len(data.dataset) if streamed else len(data.dataset) // world_size  # DDP gives each process its share
-    batch_size = min(train["batch_size"], per_process)
+    batch_size = min(train.batch_size, per_process)
     if batch_size < method_cls.min_batch_size:
         raise ValueError(
             f"{method_cls.name} needs batches of at least {method_cls.min_batch_size} images per process; "
@@ -425,8 +340,20 @@ def _loader(data: TrainingData, train: dict, method_cls: type[SSLMethod], world_
         batch_size=batch_size,
         shuffle=not streamed,
         drop_last=True,
-        num_workers=train.get("num_workers", 0),
+        num_workers=train.num_workers,
     )
+
+
+class EpochLines(Callback):
+    """One plain line per epoch, for logs that are files (SLURM), where a progress bar is noise."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            loss = trainer.callback_metrics.get("train/loss_epoch")
+            text = "" if loss is None else f", loss {float(loss):.4f}"
+            print(
+                f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: step {trainer.global_step}{text}", flush=True
+            )
 
 
 class EpochSeeding(Callback):
@@ -498,6 +425,7 @@ class NonFiniteSteps(Callback):
         with torch.no_grad():
             for name, buffer in module.named_buffers():
                 buffer.copy_(self._buffers[name])
+        module.discard_step()
         self.skipped += 1
         self.in_a_row += 1
         if trainer.is_global_zero:

@@ -11,7 +11,8 @@ from torch import nn
 
 from medssl.analysis import attribution, embed
 from medssl.analysis.attribution import cluster_target, explain, gradient_map, occlusion_map, pc_target
-from medssl.analysis.embed import embed_subjects, feature_columns
+from medssl.analysis.columns import feature_columns
+from medssl.analysis.embed import embed_subjects
 from medssl.models.checkpoint import read_encoder_file
 
 BLOCK = 5  # the fixtures' bright corner block is 16 // 3 pixels on a side

@@ -9,7 +9,8 @@ from conftest import tiny_encoder_file
 from PIL import Image
 from sklearn.decomposition import PCA
 
-from medssl.analysis.embed import embed_subjects, feature_columns, principal_components
+from medssl.analysis.columns import feature_columns
+from medssl.analysis.embed import embed_subjects, principal_components
 
 
 def test_npz_subjects_get_embeddings_and_components_with_their_ids(tmp_path, npz_2d):

@@ -12,8 +12,9 @@ import torch
 from conftest import TINY_ENCODER, write_medmnist_npz
 
 from medssl.cli import main
+from medssl.config import resolve_config
 from medssl.evaluation.anomaly import anomaly_scores, aurocs, load_run, reconstruction_errors
-from medssl.training import pretrain, resolve_config
+from medssl.training import pretrain
 
 
 def tiny_run(method: str, data, out, **method_args):

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import TINY_ENCODER, write_medmnist_npz
 
+from medssl.config import resolve_config
 from medssl.evaluation.monitor import feature_spread
 from medssl.evaluation.probe import knn_within
-from medssl.training import pretrain, resolve_config
+from medssl.training import pretrain
 
 
 def monitored(**training) -> dict:

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 from test_methods import paired_inputs, structured_images, tiny_method
-from test_training import tiny_config, write_scores
+from test_training import tiny_config
 
 from medssl.training import pretrain
+
+
+def write_scores(path, subject_ids: list[str], n_scores: int = 3, seed: int = 0):
+    """A table of per-subject scores (polygenic scores, say) as ContIG reads them."""
+    rng = np.random.default_rng(seed)
+    rows = ["\t".join(["IID", *(f"PGS{j}" for j in range(n_scores))])]
+    rows += ["\t".join([subject, *(f"{v:.4f}" for v in rng.normal(size=n_scores))]) for subject in subject_ids]
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -36,7 +46,7 @@ def test_training_learns_which_genetics_belong_to_which_scan(spatial_dims):
 def test_subjects_without_genetics_are_reported_not_trained_on(tmp_path, npz_2d):
     scores = write_scores(tmp_path / "scores.tsv", [f"train-{i:05d}" for i in range(30)])  # 10 of 40 lack scores
     config = tiny_config("contig", max_steps=2)
-    config["data"]["genetics"] = str(scores)
+    config["method_args"]["genetics"] = str(scores)
     result = pretrain(npz_2d, tmp_path / "run", config)
     assert result.summary["subjects"] == 30
     with (tmp_path / "run" / "skipped.csv").open() as handle:
@@ -47,14 +57,15 @@ def test_subjects_without_genetics_are_reported_not_trained_on(tmp_path, npz_2d)
 
 
 def test_without_genetics_names_the_option(tmp_path, npz_2d):
-    with pytest.raises(ValueError, match="give --genetics"):
+    with pytest.raises(ValueError, match="give --set method_args.genetics=PATH"):
         pretrain(npz_2d, tmp_path / "run", tiny_config("contig", max_steps=1))
 
 
 def test_genetics_of_other_subjects_is_a_clear_error(tmp_path, npz_2d):
     config = tiny_config("contig", max_steps=1)
-    config["data"]["genetics"] = str(write_scores(tmp_path / "scores.tsv", ["HG00096", "HG00097"]))
+    config["method_args"]["genetics"] = str(write_scores(tmp_path / "scores.tsv", ["HG00096", "HG00097"]))
     with pytest.raises(
-        ValueError, match=r"0 of 40 training subjects have genetic features .* matched by ID \(images: \['train-00000'"
+        ValueError,
+        match=r"0 of 40 training subjects have genetic features .* matched by ID \(images: train-00000, train-00001",
     ):
         pretrain(npz_2d, tmp_path / "run", config)

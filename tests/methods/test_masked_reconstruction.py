@@ -7,11 +7,12 @@ import pytest
 import torch
 from conftest import TINY_ENCODER
 
+from medssl.config import resolve_config
 from medssl.methods import get_method
 from medssl.methods.corruptions import random_patch_mask
 from medssl.methods.masked_reconstruction import masked_mse
 from medssl.models.encoders import EncoderConfig
-from medssl.training import pretrain, resolve_config
+from medssl.training import pretrain
 
 IDENTITY_VIEWS = {
     "crop_scale": [1.0, 1.0],

@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import copy
+import inspect
 
 import pytest
 import torch
 from conftest import TINY_ENCODER
 
-from medssl.methods import METHODS, default_config, get_method
+from medssl.config import default_config
+from medssl.methods import METHODS, get_method
 from medssl.methods.base import SSLMethod
+from medssl.methods.queue import FeatureQueue
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.encoders import EncoderConfig
 
-GENETIC_FEATURES = 24
+PAIRED_WIDTH = 24  # of the per-image tensor a method with a paired_input gets
 
 
 def structured_images(n: int, spatial_dims: int, size: int) -> torch.Tensor:
@@ -69,20 +72,25 @@ def tiny_method(name: str, spatial_dims: int) -> tuple[SSLMethod, int]:
     config = default_config(name)
     tiny_heads = {k: (64 if k.endswith("_dim") or k == "queue_size" else v) for k, v in config["method_args"].items()}
     size = 16 if spatial_dims == 2 else 12
-    if get_method(name).paired_with_genetics:
-        tiny_heads["genetic_features"] = GENETIC_FEATURES
+    tiny_heads |= dict.fromkeys(data_arguments(get_method(name)), PAIRED_WIDTH)
     return get_method(name)(encoder=tiny_encoder(config, spatial_dims, size), views=config["views"], **tiny_heads), size
 
 
+def data_arguments(method_cls: type[SSLMethod]) -> list[str]:
+    """The method's arguments that its ``pair`` sets from the data (those without a default)."""
+    parameters = inspect.signature(method_cls.__init__).parameters.values()
+    return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+
+
 def paired_inputs(method: SSLMethod, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """What a method paired with genetics gets besides the images: features that depend on the
+    """What a method with a ``paired_input`` gets besides the images: a tensor that depends on the
     image (a fixed random projection of its coarse layout, plus noise), so the pairing is learnable."""
-    if not method.paired_with_genetics:
+    if not method.paired_input:
         return ()
     generator = torch.Generator().manual_seed(2)
     coarse = torch.nn.functional.adaptive_avg_pool2d(images.flatten(1, 2) if images.ndim == 5 else images, 4).flatten(1)
-    projection = torch.randn(coarse.shape[1], GENETIC_FEATURES, generator=generator)
-    features = coarse @ projection + 0.1 * torch.randn(len(images), GENETIC_FEATURES, generator=generator)
+    projection = torch.randn(coarse.shape[1], PAIRED_WIDTH, generator=generator)
+    features = coarse @ projection + 0.1 * torch.randn(len(images), PAIRED_WIDTH, generator=generator)
     return ((features - features.mean(0)) / features.std(0),)
 
 
@@ -100,6 +108,9 @@ def loss_on_fixed_views(method, images: torch.Tensor, *paired: torch.Tensor) -> 
     method = copy.deepcopy(method)
     with torch.no_grad():
         method.compute_loss(images, *paired)
+        for queue in method.modules():
+            if isinstance(queue, FeatureQueue):
+                queue.commit()
         torch.manual_seed(123)
         return method.compute_loss(images, *paired).item()
 

@@ -103,3 +103,30 @@ def test_stage_maps_run_fine_to_coarse_with_their_channels(name):
     assert [m.shape[1] for m in maps] == encoder.stage_channels()
     assert [m.shape[-1] for m in maps] == sorted((m.shape[-1] for m in maps), reverse=True)
     assert maps[-1].shape[2:] == encoder.feature_map(torch.randn(2, 1, 16, 16)).shape[2:]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"name": "resnet18", "width": 8, "stem": "pooled", "spatial_dims": 2},
+        {"name": "resnet50", "width": 4, "stem": "strided", "spatial_dims": 3},
+        {"name": "vit_tiny", "width": 24, "patch_size": 4, "image_size": [16, 16], "spatial_dims": 2},
+    ],
+)
+def test_the_docs_recipe_rebuilds_the_encoder_with_monai_alone(tmp_path, config):
+    """docs/encoder-files.md, line for line: MONAI, safetensors and json, no medssl."""
+    import json
+
+    from monai.networks import nets
+    from safetensors.torch import load_file
+
+    encoder = build_encoder(**config).eval()
+    save_encoder(tmp_path / "encoder.pt", encoder, method="simclr", preprocessing={})
+    spec = json.load(open(tmp_path / "encoder.json"))
+    net = getattr(nets, spec["monai_network"].rsplit(".", 1)[1])(**spec["kwargs"])
+    net.load_state_dict(load_file(tmp_path / "encoder.safetensors"))
+    net.eval()
+    x = torch.randn(2, spec["in_channels"], *([16] * spec["spatial_dims"]))
+    features = net(x)[0].mean(dim=1) if spec["features"] == "net(x)[0].mean(dim=1)" else net(x)
+    with torch.no_grad():
+        torch.testing.assert_close(features, encoder(x))

@@ -24,7 +24,9 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from medssl.analysis.embed import feature_columns, subject_images
+from medssl.analysis.columns import feature_columns
+from medssl.analysis.embed import read_embeddings, subject_images
+from medssl.data.tables import read_table
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import best_device
 
@@ -285,3 +287,19 @@ def _overlay(ax: plt.Axes, image: np.ndarray, attribution: np.ndarray) -> None:
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
     # opacity follows strength, so that the anatomy shows through where the map is near zero
     ax.imshow(attribution, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=np.abs(attribution) / limit)
+
+
+def group_centre(embeddings: Path, subgroups: str, group: str) -> tuple[np.ndarray, str]:
+    """The mean embedding of a group found by ``medssl subgroups`` (``subgroups.csv:method``)."""
+    path, _, method = subgroups.partition(":")
+    groups = read_table(path)
+    if method not in groups:
+        raise ValueError(
+            f"{path} has no column '{method}'; give SUBGROUPS_CSV:METHOD with one of {', '.join(c for c in groups if c != 'subject_id')}"
+        )
+    members = set(groups["subject_id"][groups[method] == group])
+    metadata, features = read_embeddings(embeddings)
+    chosen = [s in members for s in metadata["subject_id"]]
+    if not any(chosen):
+        raise ValueError(f"no subject of {path} is in group {group} of {method}")
+    return features[chosen].mean(0), f"{method}_group{group}"

@@ -21,6 +21,7 @@ from sklearn.decomposition import IncrementalPCA
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from medssl.analysis.columns import FEATURE_PREFIX, PC_PREFIX, feature_columns, numbered_columns
 from medssl.data.datasets import load_table
 from medssl.data.manifest import Manifest, ManifestError, read_manifest, read_row, scan_folder
 from medssl.data.preprocess import Preprocessing
@@ -32,7 +33,6 @@ from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import Encoder, best_device
 
-FEATURE_PREFIX, PC_PREFIX = "f", "PC"
 # test-time views: mild, label-preserving changes only
 TTA_VIEWS = ViewConfig(
     crop_scale=(0.8, 1.0), aspect_jitter=0.05, brightness=0.1, contrast=0.1, noise_prob=0.0, blur_prob=0.0
@@ -43,22 +43,22 @@ class ManifestImages(Dataset):
     """Reads and preprocesses one manifest row per item, with what reading corrected (a regridded
     series); an unreadable file yields its reason instead of the image."""
 
-    def __init__(self, manifest: Manifest, preprocessing: Preprocessing, volume_index: int = 0) -> None:
-        self.rows, self.preprocessing, self.volume_index = manifest.rows, preprocessing, volume_index
+    def __init__(self, manifest: Manifest, preprocessing: Preprocessing) -> None:
+        self.rows, self.preprocessing = manifest.rows, preprocessing
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray | str, tuple[str, ...]]:
         try:
-            image = read_row(self.rows[index], self.volume_index, self.preprocessing.geometry)
+            image = read_row(self.rows[index], self.preprocessing.volume_index, self.preprocessing.geometry)
             return index, self.preprocessing(image), image.corrections
         except UnreadableImageError as error:
             return index, error.reason, ()
 
 
 def image_chunks(
-    source: Path, preprocessing: Preprocessing, volume_index: int, batch_size: int, workers: int, skips: SkipReport
+    source: Path, preprocessing: Preprocessing, batch_size: int, workers: int, skips: SkipReport
 ) -> Iterator[tuple[list[dict], torch.Tensor]]:
     """(metadata rows, images) per chunk: an npz at once, a manifest or folder file by file in
     ``workers`` processes; unreadable files go to ``skips``."""
@@ -77,7 +77,7 @@ def image_chunks(
     manifest = scan_folder(source) if source.is_dir() else read_manifest(source)
     skips.entries += manifest.skips.entries  # files the scan could not read
     loader = DataLoader(
-        ManifestImages(manifest, preprocessing, volume_index),
+        ManifestImages(manifest, preprocessing),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=list,
@@ -128,9 +128,7 @@ def embed_subjects(
     if source.suffix != ".npz" and preprocessing.in_channels is None:
         preprocessing = replace(preprocessing, in_channels=1)
     skips = SkipReport()
-    chunks = image_chunks(
-        source, preprocessing, metadata["preprocessing"].get("volume_index") or 0, batch_size, workers, skips
-    )
+    chunks = image_chunks(source, preprocessing, batch_size, workers, skips)
     writer, n = None, 0
     for rows, images in tqdm(chunks, desc="embedding", unit="chunk", leave=False):
         batch = _record_batch(rows, embed_with_tta(encoder, images, tta), FEATURE_PREFIX)
@@ -146,7 +144,7 @@ def embed_subjects(
         "encoder_file": str(encoder_path),
         "method": metadata["method"],
         "source": str(source),
-        "preprocessing": preprocessing.to_dict() | {"volume_index": metadata["preprocessing"].get("volume_index") or 0},
+        "preprocessing": preprocessing.to_dict(),
         "subjects": n,
         "skipped": len(skips),
         "feature_dim": int(metadata["out_dim"]),
@@ -159,9 +157,7 @@ def embed_subjects(
 
 def _record_batch(rows: list[dict], values: np.ndarray, prefix: str) -> pa.RecordBatch:
     columns = {key: pa.array([str(row[key]) for row in rows]) for key in rows[0]}
-    width = len(str(values.shape[1]))
-    start = 1 if prefix == PC_PREFIX else 0  # PCs are counted from 1, as everywhere in genetics
-    columns |= {f"{prefix}{i + start:0{width}d}": pa.array(values[:, i]) for i in range(values.shape[1])}
+    columns |= {name: pa.array(values[:, i]) for i, name in enumerate(numbered_columns(prefix, values.shape[1]))}
     return pa.RecordBatch.from_pydict(columns)
 
 
@@ -194,10 +190,6 @@ def principal_components(embeddings: Path, out_dir: Path, n_components: int, chu
         explained_variance_ratio=pca.explained_variance_ratio_,
     )
     return pca
-
-
-def feature_columns(names: list[str]) -> list[str]:
-    return [n for n in names if n.startswith(FEATURE_PREFIX) and n[len(FEATURE_PREFIX) :].isdigit()]
 
 
 def _matrix(batch: pa.RecordBatch, columns: list[str]) -> np.ndarray:
@@ -244,7 +236,7 @@ def subject_images(
         for start in range(0, len(rows), chunk):
             part = Manifest(rows[start : start + chunk], manifest.columns).write(Path(scratch) / "chosen.csv")
             try:
-                table = load_table(part, preprocessing, volume_index=summary["preprocessing"].get("volume_index") or 0)
+                table = load_table(part, preprocessing)
             except ManifestError:  # none of this chunk's files can be read any more
                 continue
             yield from zip(table.subject_ids, table.images)

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from medssl.data.manifest import SPLITS, Manifest, ManifestError, read_manifest, read_row, scan_folder
-from medssl.data.preprocess import Preprocessing
+from medssl.data.preprocess import Preprocessing, resize
 from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
 
@@ -78,7 +77,6 @@ def load_table(
     source: str | Path,
     preprocessing: Preprocessing | None = None,
     *,
-    volume_index: int = 0,
     work_dir: str | Path | None = None,
 ) -> ImageTable:
     """Loads ``source``. A folder's scan is written to ``work_dir/manifest.csv`` for the record."""
@@ -97,7 +95,7 @@ def load_table(
         raise ManifestError(f"{source}: expected a .npz, a manifest .csv or a folder of images")
     if preprocessing.in_channels is None:
         preprocessing = replace(preprocessing, in_channels=1)
-    return _load_manifest(manifest, preprocessing, volume_index)
+    return _load_manifest(manifest, preprocessing)
 
 
 def load_native_size(manifest_csv: str | Path) -> ImageTable:
@@ -107,12 +105,12 @@ def load_native_size(manifest_csv: str | Path) -> ImageTable:
     return load_table(manifest_csv, Preprocessing(image_size=native))
 
 
-def _load_manifest(manifest: Manifest, preprocessing: Preprocessing, volume_index: int) -> ImageTable:
+def _load_manifest(manifest: Manifest, preprocessing: Preprocessing) -> ImageTable:
     skips = SkipReport(list(manifest.skips.entries))  # a scan's unreadable files come first
     images, kept = [], []
     for row in tqdm(manifest.rows, desc="reading images", unit="file", leave=False):
         try:
-            image = read_row(row, volume_index, preprocessing.geometry)
+            image = read_row(row, preprocessing.volume_index, preprocessing.geometry)
             images.append(preprocessing(image))
             kept.append(row)
             if image.corrections:
@@ -132,7 +130,7 @@ def _load_manifest(manifest: Manifest, preprocessing: Preprocessing, volume_inde
         splits=np.array([row.get("split", "") or "" for row in kept]),
         labels=labels,
         class_names=class_names,
-        preprocessing=preprocessing.to_dict() | {"volume_index": volume_index},
+        preprocessing=preprocessing.to_dict(),
         skips=skips,
     )
 
@@ -161,9 +159,7 @@ def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTabl
         preprocessing = replace(preprocessing, in_channels=tensor.shape[1])
     if preprocessing.spatial_dims != spatial_dims:
         raise ManifestError(f"{path}: holds {spatial_dims}D images but image_size is {preprocessing.image_size}")
-    if tuple(tensor.shape[2:]) != preprocessing.image_size:
-        mode = "bilinear" if spatial_dims == 2 else "trilinear"
-        tensor = F.interpolate(tensor, size=preprocessing.image_size, mode=mode, antialias=spatial_dims == 2)
+    tensor = resize(tensor, preprocessing.image_size)  # as files are: anti-aliased in 2D and 3D
     if tensor.shape[1] != preprocessing.in_channels:
         tensor = tensor.mean(1, keepdim=True).expand(-1, preprocessing.in_channels, *tensor.shape[2:]).contiguous()
     labels = np.concatenate([p[2].reshape(len(p[2]), -1)[:, 0] for p in parts]).astype(int)

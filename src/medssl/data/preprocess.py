@@ -23,6 +23,7 @@ class Preprocessing:
     percentiles: tuple[float, float] = (0.5, 99.5)  # MR / X-ray / photos: clip, then scale to [0, 1]
     spacing: tuple[float, ...] | None = None  # mm; resample to it, then pad/crop to image_size
     geometry: str = "strict"  # a DICOM series that is no regular grid: "strict" skips it, "resample" regrids it
+    volume_index: int = 0  # which volume of a 4D NIfTI
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))

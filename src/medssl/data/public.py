@@ -1,7 +1,7 @@
 """Public datasets by name: MedMNIST npz files and MedNIST, found locally or fetched once.
 
 A name resolves to a file the loaders read (an ``.npz`` or a class-folder tree). Local copies come
-first, under ``$MEDSSL_DATA`` (default ``../shared/data`` next to the repository); a MedMNIST file
+first, under ``$MEDSSL_DATA`` (default: the download cache, ``~/.cache/medssl``); a MedMNIST file
 that is not there is downloaded with the official ``medmnist`` package's URL and checksum when it
 is installed and the network allows. Anything else that ``load_table`` reads (an npz, a manifest,
 a folder) passes through unchanged, so user data and public data take the same path.
@@ -32,12 +32,15 @@ MEDNIST = "mednist"
 PUBLIC = sorted(MEDMNIST) + [MEDNIST]
 
 
+CACHE = Path.home() / ".cache" / "medssl"  # where downloads go
+
+
 def data_root() -> Path:
-    """``$MEDSSL_DATA``, or the ``shared/data`` folder beside the repository."""
-    return Path(os.environ.get("MEDSSL_DATA", Path(__file__).resolve().parents[4] / "shared" / "data"))
+    """Where local copies of public datasets are looked for: ``$MEDSSL_DATA``, else the cache."""
+    return Path(os.environ.get("MEDSSL_DATA", CACHE))
 
 
-def resolve_dataset(name_or_path: str | Path, cache: str | Path = Path.home() / ".cache" / "medssl") -> Path:
+def resolve_dataset(name_or_path: str | Path, cache: str | Path = CACHE) -> Path:
     """The file or folder to load for a public dataset name; a path is returned as it is."""
     name = str(name_or_path)
     if name == MEDNIST:

@@ -76,7 +76,6 @@ class _ShardJob:
     rows: list[dict[str, str]]
     out_dir: Path
     preprocessing: Preprocessing
-    volume_index: int
 
 
 def prepare_shards(
@@ -86,7 +85,6 @@ def prepare_shards(
     *,
     shard_size: int = 1000,
     workers: int | None = None,
-    volume_index: int = 0,
     progress: bool = True,
     verify: bool = False,
 ) -> dict:
@@ -108,17 +106,14 @@ def prepare_shards(
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "format": FORMAT,
-        "preprocessing": preprocessing.to_dict() | {"volume_index": volume_index},
+        "preprocessing": preprocessing.to_dict(),
         "manifest": str(manifest_csv),
         "shard_size": shard_size,
     }
     settings = json.loads(json.dumps(settings))  # tuples become lists, as they read back from disk
     _claim_out_dir(out_dir, settings)
     groups = _batched(manifest_rows(manifest_csv), shard_size)
-    jobs = (
-        _ShardJob(number, number * shard_size, rows, out_dir, preprocessing, volume_index)
-        for number, rows in enumerate(groups)
-    )
+    jobs = (_ShardJob(number, number * shard_size, rows, out_dir, preprocessing) for number, rows in enumerate(groups))
     n_shards = -(-n_rows // shard_size)
     with tqdm(total=n_shards, desc="preparing shards", unit="shard", disable=not progress) as bar:
         sidecars = _run_jobs(jobs, workers, verify, bar)
@@ -211,7 +206,7 @@ def _convert_shard(job: _ShardJob) -> dict:
         with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for index, row in enumerate(job.rows, start=job.first_row):
                 try:
-                    read = read_row(row, job.volume_index, job.preprocessing.geometry)
+                    read = read_row(row, job.preprocessing.volume_index, job.preprocessing.geometry)
                     image = job.preprocessing(read)
                 except UnreadableImageError as error:
                     skipped.append([row["path"], error.reason])

@@ -67,17 +67,16 @@ def load_run(run: Path) -> SSLMethod:
         if not path.is_file():
             raise FileNotFoundError(f"{run} is not a finished medssl run: {path} is missing")
     method_cls = get_method(yaml.safe_load(config_file.read_text())["method"])
-    model = method_cls.load_from_checkpoint(checkpoint, map_location="cpu")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)  # tensors and plain values only
+    model = method_cls(**saved["hyper_parameters"])
+    model.load_state_dict(saved["state_dict"])
     return model.to(best_device()).eval()
 
 
 def run_table(run: Path, data: str | Path, out_dir: Path) -> ImageTable:
     """Every subject of ``data``, preprocessed exactly as the run's training images were."""
     metadata, _ = read_encoder_file(run / "encoder.pt")
-    settings = metadata["preprocessing"]
-    table = load_table(
-        data, Preprocessing.from_settings(settings), volume_index=settings.get("volume_index") or 0, work_dir=out_dir
-    )
+    table = load_table(data, Preprocessing.from_settings(metadata["preprocessing"]), work_dir=out_dir)
     table.skips.write(out_dir)
     return table
 

@@ -29,6 +29,7 @@ from torch import nn
 from medssl.data.datasets import load_native_size
 from medssl.evaluation.selection import Schedule, train_with_selection
 from medssl.models.encoders import STEMS, Encoder, EncoderConfig
+from medssl.models.inference import map_batches
 
 SIZE_WEIGHT, OFFSET_WEIGHT = 0.1, 1.0  # CenterNet's loss weights
 HEATMAP_PRIOR = 0.1  # initial peak probability: keeps the focal loss of the first steps finite
@@ -245,25 +246,16 @@ def decode(
     return [rows_[rows_[:, 4] >= score_threshold] for rows_ in out]
 
 
-@torch.no_grad()
 def detect(
     model: Detector, images: torch.Tensor, batch_size: int = 256, *, score_threshold: float = 0.05, top_k: int = 20
 ) -> list[np.ndarray]:
     """Per image, (k, 6) rows x0, y0, x1, y1, score, class in input pixels, best first."""
-    model.eval()
-    device = next(model.parameters()).device
-    predictions = []
-    for start in range(0, len(images), batch_size):
-        out = model(images[start : start + batch_size].to(device))
-        predictions += decode(
-            torch.sigmoid(out["heatmap"].float()).cpu(),
-            out["size"].float().cpu(),
-            out["offset"].float().cpu(),
-            model.stride,
-            top_k=top_k,
-            score_threshold=score_threshold,
-        )
-    return predictions
+
+    def read(out: dict) -> list[np.ndarray]:
+        heatmap, size, offset = torch.sigmoid(out["heatmap"].float()).cpu(), out["size"].float().cpu(), out["offset"]
+        return decode(heatmap, size, offset.float().cpu(), model.stride, top_k=top_k, score_threshold=score_threshold)
+
+    return [boxes for batch in map_batches(model, images, batch_size, read) for boxes in batch]
 
 
 # --- average precision --------------------------------------------------------------------------

@@ -89,9 +89,7 @@ def evaluate(
 
 def labelled_table(data: str | Path, metadata: dict, out_dir: Path) -> ImageTable:
     """The data preprocessed exactly as at pretraining, with labels and a train/val/test split."""
-    preprocessing = Preprocessing.from_settings(metadata["preprocessing"])
-    volume_index = metadata["preprocessing"].get("volume_index") or 0
-    table = load_table(data, preprocessing, volume_index=volume_index, work_dir=out_dir)
+    table = load_table(data, Preprocessing.from_settings(metadata["preprocessing"]), work_dir=out_dir)
     table.skips.write(out_dir)
     if table.labels is None:
         raise ValueError(

@@ -27,6 +27,7 @@ from medssl.evaluation.probe import classification_metrics
 from medssl.evaluation.selection import Schedule, train_with_selection
 from medssl.methods.views import BatchViews, ViewConfig
 from medssl.models.encoders import Encoder
+from medssl.models.inference import map_batches
 
 # milder than SSL views: the label must survive the augmentation
 SUPERVISED_VIEWS = ViewConfig(
@@ -126,13 +127,7 @@ class FixMatchTerm:
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-    model.eval()
-    device = next(model.parameters()).device
-    out = [
-        F.softmax(model(images[i : i + batch_size].to(device)).float(), 1).cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out).numpy()
+    return torch.cat(map_batches(model, images, batch_size, lambda logits: F.softmax(logits.float(), 1).cpu())).numpy()
 
 
 def finetune(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medssl.config import resolve_config
 from medssl.data.datasets import load_table, save_npz
 from medssl.data.manifest import read_manifest, scan_folder
 from medssl.data.preprocess import Preprocessing
@@ -37,7 +38,7 @@ from medssl.evaluation.dense_tasks import build_task, markdown_section, task_res
 from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
 from medssl.evaluation.published import published_rows
 from medssl.report.figures import label_efficiency
-from medssl.training import pretrain, resolve_config
+from medssl.training import pretrain
 
 
 def run_benchmark(

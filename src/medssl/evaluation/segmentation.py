@@ -26,7 +26,9 @@ from medssl.data.manifest import read_manifest
 from medssl.data.preprocess import Preprocessing
 from medssl.data.readers import read_image
 from medssl.evaluation.selection import Schedule, train_with_selection
+from medssl.models.dims import resize
 from medssl.models.encoders import Encoder
+from medssl.models.inference import map_batches
 
 CHEST_STRUCTURES = ["background", "lungs", "heart", "lesion"]
 BRAIN_STRUCTURES = ["background", "brain", "ventricles", "lesion"]
@@ -49,7 +51,7 @@ def _block(dims: int, c_in: int, c_out: int) -> nn.Module:
 def _resize(x: torch.Tensor, size: tuple[int, ...] | torch.Size) -> torch.Tensor:
     if tuple(x.shape[2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=tuple(size), mode="bilinear" if x.ndim == 4 else "trilinear", align_corners=False)
+    return resize(x, size)
 
 
 class UNet(nn.Module):
@@ -299,10 +301,7 @@ def jitter_intensity(images: torch.Tensor, brightness: float = 0.1, contrast: fl
 @torch.no_grad()
 def predict_labels(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """(N, *spatial) int64 argmax labels, on the CPU; batches go to the model's device."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = [model(images[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)]
-    return torch.cat(out)
+    return torch.cat(map_batches(model, images, batch_size, lambda logits: logits.argmax(1).cpu()))
 
 
 def train_segmentation(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from medssl.genetics import GENOME_WIDE
 from medssl.genetics.genotypes import Genotypes
 
 LdFunction = Callable[[int, np.ndarray], np.ndarray]
@@ -21,7 +22,7 @@ def clump(
     pos: np.ndarray,
     p: np.ndarray,
     *,
-    threshold: float = 5e-8,
+    threshold: float = GENOME_WIDE,
     window_kb: float = 250,
     r2: float | None = None,
     ld: LdFunction | None = None,

@@ -31,7 +31,7 @@ import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
 from medssl.data.tables import read_table
-from medssl.genetics import pca
+from medssl.genetics import GENOME_WIDE, pca
 from medssl.genetics.association import AssociationResult, LinearAssociation, genomic_inflation
 from medssl.genetics.clumping import clump, genotype_r2
 from medssl.genetics.export import write_exports
@@ -88,7 +88,7 @@ def run_gwas(
     chunk: int = 1000,
     filters: QcFilters | None = None,
     min_samples: int = 50,
-    p_threshold: float = 5e-8,
+    p_threshold: float = GENOME_WIDE,
     clump_kb: float = 250,
     clump_r2: float | None = None,
     export: bool = True,

@@ -10,11 +10,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from medssl.genetics import GENOME_WIDE
+
 SMALLEST_P = np.finfo(float).tiny  # p-values that underflowed to 0 are drawn at the top
 
 
 def manhattan(
-    chrom: np.ndarray, pos: np.ndarray, p: np.ndarray, path: Path, title: str, threshold: float = 5e-8
+    chrom: np.ndarray, pos: np.ndarray, p: np.ndarray, path: Path, title: str, threshold: float = GENOME_WIDE
 ) -> Path:
     """-log10 p along the genome, chromosomes side by side in file order, alternately coloured."""
     fig, ax = plt.subplots(figsize=(10, 3.6), dpi=110)

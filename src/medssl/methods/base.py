@@ -9,17 +9,24 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import lightning as L
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from lightning.pytorch.callbacks import Timer
+from torch import nn
 
+from medssl.methods.momentum import MomentumCopy
+from medssl.methods.queue import FeatureQueue
 from medssl.methods.views import BatchViews, ViewConfig
+from medssl.models.dims import memory_format
 from medssl.models.encoders import Encoder, EncoderConfig
 from medssl.models.numerics import guard_convolutions
+
+if TYPE_CHECKING:
+    from medssl.data.datasets import ImageTable
 
 
 @dataclass(frozen=True)
@@ -33,9 +40,10 @@ class SSLMethod(L.LightningModule):
     name: ClassVar[str]
     description: ClassVar[str]
     min_batch_size: ClassVar[int] = 1
-    # True: the data pairs every scan with its subject's genetic features (``data.genetics``), and
-    # the batch's third element, those features, is compute_loss's second argument
-    paired_with_genetics: ClassVar[bool] = False
+    supported_dims: ClassVar[tuple[int, ...]] = (2, 3)  # 2D and/or 3D images (`medssl methods`)
+    # what the method needs beside images (None: images only), prepared by ``pair``; each batch
+    # then carries it third, and compute_loss gets it second
+    paired_input: ClassVar[str | None] = None
 
     def __init__(self, encoder: dict, optimizer: dict | None = None, views: dict | None = None) -> None:
         super().__init__()
@@ -44,8 +52,7 @@ class SSLMethod(L.LightningModule):
         self.spatial_dims = self.encoder.config.spatial_dims
         self.views = BatchViews(ViewConfig(**(views or {})), self.spatial_dims)
         self.optimizer_config = OptimizerConfig(**(optimizer or {}))
-        if self.spatial_dims == 2:  # NHWC convolutions are ~1.5x faster on CPU and GPU in 2D
-            self.encoder.to(memory_format=torch.channels_last)
+        self.encoder.to(memory_format=memory_format(self.spatial_dims))
 
     def setup(self, stage: str) -> None:
         guard_convolutions(self)  # the heads and decoders a method adds too, not only the encoder
@@ -60,8 +67,15 @@ class SSLMethod(L.LightningModule):
         run on inputs of ``image_size`` with this encoder and these method_args (e.g. a patch size);
         called before training starts."""
 
+    @classmethod
+    def pair(cls, table: ImageTable, method_args: dict) -> tuple[ImageTable, torch.Tensor, dict]:
+        """For a method with a ``paired_input``: the training images it keeps, one row per image
+        of what it pairs them with, and the method arguments that follow from it (its width);
+        images without a pair go to the table's skip report."""
+        raise NotImplementedError(f"{cls.name} sets paired_input, so it must define pair()")
+
     @abstractmethod
-    def compute_loss(self, images: torch.Tensor) -> torch.Tensor: ...
+    def compute_loss(self, images: torch.Tensor, *paired: torch.Tensor) -> torch.Tensor: ...
 
     def two_views(self, images: torch.Tensor) -> torch.Tensor:
         """Two random views of every scan as one batch (all first views, then all second views),
@@ -82,9 +96,7 @@ class SSLMethod(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         """``batch``: images, their subject indices, then any paired per-subject inputs."""
-        images = batch[0]
-        if self.spatial_dims == 2:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = batch[0].contiguous(memory_format=memory_format(self.spatial_dims))
         loss = self.compute_loss(images, *batch[2:])
         # a non-finite loss is logged as it is; training.NonFiniteSteps skips its update
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(images))
@@ -104,6 +116,27 @@ class SSLMethod(L.LightningModule):
 
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, MomentumCopy]]:
+        """(online network, its momentum copy): each copy follows after every optimiser step
+        (BYOL's target, MoCo's key encoder, DINO's teacher; solo-learn's ``momentum_pairs``)."""
+        return []
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """After the optimiser step, never inside the loss, so that evaluating a loss changes
+        nothing: momentum copies follow their online networks, queues take the step's keys."""
+        for online, copy in self.momentum_pairs():
+            copy.update(online, self.training_progress())
+        for queue in self.modules():
+            if isinstance(queue, FeatureQueue):
+                queue.commit()
+
+    def discard_step(self) -> None:
+        """A skipped step (non-finite gradients) leaves no trace: its staged keys are dropped."""
+        for queue in self.modules():
+            if isinstance(queue, FeatureQueue):
+                queue.discard()
 
     def training_progress(self) -> float:
         """Fraction of the planned training done (0 outside a Trainer): of the planned steps, or

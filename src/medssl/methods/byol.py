@@ -36,5 +36,5 @@ class BYOL(SSLMethod):
             t1, t2 = self.target(views).chunk(2)
         return negative_cosine(p1, t2) + negative_cosine(p2, t1)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.target.update(self._online(), self.training_progress())
+    def momentum_pairs(self) -> list[tuple[nn.Module, MomentumCopy]]:
+        return [(self._online(), self.target)]

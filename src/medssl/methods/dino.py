@@ -16,6 +16,7 @@ from medssl.methods.base import SSLMethod
 from medssl.methods.momentum import MomentumCopy
 from medssl.methods.registry import register
 from medssl.methods.views import BatchViews
+from medssl.models.dims import resize
 from medssl.models.heads import mlp_head
 
 
@@ -106,14 +107,19 @@ class DINO(SSLMethod):
         """Small crops of every scan, resized down to ``local_size`` of the input's side."""
         crops = torch.cat([self.local_views(images) for _ in range(self.local_crops)])
         size = [max(1, round(s * self.local_size)) for s in images.shape[2:]]
-        return F.interpolate(
-            crops, size=size, mode="bilinear" if self.spatial_dims == 2 else "trilinear", align_corners=False
-        )
+        return resize(crops, size)
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, MomentumCopy]]:
+        return [(self._student(), self.teacher)]
 
     @torch.no_grad()
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.teacher.update(self._student(), self.training_progress())
+        super().on_train_batch_end(outputs, batch, batch_idx)
         self._update_centre()
+
+    def discard_step(self) -> None:
+        super().discard_step()
+        self._batch_centre = None  # a skipped step's teacher outputs move no centre
 
     def _update_centre(self) -> None:
         """EMA of the teacher's mean output (over every process) on the last batch."""

@@ -19,10 +19,10 @@ class _Momentum(SSLMethod):
     """Online encoder + projector, and their momentum copy."""
 
     def __init__(
-        self, *args, hidden_dim: int, projection_dim: int, projector_layers: int, base_momentum: float, **kwargs
+        self, *args, hidden_dim: int, projection_dim: int, projector: dict, base_momentum: float, **kwargs
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim, layers=projector_layers)
+        self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim, **projector)
         self.target = MomentumCopy(self._online(), base_momentum)
 
     def _online(self) -> nn.Module:
@@ -35,8 +35,8 @@ class _Momentum(SSLMethod):
             keys = self.target(views).float().chunk(2)
         return self._online()(views), keys
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.target.update(self._online(), self.training_progress())
+    def momentum_pairs(self) -> list[tuple[nn.Module, MomentumCopy]]:
+        return [(self._online(), self.target)]
 
 
 @register
@@ -58,7 +58,7 @@ class MoCoV2(_Momentum):
             *args,
             hidden_dim=hidden_dim,
             projection_dim=projection_dim,
-            projector_layers=2,
+            projector={"layers": 2},
             base_momentum=base_momentum,
             **kwargs,
         )
@@ -74,7 +74,7 @@ class MoCoV2(_Momentum):
             info_nce(q1, torch.cat([k2, negatives]), self.temperature, targets)
             + info_nce(q2, torch.cat([k1, negatives]), self.temperature, targets)
         ) / 2
-        self.queue.push(self.gather(torch.cat([k1, k2]))[0])  # every rank enqueues the same keys
+        self.queue.stage(self.gather(torch.cat([k1, k2]))[0])  # every rank enqueues the same keys
         return loss
 
 
@@ -97,7 +97,9 @@ class MoCoV3(_Momentum):
             *args,
             hidden_dim=hidden_dim,
             projection_dim=projection_dim,
-            projector_layers=3,
+            # Chen, Xie & He (2021), Sec. 4: a 3-layer projector with BN on its output too, there
+            # without an affine transform (their code's ``last_bn``); the 2-layer predictor has none
+            projector={"layers": 3, "output_norm": True, "output_affine": False},
             base_momentum=base_momentum,
             **kwargs,
         )

@@ -30,7 +30,8 @@ class NNCLR(SSLMethod):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.temperature = temperature
-        self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim, layers=3)
+        # Dwibedi et al. (2021), App. A.1: a 3-layer projector with BN after every layer, the last included
+        self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim, layers=3, output_norm=True)
         self.predictor = mlp_head(projection_dim, hidden_dim, projection_dim)
         self.support = FeatureQueue(queue_size, projection_dim)
 
@@ -48,5 +49,5 @@ class NNCLR(SSLMethod):
             info_nce(self._nearest(z1), all_p2, self.temperature, targets)
             + info_nce(self._nearest(z2), all_p1, self.temperature, targets)
         ) / 2
-        self.support.push(self.gather(z1.detach())[0])
+        self.support.stage(self.gather(z1.detach())[0])
         return loss

@@ -18,7 +18,8 @@ class SimSiam(SSLMethod):
 
     def __init__(self, *args, projection_dim: int = 512, predictor_hidden_dim: int = 128, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.projector = mlp_head(self.encoder.out_dim, projection_dim, projection_dim, layers=3)
+        # Chen & He (2021), Sec. 3: BN on every fc layer of the projector, its output fc included (no ReLU)
+        self.projector = mlp_head(self.encoder.out_dim, projection_dim, projection_dim, layers=3, output_norm=True)
         self.predictor = mlp_head(projection_dim, predictor_hidden_dim, projection_dim)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:

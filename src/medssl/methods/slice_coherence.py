@@ -20,11 +20,11 @@ whole-sized inputs with the in-plane content at its native scale, as whole image
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from medssl.losses.info_nce import info_nce
 from medssl.methods.base import SSLMethod
 from medssl.methods.registry import register
+from medssl.models.dims import resize
 from medssl.models.encoders import EncoderConfig
 from medssl.models.heads import mlp_head
 
@@ -55,8 +55,7 @@ def cut_slabs(images: torch.Tensor, starts: torch.Tensor, thickness: int) -> tor
     that axis to the image's size."""
     index = starts.view(-1, *[1] * (images.ndim - 1)) + torch.arange(thickness, device=images.device)
     slabs = images.gather(-1, index.expand(*images.shape[:-1], thickness))
-    mode = "bilinear" if images.ndim == 4 else "trilinear"
-    return F.interpolate(slabs, size=images.shape[2:], mode=mode, align_corners=False)
+    return resize(slabs, images.shape[2:])
 
 
 @register

@@ -7,12 +7,14 @@ cannot execute anything on load.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from medssl import __version__
-from medssl.models.encoders import Encoder, EncoderConfig
+from medssl.models.encoders import Encoder, EncoderConfig, monai_network
 
 FORMAT = "medssl-encoder/1"
 
@@ -38,7 +40,20 @@ def save_encoder(path: str | Path, encoder: Encoder, *, method: str, preprocessi
     }
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     torch.save({"metadata": metadata, "state_dict": state}, path)
+    export_for_monai(path, encoder, metadata)
     return path
+
+
+def export_for_monai(path: Path, encoder: Encoder, metadata: dict) -> None:
+    """Beside encoder.pt: encoder.safetensors (the backbone's weights under MONAI's own names) and
+    encoder.json (the MONAI class, its arguments and how to read features off it), so that anyone
+    can rebuild the encoder with MONAI alone; docs/encoder-files.md has the recipe."""
+    network, kwargs = monai_network(encoder.config)
+    weights = {k: v.detach().cpu().contiguous() for k, v in encoder.backbone.state_dict().items()}
+    save_file(weights, path.with_suffix(".safetensors"), metadata={"format": "pt"})
+    features = "net(x)[0].mean(dim=1)" if encoder.config.is_vit else "net(x)"
+    spec = {"monai_network": f"monai.networks.nets.{network}", "kwargs": kwargs, "features": features, **metadata}
+    path.with_suffix(".json").write_text(json.dumps(spec, indent=2))
 
 
 def read_encoder_file(path: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:

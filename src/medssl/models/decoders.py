@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from medssl.models.dims import memory_format, resize
 from medssl.models.encoders import Encoder
 
 
@@ -35,7 +36,7 @@ class Decoder(nn.Module):
         x = features
         for stage in self.stages:
             x = stage(F.interpolate(x, scale_factor=2, mode="nearest"))
-        x = F.interpolate(x, size=image_size, mode="bilinear" if x.ndim == 4 else "trilinear", align_corners=False)
+        x = resize(x, image_size)
         return self.head(x)
 
 
@@ -45,4 +46,4 @@ def decoder_for(encoder: Encoder, in_channels: int, width: int) -> Decoder:
     config = encoder.config
     stages = max(1, math.ceil(math.log2(config.stride)))
     decoder = Decoder(config.spatial_dims, in_channels, config.in_channels, width, stages)
-    return decoder.to(memory_format=torch.channels_last) if config.spatial_dims == 2 else decoder
+    return decoder.to(memory_format=memory_format(config.spatial_dims))

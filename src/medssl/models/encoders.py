@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from monai.networks.nets import ViT
-from monai.networks.nets.resnet import ResNet, ResNetBlock, ResNetBottleneck
+from monai.networks import nets
+from monai.networks.nets.resnet import ResNetBlock, ResNetBottleneck
 from torch import nn
 
 from medssl.models.numerics import guard_convolutions
@@ -98,6 +98,38 @@ class EncoderConfig:
             )
 
 
+def monai_network(config: EncoderConfig) -> tuple[str, dict]:
+    """The MONAI class (``monai.networks.nets``) and the keyword arguments that build the encoder's
+    backbone: plain values, so that config.json can rebuild it without medssl."""
+    if config.is_vit:
+        layers, heads, _ = VITS[config.name]
+        return "ViT", {
+            "in_channels": config.in_channels,
+            "img_size": list(config.image_size),
+            "patch_size": config.patch_size,
+            "hidden_size": config.width,
+            "mlp_dim": 4 * config.width,
+            "num_layers": layers,
+            "num_heads": heads,
+            "pos_embed_type": "sincos",
+            "spatial_dims": config.spatial_dims,
+            "qkv_bias": True,
+        }
+    block, layers = RESNETS[config.name]
+    kernel, stride, no_max_pool = STEMS[config.stem]
+    return "ResNet", {
+        "block": "basic" if block is ResNetBlock else "bottleneck",
+        "layers": layers,
+        "block_inplanes": [config.width * 2**i for i in range(4)],
+        "spatial_dims": config.spatial_dims,
+        "n_input_channels": config.in_channels,
+        "conv1_t_size": kernel,
+        "conv1_t_stride": stride,
+        "no_max_pool": no_max_pool,
+        "feed_forward": False,
+    }
+
+
 class Encoder(nn.Module):
     """Maps (B, C, *spatial) images to (B, out_dim) features; ``config`` rebuilds it."""
 
@@ -105,36 +137,9 @@ class Encoder(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        if config.is_vit:
-            layers, heads, _ = VITS[config.name]
-            self.backbone = ViT(
-                in_channels=config.in_channels,
-                img_size=config.image_size,
-                patch_size=config.patch_size,
-                hidden_size=config.width,
-                mlp_dim=4 * config.width,
-                num_layers=layers,
-                num_heads=heads,
-                pos_embed_type="sincos",
-                spatial_dims=config.spatial_dims,
-                qkv_bias=True,
-            )
-            self.out_dim = config.width
-        else:
-            block, layers = RESNETS[config.name]
-            kernel, stride, no_max_pool = STEMS[config.stem]
-            self.backbone = ResNet(
-                block=block,
-                layers=layers,
-                block_inplanes=[config.width * 2**i for i in range(4)],
-                spatial_dims=config.spatial_dims,
-                n_input_channels=config.in_channels,
-                conv1_t_size=kernel,
-                conv1_t_stride=stride,
-                no_max_pool=no_max_pool,
-                feed_forward=False,
-            )
-            self.out_dim = config.width * 8 * block.expansion
+        network, kwargs = monai_network(config)
+        self.backbone = getattr(nets, network)(**kwargs)
+        self.out_dim = config.width if config.is_vit else config.width * 8 * RESNETS[config.name][0].expansion
         guard_convolutions(self)  # bf16 CPU kernels are wrong on its last, smallest feature maps
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
