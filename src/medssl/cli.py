@@ -516,20 +516,11 @@ def vit_width(name: str | None) -> int | None:
 
 def pretrain_config(args: argparse.Namespace) -> dict:
     from medssl.config import merge, parse_assignments, resolve_config
+    from medssl.data.preprocess import Preprocessing
 
     user = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
     overrides = {
-        "data": {
-            k: getattr(args, k)
-            for k in (
-                "image_size",
-                "in_channels",
-                "modality",
-                "spacing",
-                "volume_index",
-                "geometry",
-            )
-        },
+        "data": {k: getattr(args, k) for k in Preprocessing.settings() if hasattr(args, k)},
         "encoder": {
             "name": args.encoder_name,
             "width": args.width or vit_width(args.encoder_name),

@@ -19,6 +19,7 @@ class BarlowTwins(SSLMethod):
     def __init__(self, *args, projection_dim: int = 1024, off_diagonal_weight: float = 0.005, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.off_diagonal_weight = off_diagonal_weight
+        # Zbontar et al. (2021), Sec. 4: three linear layers, BN and ReLU after the first two
         self.projector = mlp_head(self.encoder.out_dim, projection_dim, projection_dim, layers=3)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:

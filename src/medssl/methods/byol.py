@@ -22,6 +22,7 @@ class BYOL(SSLMethod):
         self, *args, hidden_dim: int = 1024, projection_dim: int = 256, base_momentum: float = 0.99, **kwargs
     ) -> None:
         super().__init__(*args, **kwargs)
+        # Grill et al. (2020), Sec. 3.3: projector and predictor alike, Linear-BN-ReLU-Linear
         self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim)
         self.predictor = mlp_head(projection_dim, hidden_dim, projection_dim)
         self.target = MomentumCopy(self._online(), base_momentum)

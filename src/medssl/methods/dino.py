@@ -34,7 +34,8 @@ class Prototypes(nn.Module):
 
 
 def dino_head(in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int) -> nn.Sequential:
-    """A 3-layer MLP to a bottleneck, then cosine scores against ``out_dim`` prototypes."""
+    """A 3-layer MLP to a bottleneck, then cosine scores against ``out_dim`` prototypes (Caron et
+    al. 2021, Sec. 3.1; their MLP has GELU and no BN, this one ReLU and BN)."""
     return nn.Sequential(mlp_head(in_dim, hidden_dim, bottleneck_dim, layers=3), Prototypes(bottleneck_dim, out_dim))
 
 

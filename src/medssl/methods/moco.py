@@ -58,7 +58,7 @@ class MoCoV2(_Momentum):
             *args,
             hidden_dim=hidden_dim,
             projection_dim=projection_dim,
-            projector={"layers": 2},
+            projector={"layers": 2},  # Chen et al. (2020, MoCo v2): a 2-layer MLP head (BN added here)
             base_momentum=base_momentum,
             **kwargs,
         )

@@ -21,6 +21,7 @@ class SimCLR(SSLMethod):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.temperature = temperature
+        # Chen et al. (2020), Sec. 2.1: g(h) = W2 ReLU(W1 h), with BN in the hidden layer as in their code
         self.projector = mlp_head(self.encoder.out_dim, hidden_dim, projection_dim)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:

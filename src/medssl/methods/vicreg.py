@@ -27,6 +27,7 @@ class VICReg(SSLMethod):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.weights = {"invariance": invariance, "variance": variance, "covariance": covariance}
+        # Bardes et al. (2022), Sec. 4.1: the expander, three linear layers with BN and ReLU between them
         self.projector = mlp_head(self.encoder.out_dim, projection_dim, projection_dim, layers=3)
 
     def compute_loss(self, images: torch.Tensor) -> torch.Tensor:
