@@ -11,12 +11,13 @@ from pathlib import Path
 
 import yaml
 
-from medssl.config import TrainingConfig, flag_help
+from medssl.config import OptimizerConfig, TrainingConfig, flag_help
 from medssl.data.geometry import GEOMETRY_OPTIONS
 from medssl.data.public import PUBLIC
 from medssl.evaluation import DENSE_TASKS
 from medssl.evaluation.budgets import BUDGET_DESCRIPTIONS, BUDGETS, CANDIDATES, FRACTIONS, SEEDS, Schedule
 from medssl.genetics import GENOME_WIDE
+from medssl.models.specs import EncoderConfig
 
 # budget settings with a flag of their own (--width, --pretrain-epochs-2d, --finetune-epochs, ...)
 BUDGET_OVERRIDES = (
@@ -442,19 +443,8 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("method and model")
     model.add_argument("--method", default="simclr", help="see `medssl methods`")
     model.add_argument("--config", type=Path, help="YAML overriding the method's default config")
-    model.add_argument(
-        "--backbone", dest="encoder_name", help="the encoder's architecture: resnet10/18/34/50 or vit_tiny/small/base"
-    )
-    model.add_argument(
-        "--width",
-        type=int,
-        help="ResNet: channels of the first stage (64 = standard); ViT: hidden size (default: the model's standard)",
-    )
-    model.add_argument("--patch-size", type=int, help="ViT: patch side in pixels/voxels; must divide the image size")
-    model.add_argument(
-        "--stem", help="small (stride 1), strided (stride 2), pooled (stride 1 + max-pool) or imagenet (7x7/2 + pool)"
-    )
-    model.add_argument("--lr", type=float, help="the optimiser's learning rate (default: the method's)")
+    add_section_flags(model, "encoder", EncoderConfig, {"name": "backbone"})
+    add_section_flags(model, "optimizer", OptimizerConfig)
     model.add_argument(
         "--set",
         action="append",
@@ -466,14 +456,7 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     train = parser.add_argument_group(
         "training", "defaults are the code's; a method's YAML changes some (--print-config shows the method's)"
     )
-    for name, (default, text) in flag_help(TrainingConfig).items():
-        text += "" if default is None else f" (default: {default})"
-        flags = [f"--{name.replace('_', '-')}", *(["--epochs"] if name == "max_epochs" else [])]
-        if isinstance(default, bool):
-            train.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=text)
-        else:
-            kind = FLAG_TYPES.get(name, type(default))
-            train.add_argument(*flags, dest=name, type=kind, metavar=kind.__name__.upper(), help=text)
+    add_section_flags(train, "training", TrainingConfig, aliases={"max_epochs": "--epochs"})
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
 
@@ -507,6 +490,28 @@ def run_prepare(args: argparse.Namespace) -> None:
     print(f"pretrain from it with: medssl pretrain --data {args.out} --out RUN")
 
 
+def add_section_flags(
+    group: argparse._ArgumentGroup, section: str, cls: type, names: dict | None = None, aliases: dict | None = None
+) -> None:
+    """A flag per field of ``cls`` that has a help text, its default shown; the value lands in
+    args as ``SECTION.FIELD`` (None when not given, so that the method's YAML keeps its say)."""
+    for name, (default, text) in flag_help(cls).items():
+        if not text:
+            continue  # a field the data sets, not the user
+        text += "" if default is None else f" (default: {default})"
+        flags = [f"--{(names or {}).get(name, name).replace('_', '-')}", *filter(None, [(aliases or {}).get(name)])]
+        if isinstance(default, bool):
+            group.add_argument(*flags, dest=f"{section}.{name}", action=argparse.BooleanOptionalAction, help=text)
+        else:
+            kind = FLAG_TYPES.get(name, type(default))
+            group.add_argument(*flags, dest=f"{section}.{name}", type=kind, metavar=kind.__name__.upper(), help=text)
+
+
+def section_values(args: argparse.Namespace, section: str) -> dict:
+    prefix = f"{section}."
+    return {key.removeprefix(prefix): value for key, value in vars(args).items() if key.startswith(prefix)}
+
+
 def vit_width(name: str | None) -> int | None:
     """A ViT named on the command line gets its standard width (a ResNet config's 64 would not fit)."""
     from medssl.models.encoders import VITS
@@ -519,17 +524,12 @@ def pretrain_config(args: argparse.Namespace) -> dict:
     from medssl.data.preprocess import Preprocessing
 
     user = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
+    encoder = section_values(args, "encoder")
     overrides = {
         "data": {k: getattr(args, k) for k in Preprocessing.settings() if hasattr(args, k)},
-        "encoder": {
-            "name": args.encoder_name,
-            "width": args.width or vit_width(args.encoder_name),
-            "stem": args.stem,
-            "patch_size": args.patch_size,
-        },
-        "optimizer": {"lr": args.lr},
-        "training": {name: getattr(args, name) for name in flag_help(TrainingConfig)}
-        | ({"progress": "none"} if args.quiet else {}),
+        "encoder": encoder | {"width": encoder["width"] or vit_width(encoder["name"])},
+        "optimizer": section_values(args, "optimizer"),
+        "training": section_values(args, "training") | ({"progress": "none"} if args.quiet else {}),
     }
     return resolve_config(args.method, merge(merge(user, parse_assignments(args.set)), overrides))
 

@@ -11,15 +11,36 @@ This module imports no torch, so that ``--help`` can show the defaults at once.
 from __future__ import annotations
 
 import inspect
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from medssl.models.specs import EncoderConfig
+from medssl.models.specs import setting as _setting
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+
+@dataclass(frozen=True)
+class ViewConfig:
+    crop_scale: tuple[float, float] = (0.3, 1.0)  # fraction of the image's area/volume kept
+    aspect_jitter: float = 0.25  # log-uniform per-axis stretch around the crop's side
+    flip_prob: float = 0.5  # per axis
+    brightness: float = 0.3  # additive, uniform in [-b, b]
+    contrast: float = 0.3  # multiplicative around the mean, uniform in [1 - c, 1 + c]
+    noise_prob: float = 0.5
+    noise_std: float = 0.05
+    blur_prob: float = 0.3
+    blur_sigma: float = 1.0  # voxels
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with a linear warm-up, then cosine decay to zero over the planned steps or time."""
+
+    lr: float = _setting(1e-3, "learning rate")
+    weight_decay: float = _setting(1e-5, "AdamW's weight decay")
+    warmup_steps: int = _setting(100, "steps of linear warm-up")
 
 
 @dataclass(frozen=True)
@@ -76,11 +97,7 @@ VIEW_PRESETS: dict[str, dict] = {
 
 
 def sections() -> dict[str, type]:
-    """The dataclass of each section with fixed fields (their modules import torch)."""
-    from medssl.methods.base import OptimizerConfig
-    from medssl.methods.views import ViewConfig
-    from medssl.models.encoders import EncoderConfig
-
+    """The dataclass of each section with fixed fields."""
     return {"encoder": EncoderConfig, "views": ViewConfig, "optimizer": OptimizerConfig, "training": TrainingConfig}
 
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import TINY_ENCODER
 
-from medssl.config import default_config
+from medssl.config import ViewConfig, default_config
 from medssl.methods import METHODS, get_method
 from medssl.methods.base import SSLMethod
 from medssl.methods.queue import FeatureQueue
-from medssl.methods.views import BatchViews, ViewConfig
+from medssl.methods.views import BatchViews
 from medssl.models.encoders import EncoderConfig
 
 PAIRED_WIDTH = 24  # of the per-image tensor a method with a paired_input gets

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from medssl.analysis.columns import FEATURE_PREFIX, PC_PREFIX, feature_columns, numbered_columns
+from medssl.config import ViewConfig
 from medssl.data.datasets import load_table
 from medssl.data.manifest import Manifest, ManifestError, read_manifest, read_row, scan_folder
 from medssl.data.preprocess import Preprocessing
@@ -29,7 +30,7 @@ from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
 from medssl.data.tables import read_table
 from medssl.evaluation.embeddings import embed
-from medssl.methods.views import BatchViews, ViewConfig
+from medssl.methods.views import BatchViews
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import Encoder, best_device
 

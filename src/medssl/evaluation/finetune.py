@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medssl.config import ViewConfig
 from medssl.evaluation.probe import classification_metrics
 from medssl.evaluation.selection import Schedule, train_with_selection
-from medssl.methods.views import BatchViews, ViewConfig
+from medssl.methods.views import BatchViews
 from medssl.models.encoders import Encoder
 from medssl.models.inference import map_batches
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import lightning as L
@@ -18,22 +17,16 @@ import torch.distributed.nn.functional as dist_nn
 from lightning.pytorch.callbacks import Timer
 from torch import nn
 
+from medssl.config import OptimizerConfig, ViewConfig
 from medssl.methods.momentum import MomentumCopy
 from medssl.methods.queue import FeatureQueue
-from medssl.methods.views import BatchViews, ViewConfig
+from medssl.methods.views import BatchViews
 from medssl.models.dims import memory_format
 from medssl.models.encoders import Encoder, EncoderConfig
 from medssl.models.numerics import guard_convolutions
 
 if TYPE_CHECKING:
     from medssl.data.datasets import ImageTable
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup_steps: int = 100  # linear warm-up, then cosine decay to zero over the planned steps or time
 
 
 class SSLMethod(L.LightningModule):

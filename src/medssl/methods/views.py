@@ -7,24 +7,11 @@ cost ~1 s, and it runs unchanged on a GPU (see ../shared/notes/cpu-performance.m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from monai.networks.layers import AffineTransform, GaussianFilter
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ViewConfig:
-    crop_scale: tuple[float, float] = (0.3, 1.0)  # fraction of the image's area/volume kept
-    aspect_jitter: float = 0.25  # log-uniform per-axis stretch around the crop's side
-    flip_prob: float = 0.5  # per axis
-    brightness: float = 0.3  # additive, uniform in [-b, b]
-    contrast: float = 0.3  # multiplicative around the mean, uniform in [1 - c, 1 + c]
-    noise_prob: float = 0.5
-    noise_std: float = 0.05
-    blur_prob: float = 0.3
-    blur_sigma: float = 1.0  # voxels
+from medssl.config import ViewConfig
 
 
 class BatchViews(nn.Module):
