@@ -105,3 +105,12 @@ def test_report_reads_a_users_own_run_folders(tmp_path):
     assert "images/s" in page and "612.500" in page and "train_images_per_s" not in page
     with pytest.raises(ValueError, match="no summary a medssl command writes"):
         run_report([empty], tmp_path / "other.html")
+
+
+def test_pretrain_takes_several_sources_as_one_pool():
+    from pathlib import Path
+
+    from medssl.cli import build_parser
+
+    args = build_parser().parse_args(["pretrain", "--data", "a.npz", "cxr/", "--out", "run"])
+    assert args.data == [Path("a.npz"), Path("cxr")]

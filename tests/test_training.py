@@ -169,3 +169,19 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it():
     choice = resolve_precision("auto", accelerator="cpu")
     assert choice.value == ("bf16-mixed" if native else "32") and choice.reason.startswith("auto: ")
     assert resolve_precision("32").value == "32" and resolve_precision("bf16-mixed", "cpu").reason == "as requested"
+
+
+def test_several_sources_pool_into_one_unlabelled_set(tmp_path, npz_2d):
+    """The training splits of every source, resized alike; validation images of none of them."""
+    from conftest import write_medmnist_npz
+
+    larger = write_medmnist_npz(tmp_path / "other.npz", (24, 24), n=20, seed=1)
+    with pytest.raises(ValueError, match=r"differ in channels x size \(tiny2d: 1 x 16 x 16; other: 1 x 24 x 24\)"):
+        pretrain([npz_2d, larger], tmp_path / "refused", tiny_config(max_steps=1))
+    config = tiny_config(max_steps=2, monitor_every=1)
+    config["data"]["image_size"] = [16, 16]
+    result = pretrain([npz_2d, larger], tmp_path / "run", config)
+    assert result.summary["subjects"] == 40 + 20  # both training splits, no val or test image
+    assert result.summary["monitor_checks"] >= 1  # on the first source's validation split
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data_source"] == [str(npz_2d), str(larger)]

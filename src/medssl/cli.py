@@ -424,7 +424,10 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--data",
         type=Path,
-        help="a MedMNIST .npz, a manifest .csv, or a folder (NIfTI, DICOM series, PNG/JPEG); required",
+        nargs="+",
+        help="a MedMNIST .npz, a manifest .csv, or a folder (NIfTI, DICOM series, PNG/JPEG); several are pooled "
+        "into one unlabelled set (their training splits, resized alike; the first one's validation split "
+        "feeds the monitor); required",
     )
     data.add_argument("--out", type=Path, help="run folder: checkpoints, logs, encoder.pt, skipped.csv; required")
     data.add_argument(
@@ -543,7 +546,8 @@ def run_pretrain(args: argparse.Namespace) -> None:
         return
     if args.data is None or args.out is None:
         args.parser.error("--data and --out are required (unless --print-config)")
-    result = pretrain(args.data, args.out, config, seed=args.seed, resume=args.resume, strict=args.strict)
+    data = args.data[0] if len(args.data) == 1 else args.data
+    result = pretrain(data, args.out, config, seed=args.seed, resume=args.resume, strict=args.strict)
     print(f"encoder -> {result.encoder_path}")
 
 

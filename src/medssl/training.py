@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
 from medssl.config import TrainingConfig, default_config, merge
-from medssl.data.datasets import ImageDataset, ImageTable, load_table
+from medssl.data.datasets import ImageDataset, ImageTable, load_table, pooled
 from medssl.data.preprocess import Preprocessing
 from medssl.data.shards import ShardDataset, is_shard_cache
 from medssl.data.skips import SkippedInputError
@@ -46,9 +46,16 @@ class PretrainResult:
 
 
 def pretrain(
-    data: str | Path, out_dir: str | Path, config: dict, *, seed: int = 0, resume: bool = False, strict: bool = False
+    data: str | Path | list,
+    out_dir: str | Path,
+    config: dict,
+    *,
+    seed: int = 0,
+    resume: bool = False,
+    strict: bool = False,
 ) -> PretrainResult:
-    """Trains ``config['method']`` on the unlabelled training images of ``data``.
+    """Trains ``config['method']`` on the unlabelled training images of ``data``: one source, or a
+    list of them pooled into one set (each source's training split, resized alike).
 
     ``config`` is a resolved method config (see ``resolve_config``); ``config['data']`` may give
     image_size, in_channels, modality, spacing and volume_index. Under DDP every process runs
@@ -127,7 +134,7 @@ def pretrain(
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(
-            yaml.safe_dump({**config, "seed": seed, "data_source": str(data)}, sort_keys=False)
+            yaml.safe_dump({**config, "seed": seed, "data_source": _source_names(data)}, sort_keys=False)
         )
     if trainer.is_global_zero:
         print(f"precision: {precision.value} ({precision.reason})", flush=True)
@@ -223,8 +230,12 @@ class TrainingData:
     monitor: MonitorData | None = None  # the labelled validation split, when the data has one
 
 
+def _source_names(data: str | Path | list) -> str | list[str]:
+    return [str(source) for source in data] if isinstance(data, list | tuple) else str(data)
+
+
 def _training_data(
-    data: str | Path,
+    data: str | Path | list,
     out_dir: Path,
     config: dict,
     method_cls: type[SSLMethod],
@@ -233,9 +244,14 @@ def _training_data(
     seed: int,
     train: TrainingConfig,
 ) -> TrainingData:
-    if is_shard_cache(data):
-        return _streamed_data(Path(data), config["data"], method_cls, strict, trainer, seed, train)
-    table, validation = _load_training_images(data, out_dir, config["data"], write=trainer.is_global_zero)
+    sources = list(data) if isinstance(data, list | tuple) else [data]
+    if any(is_shard_cache(source) for source in sources):
+        if len(sources) > 1:
+            raise ValueError(
+                "a prepared shard cache streams on its own; prepare one cache from a manifest of every source"
+            )
+        return _streamed_data(Path(sources[0]), config["data"], method_cls, strict, trainer, seed, train)
+    table, validation = _load_training_images(sources, out_dir, config["data"], write=trainer.is_global_zero)
     paired, data_args = None, {}
     if method_cls.paired_input:
         table, paired, data_args = method_cls.pair(table, config["method_args"])
@@ -306,26 +322,27 @@ def _streamed_data(
 
 
 def _load_training_images(
-    data: str | Path, out_dir: Path, data_config: dict, write: bool
+    sources: list, out_dir: Path, data_config: dict, write: bool
 ) -> tuple[ImageTable, MonitorData | None]:
-    """The training split's images, and the labelled validation split (for a monitor) when there is one."""
-    table = load_table(data, preprocessing_from(data_config), work_dir=out_dir if write else None)
-    validation = None
-    if table.labels is not None and (table.splits == "val").any():
-        val = table.split("val")
+    """The training split of every source, pooled, and the first source's labelled validation
+    split (for a monitor) when it has one: the first source is the one the encoder is for."""
+    preprocessing = preprocessing_from(data_config)
+    work_dir = out_dir if write and len(sources) == 1 else None  # a scanned folder's manifest, for the record
+    tables = [load_table(source, preprocessing, work_dir=work_dir) for source in sources]
+    validation, first = None, tables[0]
+    if first.labels is not None and (first.splits == "val").any():
+        val = first.split("val")
         val = val.select(val.labels >= 0)
         validation = MonitorData(val.images, val.labels) if len(val) else None
-    if (table.splits == "train").any():  # never pretrain on the validation or test images
-        table = table.split("train")
-    return table, validation
+    # never pretrain on a validation or test image
+    train = [table.split("train") if (table.splits == "train").any() else table for table in tables]
+    return (train[0] if len(train) == 1 else pooled(train, [Path(s).stem for s in sources])), validation
 
 
 def _loader(data: TrainingData, train: TrainingConfig, method_cls: type[SSLMethod], world_size: int) -> DataLoader:
     repeats = train.samples_per_subject
     if train.batch_size < 1 or repeats < 1:
-        raise ValueError(
-            f"batch_size and samples_per_subject must be positive, got {train['batch_size']} and {repeats}"
-        )
+        raise ValueError(f"batch_size and samples_per_subject must be positive, got {train.batch_size} and {repeats}")
     streamed = isinstance(data.dataset, ShardDataset)
     per_process = len(data.dataset) if streamed else len(data.dataset) // world_size  # DDP gives each process its share
     batch_size = min(train.batch_size, per_process)

@@ -55,6 +55,26 @@ class ImageTable:
         return self.select(self.splits == name)
 
 
+def pooled(tables: list[ImageTable], names: list[str]) -> ImageTable:
+    """Several sources' images as one unlabelled table (their label sets differ); each subject ID
+    is prefixed with its source's name, so that none collide."""
+    shapes = {name: tuple(t.images.shape[1:]) for name, t in zip(names, tables)}
+    if len(set(shapes.values())) > 1:
+        listed = "; ".join(f"{name}: {' x '.join(map(str, shape))}" for name, shape in shapes.items())
+        raise ManifestError(
+            f"the sources differ in channels x size ({listed}); give --image-size (and --channels) to resize them alike"
+        )
+    if len(set(names)) < len(names):
+        names = [f"{i}-{name}" for i, name in enumerate(names)]
+    return ImageTable(
+        images=torch.cat([t.images for t in tables]),
+        subject_ids=[f"{name}:{s}" for name, t in zip(names, tables) for s in t.subject_ids],
+        splits=np.concatenate([t.splits for t in tables]),
+        preprocessing=tables[0].preprocessing,
+        skips=SkipReport([e for t in tables for e in t.skips.entries], [c for t in tables for c in t.skips.corrected]),
+    )
+
+
 class ImageDataset(Dataset):
     """Yields (image, index), then the subject's row of ``paired`` (e.g. genetic features) if
     given; ``repeats`` > 1 draws several views per subject and epoch, which lets contrastive
