@@ -4,8 +4,6 @@ VENV := .venv
 # glibc would map fresh pages for every large tensor; reusing them makes CPU training ~2x faster
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
-# the public datasets (MedMNIST, MedNIST, ...) medssl resolves by name; override to point elsewhere
-export MEDSSL_DATA ?= $(abspath ../shared/data)
 
 .PHONY: demo test tools clean
 

@@ -17,7 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import medssl
 
 # this project's copy of the public data sits beside the repository; $MEDSSL_DATA points elsewhere
-os.environ.setdefault("MEDSSL_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+if not os.environ.get("MEDSSL_DATA"):
+    os.environ["MEDSSL_DATA"] = str(Path(__file__).resolve().parents[2] / "shared" / "data")
 from medssl.data.public import data_root  # noqa: E402, F401 (re-exported for the benchmark scripts)
 
 RESULTS = Path(__file__).parent / "results"

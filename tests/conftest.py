@@ -20,7 +20,7 @@ def _find_shared_data() -> Path | None:
 
 
 if _find_shared_data() is not None:  # what medssl resolves public dataset names against
-    os.environ.setdefault("MEDSSL_DATA", str(_find_shared_data()))
+    os.environ["MEDSSL_DATA"] = str(_find_shared_data())
 
 
 @pytest.fixture(scope="session")

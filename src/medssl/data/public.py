@@ -37,7 +37,7 @@ CACHE = Path.home() / ".cache" / "medssl"  # where downloads go
 
 def data_root() -> Path:
     """Where local copies of public datasets are looked for: ``$MEDSSL_DATA``, else the cache."""
-    return Path(os.environ.get("MEDSSL_DATA", CACHE))
+    return Path(os.environ.get("MEDSSL_DATA") or CACHE)
 
 
 def resolve_dataset(name_or_path: str | Path, cache: str | Path = CACHE) -> Path:
