@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quiet:
         quiet()
+    elif not sys.stderr.isatty():  # a log file (SLURM): tqdm's bars redraw once a minute, not ten times a second
+        os.environ.setdefault("TQDM_MININTERVAL", "60")
     try:
         if hasattr(args, "overwrite"):
             check_output(args.out, args.overwrite)
@@ -286,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     gwas.add_argument(
         "--genetic-pcs",
         type=int,
-        default=10,
-        help="genetic PCs computed from the genotypes, added as covariates (0: none)",
+        default=0,  # run_gwas's: none unless asked, as plink2; 10 is the usual guard against population structure
+        help="genetic PCs computed from the genotypes, added as covariates (0: none; 10 is usual)",
     )
     gwas.add_argument(
         "--missing",
