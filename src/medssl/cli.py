@@ -15,7 +15,7 @@ from medssl.config import OptimizerConfig, TrainingConfig, flag_help
 from medssl.data.geometry import GEOMETRY_OPTIONS
 from medssl.data.public import PUBLIC
 from medssl.evaluation import DENSE_TASKS
-from medssl.evaluation.budgets import BUDGET_DESCRIPTIONS, BUDGETS, CANDIDATES, FRACTIONS, SEEDS, Schedule
+from medssl.evaluation.budgets import BUDGET_DESCRIPTIONS, BUDGETS, CANDIDATES, DATASETS, FRACTIONS, SEEDS, Schedule
 from medssl.genetics import GENOME_WIDE
 from medssl.models.specs import EncoderConfig
 
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument(
         "--datasets",
         nargs="*",
-        default=["pneumoniamnist", "breastmnist", "retinamnist"],
+        default=list(DATASETS),
         help=f"public names ({', '.join(PUBLIC)}) or .npz / manifest .csv / class folders",
     )
     benchmark.add_argument(

@@ -33,6 +33,7 @@ class Schedule:
 
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+DATASETS = ("breastmnist", "retinamnist", "pneumoniamnist", "adrenalmnist3d")  # smallest first: a whole table soonest
 SEEDS = (0, 1, 2)
 CANDIDATES = ("simclr", "byol", "vicreg", "dino")  # --method auto chooses among these on validation
 # then between the chosen method's own views and these (settings over its YAML's): crops and flips
