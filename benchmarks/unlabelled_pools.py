@@ -40,10 +40,9 @@ def mednist_part(classes: str, work: Path) -> Path:
     return packed(part, SIZE, part.parent)
 
 
-def pool_run(sources: list[Path], run: Path, method: str, budget, steps: int, seed: int) -> Path:
+def pool_run(sources: list[Path], images: int, run: Path, method: str, budget, steps: int, seed: int) -> Path:
     if (run / "encoder.pt").exists():
         return run / "encoder.pt"
-    images = sum(len(load_table(s).split("train")) for s in sources)
     steps_per_epoch = max(1, images // budget.pretrain_batch)
     config = resolve_config(
         method,
@@ -79,10 +78,11 @@ def main() -> None:
     results = {}
     for pool, classes in POOLS.items():
         sources = [target] + ([mednist_part(classes, args.work)] if classes else [])
+        images = sum(len(load_table(s).split("train")) for s in sources)
         rows = []
         for seed in args.seeds:
             run = args.work / pool.replace(" ", "_").replace("+", "plus") / f"seed{seed}"
-            encoder = pool_run(sources, run / "pretrain", args.method, budget, steps, seed)
+            encoder = pool_run(sources, images, run / "pretrain", args.method, budget, steps, seed)
             done = run / "eval" / "evaluation.json"
             if not done.exists():
                 evaluate(
@@ -97,7 +97,6 @@ def main() -> None:
                     finetune_batch=budget.finetune_batch,
                 )
             rows += [{**r, "approach": approach_name(r)} for r in json.loads(done.read_text())["rows"]]
-        images = sum(len(load_table(s).split("train")) for s in sources)
         results[pool] = {"images": images, "rows": rows, "saved": {a: labels_saved(rows, a) for a in APPROACHES}}
         print(pool, {a: saved_text(s) for a, s in results[pool]["saved"].items()}, flush=True)
     path = write_json(args.name, {"method": args.method, "steps": steps, "pools": results})

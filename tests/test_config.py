@@ -91,6 +91,8 @@ def test_a_run_saved_before_a_setting_had_a_default_still_resumes(tmp_path):
     old = {"method": "simclr", "training": {"batch_size": 256, "max_epochs": 50}, "method_args": {"temperature": 0.2}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
     _check_same_run(tmp_path / "config.yaml", resolve_config("simclr"))  # the missing keys were at their defaults
+    quieter = {"training": {"progress": "none", "max_epochs": 80}}  # --quiet, and a later stop: how it runs
+    _check_same_run(tmp_path / "config.yaml", resolve_config("simclr", quieter))
     with pytest.raises(ValueError, match="method_args.temperature: run has 0.2, now 0.5"):
         _check_same_run(tmp_path / "config.yaml", resolve_config("simclr", {"method_args": {"temperature": 0.5}}))
 

@@ -47,8 +47,6 @@ def _budget_value(key: str):
     return getattr(value, field) if field else value
 
 
-FLAG_TYPES = {"max_minutes": float, "gradient_clip": float}  # defaults of None say no type
-
 DESCRIPTION = "medssl: self-supervised pretraining and evaluation for 2D and 3D medical images"
 
 
@@ -500,7 +498,7 @@ def add_section_flags(
 ) -> None:
     """A flag per field of ``cls`` that has a help text, its default shown; the value lands in
     args as ``SECTION.FIELD`` (None when not given, so that the method's YAML keeps its say)."""
-    for name, (default, text) in flag_help(cls).items():
+    for name, (default, text, kind) in flag_help(cls).items():
         if not text:
             continue  # a field the data sets, not the user
         text += "" if default is None else f" (default: {default})"
@@ -508,7 +506,6 @@ def add_section_flags(
         if isinstance(default, bool):
             group.add_argument(*flags, dest=f"{section}.{name}", action=argparse.BooleanOptionalAction, help=text)
         else:
-            kind = FLAG_TYPES.get(name, type(default))
             group.add_argument(*flags, dest=f"{section}.{name}", type=kind, metavar=kind.__name__.upper(), help=text)
 
 
@@ -519,7 +516,7 @@ def section_values(args: argparse.Namespace, section: str) -> dict:
 
 def vit_width(name: str | None) -> int | None:
     """A ViT named on the command line gets its standard width (a ResNet config's 64 would not fit)."""
-    from medssl.models.encoders import VITS
+    from medssl.models.specs import VITS
 
     return VITS[name][2] if name in VITS else None
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import inspect
 from dataclasses import MISSING, asdict, dataclass, fields
 from importlib import resources
-from typing import Any
+from types import UnionType
+from typing import Any, get_args, get_type_hints
 
 import yaml
 
@@ -48,26 +49,32 @@ class TrainingConfig:
     """How pretraining runs: Lightning's Trainer and DataLoader settings under their own names."""
 
     batch_size: int = _setting(256, "images per step and process")
-    max_epochs: int = _setting(50, "passes over the training images")
-    max_steps: int = _setting(-1, "stop after this many optimiser steps (-1: no limit)")
-    max_minutes: float | None = _setting(None, "stop after this wall time")
+    max_epochs: int = _setting(50, "passes over the training images", on_resume=True)
+    max_steps: int = _setting(-1, "stop after this many optimiser steps (-1: no limit)", on_resume=True)
+    max_minutes: float | None = _setting(None, "stop after this wall time", on_resume=True)
     precision: str = _setting("auto", "auto (bf16-mixed where the GPU or CPU computes bf16, else 32), bf16-mixed, 32")
     gradient_clip: float | None = _setting(None, "clip the gradient norm to this value (a loss that turns non-finite)")
-    checkpoint_every: int = _setting(200, "steps between checkpoints")
-    log_every: int = _setting(10, "steps between logged losses")
+    checkpoint_every: int = _setting(200, "steps between checkpoints", on_resume=True)
+    log_every: int = _setting(10, "steps between logged losses", on_resume=True)
     samples_per_subject: int = _setting(1, "views drawn per subject and epoch (for few large volumes)")
-    num_workers: int = _setting(0, "data-loading worker processes")
-    accelerator: str = _setting("auto", "auto, cpu or gpu")
-    devices: str = _setting("auto", "auto, or a count (DDP across GPUs)")
-    num_nodes: int = _setting(1, "machines (DDP)")
-    strategy: str = _setting("auto", "Lightning strategy: auto, ddp, ...")
+    num_workers: int = _setting(0, "data-loading worker processes", on_resume=True)
+    accelerator: str = _setting("auto", "auto, cpu or gpu", on_resume=True)
+    devices: str = _setting("auto", "auto, or a count (DDP across GPUs)", on_resume=True)
+    num_nodes: int = _setting(1, "machines (DDP)", on_resume=True)
+    strategy: str = _setting("auto", "Lightning strategy: auto, ddp, ...", on_resume=True)
     sync_batchnorm: bool = _setting(False, "BatchNorm statistics over all GPUs' batches (DDP)")
     accumulate_grad_batches: int = _setting(1, "step the optimiser every N batches (a larger effective batch)")
-    compile: bool = _setting(False, "torch.compile the encoder (GPU; the first steps compile)")
+    compile: bool = _setting(False, "torch.compile the encoder (GPU; the first steps compile)", on_resume=True)
     shuffle_buffer: int = _setting(1000, "samples a streamed shard cache shuffles among")
-    monitor_every: int = _setting(0, "every N epochs, kNN-score the encoder on the labelled validation split (0: off)")
-    monitor_patience: int = _setting(0, "stop after this many monitor checks without a better score (0: never)")
-    progress: str = _setting("auto", "auto (a bar on a terminal, a line per epoch in a log file), bar, lines or none")
+    monitor_every: int = _setting(
+        0, "every N epochs, kNN-score the encoder on the labelled validation split (0: off)", on_resume=True
+    )
+    monitor_patience: int = _setting(
+        0, "stop after this many monitor checks without a better score (0: never)", on_resume=True
+    )
+    progress: str = _setting(
+        "auto", "auto (a bar on a terminal, a line per epoch in a log file), bar, lines or none", on_resume=True
+    )
 
 
 # views a method's YAML names instead of listing them (``views: geometric``), as solo-learn's YAMLs
@@ -208,6 +215,21 @@ def parse_assignments(assignments: list[str]) -> dict:
     return config
 
 
-def flag_help(cls: type) -> dict[str, tuple[Any, str]]:
-    """Each field's default and help text, for a command's flags."""
-    return {f.name: (f.default if f.default is not MISSING else None, f.metadata.get("help", "")) for f in fields(cls)}
+def flag_help(cls: type) -> dict[str, tuple[Any, str, type]]:
+    """Each field's default, help text and type (``float | None`` gives float), for a command's flags."""
+    hints = get_type_hints(cls)
+    kinds = {name: _without_none(hint) for name, hint in hints.items()}
+    return {
+        f.name: (f.default if f.default is not MISSING else None, f.metadata.get("help", ""), kinds[f.name])
+        for f in fields(cls)
+    }
+
+
+def _without_none(hint: Any) -> Any:
+    """``float | None`` -> float; any other hint as it is."""
+    return next(t for t in get_args(hint) if t is not type(None)) if isinstance(hint, UnionType) else hint
+
+
+def changeable_on_resume() -> set[str]:
+    """The training settings a resumed run may change: when and where it stops, how it logs."""
+    return {f.name for f in fields(TrainingConfig) if f.metadata.get("on_resume")}

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
-from medssl.config import TrainingConfig, default_config, merge
+from medssl.config import TrainingConfig, changeable_on_resume, default_config, merge
 from medssl.data.datasets import ImageDataset, ImageTable, load_table, pooled
 from medssl.data.preprocess import Preprocessing
 from medssl.data.shards import ShardDataset, is_shard_cache
@@ -111,7 +111,8 @@ def pretrain(
         enable_model_summary=False,
         enable_progress_bar=progress == "bar",
     )
-    training_data = _training_data(data, out_dir, config, method_cls, strict, trainer, seed, train)
+    sources = [str(source) for source in (data if isinstance(data, list | tuple) else [data])]
+    training_data = _training_data(sources, out_dir, config, method_cls, strict, trainer, seed, train)
     if monitor:
         monitor.attach(training_data.monitor, data)
     image_size = training_data.image_size
@@ -134,7 +135,9 @@ def pretrain(
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.yaml").write_text(
-            yaml.safe_dump({**config, "seed": seed, "data_source": _source_names(data)}, sort_keys=False)
+            yaml.safe_dump(
+                {**config, "seed": seed, "data_source": sources if len(sources) > 1 else sources[0]}, sort_keys=False
+            )
         )
     if trainer.is_global_zero:
         print(f"precision: {precision.value} ({precision.reason})", flush=True)
@@ -172,30 +175,16 @@ def _save_figures(model: SSLMethod, images: torch.Tensor, out_dir: Path) -> None
 
 def _check_same_run(saved_config: Path, config: dict) -> None:
     """Resuming with another model, data or schedule would fail deep in Lightning or silently
-    change the run; only the stopping criteria may change."""
+    change the run; only the settings ``TrainingConfig`` marks ``on_resume`` may change."""
     saved = yaml.safe_load(saved_config.read_text()) if saved_config.exists() else {}
     if saved.get("method"):  # a run saved before a setting had its own default trained at that default
         saved = merge(default_config(saved["method"]), saved)
-    stop_keys = {
-        "max_epochs",
-        "max_steps",
-        "max_minutes",
-        "checkpoint_every",
-        "log_every",
-        "devices",
-        "num_nodes",
-        "strategy",
-        "accelerator",
-        "num_workers",
-        "compile",
-        "monitor_every",
-        "monitor_patience",
-    }
+    free = changeable_on_resume()
     differ = [
         f"{section}.{key}: run has {saved.get(section, {}).get(key)!r}, now {value!r}"
         for section in ("encoder", "views", "optimizer", "method_args", "data", "training")
         for key, value in (config.get(section) or {}).items()
-        if key not in stop_keys and saved.get(section, {}).get(key) != value
+        if not (section == "training" and key in free) and saved.get(section, {}).get(key) != value
     ]
     if saved.get("method") != config["method"]:
         differ.insert(0, f"method: run has {saved.get('method')!r}, now {config['method']!r}")
@@ -230,12 +219,8 @@ class TrainingData:
     monitor: MonitorData | None = None  # the labelled validation split, when the data has one
 
 
-def _source_names(data: str | Path | list) -> str | list[str]:
-    return [str(source) for source in data] if isinstance(data, list | tuple) else str(data)
-
-
 def _training_data(
-    data: str | Path | list,
+    sources: list[str],
     out_dir: Path,
     config: dict,
     method_cls: type[SSLMethod],
@@ -244,7 +229,6 @@ def _training_data(
     seed: int,
     train: TrainingConfig,
 ) -> TrainingData:
-    sources = list(data) if isinstance(data, list | tuple) else [data]
     if any(is_shard_cache(source) for source in sources):
         if len(sources) > 1:
             raise ValueError(

@@ -4,11 +4,13 @@ import pytest
 import torch
 from test_methods import structured_images, tiny_method
 
+from medssl.methods.queue import FeatureQueue
+
 
 @pytest.mark.parametrize("name", ["moco_v2", "nnclr"])
 def test_a_loss_leaves_the_queue_alone_until_the_step_is_taken(name):
     method, size = tiny_method(name, 2)
-    queue = next(m for m in method.modules() if type(m).__name__ == "FeatureQueue")
+    queue = next(m for m in method.modules() if isinstance(m, FeatureQueue))
     images = structured_images(8, 2, size)
     before = queue.features.clone()
     method.compute_loss(images)

@@ -252,8 +252,10 @@ def detect(
     """Per image, (k, 6) rows x0, y0, x1, y1, score, class in input pixels, best first."""
 
     def read(out: dict) -> list[np.ndarray]:
-        heatmap, size, offset = torch.sigmoid(out["heatmap"].float()).cpu(), out["size"].float().cpu(), out["offset"]
-        return decode(heatmap, size, offset.float().cpu(), model.stride, top_k=top_k, score_threshold=score_threshold)
+        heatmap, size, offset = torch.sigmoid(out["heatmap"].float()), out["size"].float(), out["offset"].float()
+        return decode(
+            heatmap.cpu(), size.cpu(), offset.cpu(), model.stride, top_k=top_k, score_threshold=score_threshold
+        )
 
     return [boxes for batch in map_batches(model, images, batch_size, read) for boxes in batch]
 

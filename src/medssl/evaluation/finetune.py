@@ -126,7 +126,6 @@ class FixMatchTerm:
         return (losses * mask).mean(), mask.mean().item()
 
 
-@torch.no_grad()
 def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:
     return torch.cat(map_batches(model, images, batch_size, lambda logits: F.softmax(logits.float(), 1).cpu())).numpy()
 

@@ -69,7 +69,7 @@ def run_benchmark(
             if method == "auto"
             else {"method": method, "views": "the method's own"}
         )
-        rows, pretraining = [], []
+        rows, pretraining, schedule = [], [], budget.finetune_schedule(_dims(data, size))
         for seed in seeds:
             run = out_dir / key / f"seed{seed}"
             encoder_path = pretrained_encoder(
@@ -80,7 +80,7 @@ def run_benchmark(
                 encoder_path,
                 data,
                 run / "eval",
-                budget.finetune_schedule(_dims(data, size)),
+                schedule,
                 budget.finetune_batch,
                 seed,
                 fractions,

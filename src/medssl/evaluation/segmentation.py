@@ -298,7 +298,6 @@ def jitter_intensity(images: torch.Tensor, brightness: float = 0.1, contrast: fl
     return (images - mean) * scale + mean + brightness * (2 * torch.rand(shape, device=images.device) - 1)
 
 
-@torch.no_grad()
 def predict_labels(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """(N, *spatial) int64 argmax labels, on the CPU; batches go to the model's device."""
     return torch.cat(map_batches(model, images, batch_size, lambda logits: logits.argmax(1).cpu()))

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field whose help text the command line shows beside its default."""
-    return field(default=default, metadata={"help": help})
+def setting(default: Any, help: str, *, on_resume: bool = False) -> Any:
+    """A dataclass field whose help text the command line shows beside its default; ``on_resume``:
+    a resumed run may change it (when and where it stops, how it logs), not what it learns."""
+    return field(default=default, metadata={"help": help, "on_resume": on_resume})
 
 
 # name -> (block, layers); the depths of He et al. (2016).
