@@ -116,7 +116,7 @@ def agreement(work: Path) -> dict:
     )
     differences = {}
     for name in phenotypes:
-        with (work / "medssl" / f"{name}.glm.tsv").open() as handle:
+        with (work / "medssl" / f"{name}.glm.linear").open() as handle:
             mine = {r["ID"]: r for r in csv.DictReader(handle, delimiter="\t")}
         theirs = reference[name]
         tested = [i for i, snp in enumerate(theirs["ID"]) if snp in mine and theirs["P"][i] != "NA"]
@@ -168,7 +168,7 @@ def calibration(work: Path, n_null: int = 200, n_causal: int = 20, heritability:
     }
     summary = run_gwas(prefix, table, None, work / "medssl", export=False, plots=False, progress=False)
     lambdas = np.array([summary["results"][f"null{i:03d}"]["lambda_gc"] for i in range(n_null)])
-    with (work / "medssl" / "trait.glm.tsv").open() as handle:
+    with (work / "medssl" / "trait.glm.linear").open() as handle:
         p_by_snp = {r["ID"]: float(r["P"]) for r in csv.DictReader(handle, delimiter="\t")}
     causal_ids = [source.snp_table[j][1] for j in causal]
     found = [s for s in causal_ids if p_by_snp.get(s, 1.0) < GENOME_WIDE]
@@ -195,9 +195,9 @@ def _calibration_figure(folder: Path, n_null: int, lambdas: np.ndarray, path: Pa
     """QQ plot of the pooled null p-values with the trait's, and the spread of lambda."""
     null = []
     for i in range(n_null):
-        with (folder / f"null{i:03d}.glm.tsv").open() as handle:
+        with (folder / f"null{i:03d}.glm.linear").open() as handle:
             null.append([float(r["P"]) for r in csv.DictReader(handle, delimiter="\t")])
-    with (folder / "trait.glm.tsv").open() as handle:
+    with (folder / "trait.glm.linear").open() as handle:
         trait = np.array([float(r["P"]) for r in csv.DictReader(handle, delimiter="\t")])
     fig, (qq, spread) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=110)
     for p, label in ((np.concatenate(null), f"{n_null} null phenotypes"), (trait, "polygenic trait")):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -16,7 +17,6 @@ from medssl.data.geometry import GEOMETRY_OPTIONS
 from medssl.data.public import PUBLIC
 from medssl.evaluation import DENSE_TASKS
 from medssl.evaluation.budgets import BUDGET_DESCRIPTIONS, BUDGETS, CANDIDATES, DATASETS, FRACTIONS, SEEDS, Schedule
-from medssl.genetics import GENOME_WIDE
 from medssl.models.specs import EncoderConfig
 
 # budget settings with a flag of their own (--width, --pretrain-epochs-2d, --finetune-epochs, ...)
@@ -53,6 +53,7 @@ DESCRIPTION = "medssl: self-supervised pretraining and evaluation for 2D and 3D 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["medssl", *(sys.argv[1:] if argv is None else argv)])  # for the run's log
     if args.quiet:
         quiet()
     elif not sys.stderr.isatty():  # a log file (SLURM): tqdm's bars redraw once a minute, not ten times a second
@@ -266,47 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_phenotype_commands(commands)
 
-    gwas = add_command(
-        commands,
-        "gwas",
-        help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm",
-    )
-    gwas.add_argument("--bed", type=Path, required=True, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam)")
-    gwas.add_argument(
-        "--phenotypes", type=Path, required=True, help="CSV/TSV/Parquet with subject IDs (e.g. pcs.parquet from embed)"
-    )
-    gwas.add_argument("--columns", nargs="+", help="phenotype columns (default: the PCs of an embed table)")
-    gwas.add_argument("--covariates", type=Path, help="CSV/TSV/Parquet with subject IDs and covariates (age, sex, ...)")
-    gwas.add_argument("--covariate-columns", nargs="+", help="default: every column of --covariates but the ID")
-    gwas.add_argument("--id-column", default="subject_id", help="matched to the .fam's IID")
-    add_output(gwas, "folder for the summary statistics, gwas.json, plots and the plink2/REGENIE/BOLT-LMM exports")
-    gwas.add_argument(
-        "--inverse-normal", action="store_true", help="rank-based inverse-normal transform of each phenotype"
-    )
-    gwas.add_argument(
-        "--genetic-pcs",
-        type=int,
-        default=0,  # run_gwas's: none unless asked, as plink2; 10 is the usual guard against population structure
-        help="genetic PCs computed from the genotypes, added as covariates (0: none; 10 is usual)",
-    )
-    gwas.add_argument(
-        "--missing",
-        default="drop",
-        choices=["drop", "mean"],
-        help="missing calls: leave the sample out for that SNP (as plink2) or mean-impute",
-    )
-    gwas.add_argument("--min-call-rate", type=float, default=0.95)
-    gwas.add_argument("--min-maf", type=float, default=0.01)
-    gwas.add_argument("--min-hwe-p", type=float, default=1e-6)
-    gwas.add_argument("--p-threshold", type=float, default=GENOME_WIDE, help="lead SNPs: genome-wide significance")
-    gwas.add_argument("--clump-kb", type=float, default=250)
-    gwas.add_argument(
-        "--clump-r2", type=float, help="clump by LD (r² above this within the window), not distance alone"
-    )
-    gwas.add_argument(
-        "--chunk", type=int, default=1000, help="SNPs read at a time (memory ~40 bytes x samples x chunk)"
-    )
-    gwas.set_defaults(run=run_gwas)
+    _add_gwas_command(commands)
 
     simulate = add_command(commands, "simulate", help="write a simulated population cohort with known ground truth")
     add_output(simulate, "folder for the simulated cohort")
@@ -346,6 +307,111 @@ def build_parser() -> argparse.ArgumentParser:
     methods = add_command(commands, "methods", help="list the self-supervised methods")
     methods.set_defaults(run=run_methods)
     return parser
+
+
+class MinCallRate(argparse.Action):
+    """--min-call-rate X, medssl's older name, stored as plink's --geno 1-X."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        namespace.geno = round(1 - float(value), 12)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
+    """plink2's flags and meanings; medssl's older names are kept as aliases."""
+    from dataclasses import fields
+
+    from medssl.genetics.settings import Clumping, QcFilters
+
+    gwas = add_command(
+        commands,
+        "gwas",
+        help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm",
+    )
+    gwas.add_argument("--bfile", "--bed", type=Path, required=True, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam)")
+    gwas.add_argument(
+        "--pheno",
+        "--phenotypes",
+        type=Path,
+        required=True,
+        help="plink phenotype file (#FID IID ..., or IID ...; whitespace-delimited) or CSV/TSV/Parquet with "
+        "subject IDs (e.g. pcs.parquet from embed); -9, NA and . are missing; case/control as 1/2 or 0/1",
+    )
+    gwas.add_argument(
+        "--pheno-name", "--columns", nargs="+", help="phenotype columns (default: the PCs of an embed table, else all)"
+    )
+    gwas.add_argument("--covar", "--covariates", type=Path, help="covariate file, in the same formats as --pheno")
+    gwas.add_argument(
+        "--covar-name", "--covariate-columns", nargs="+", help="default: every column of --covar but the IDs"
+    )
+    gwas.add_argument(
+        "--id-column", help="ID column of both tables (default: FID+IID, IID, else subject_id), matched to the .fam"
+    )
+    add_output(
+        gwas, "folder for the summary statistics, gwas.json, gwas.log, plots and plink2/REGENIE/BOLT-LMM exports"
+    )
+    filters = gwas.add_argument_group("sample and variant filters (plink2's)")
+    filters.add_argument("--keep", type=Path, help="only the samples in this file (FID IID, or IID, per line)")
+    filters.add_argument("--remove", type=Path, help="leave out the samples in this file")
+    filters.add_argument("--extract", type=Path, help="only the variants whose IDs this file lists")
+    filters.add_argument("--exclude", type=Path, help="leave out the variants this file lists")
+    filters.add_argument("--chr", help="only these chromosomes, e.g. 1-22 or 2,X")
+    qc_help = {
+        "geno": "largest share of missing calls a variant may have",
+        "maf": "smallest minor allele frequency",
+        "hwe": "smallest Hardy-Weinberg exact-test p-value",
+    }
+    qc = gwas.add_argument_group("variant QC among the analysed samples (plink2's meanings)")
+    for setting in fields(QcFilters):
+        aliases = {"maf": ["--min-maf"], "hwe": ["--min-hwe-p"]}.get(setting.name, [])
+        qc.add_argument(f"--{setting.name}", *aliases, type=float, default=setting.default, help=qc_help[setting.name])
+    qc.add_argument("--min-call-rate", action=MinCallRate, help="older name: --geno 1-X")
+    clump_help = {
+        "p1": "lead SNPs: p-value below this",
+        "p2": "SNPs a lead may absorb: p-value below this",
+        "r2": "absorbed when r² with the lead exceeds this ('none': by distance alone)",
+        "kb": "window around the lead",
+    }
+    clumping = gwas.add_argument_group(
+        "clumping (plink --clump's defaults; medssl's former: --clump-p1 5e-8 --clump-p2 5e-8 --clump-r2 none)"
+    )
+    for setting in fields(Clumping):
+        aliases = {"p1": ["--p-threshold"]}.get(setting.name, [])
+        kind = _optional_float if setting.name == "r2" else float
+        clumping.add_argument(
+            f"--clump-{setting.name}", *aliases, type=kind, default=setting.default, help=clump_help[setting.name]
+        )
+    gwas.add_argument(
+        "--inverse-normal",
+        action="store_true",
+        help="rank-based inverse-normal transform of each quantitative phenotype",
+    )
+    gwas.add_argument(
+        "--genetic-pcs",
+        type=int,
+        default=0,  # run_gwas's: none unless asked, as plink2; 10 is the usual guard against population structure
+        help="genetic PCs computed from the genotypes, added as covariates (0: none; 10 is usual)",
+    )
+    gwas.add_argument(
+        "--missing",
+        default="drop",
+        choices=["drop", "mean"],
+        help="missing calls: leave the sample out for that SNP (as plink2) or mean-impute",
+    )
+    gwas.add_argument("--compress", choices=["gz", "zst"], help="compress the .glm files (plink2's 'zs' is zst)")
+    gwas.add_argument(
+        "--max-plots",
+        type=int,
+        default=16,
+        help="Manhattan and QQ plots per phenotype up to this many; above, one summary",
+    )
+    gwas.add_argument(
+        "--chunk", type=int, default=1000, help="SNPs read at a time (memory ~40 bytes x samples x chunk)"
+    )
+    gwas.set_defaults(run=run_gwas)
 
 
 def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
@@ -699,39 +765,41 @@ def run_attribution(args: argparse.Namespace) -> None:
 
 def run_gwas(args: argparse.Namespace) -> None:
     from medssl.analysis.columns import pc_columns
-    from medssl.data.tables import read_table
     from medssl.genetics.gwas import run_gwas as gwas
-    from medssl.genetics.qc import QcFilters
+    from medssl.genetics.phenotypes import read_plink_table
+    from medssl.genetics.selection import Selection
+    from medssl.genetics.settings import Clumping, QcFilters
 
-    phenotypes = read_table(args.phenotypes)
-    columns = args.columns or pc_columns(list(phenotypes))
-    if not columns:
-        raise ValueError(
-            f"{args.phenotypes} has no PC columns; name the phenotypes with --columns (columns: {', '.join(phenotypes)})"
-        )
-    filters = QcFilters(min_call_rate=args.min_call_rate, min_maf=args.min_maf, min_hwe_p=args.min_hwe_p)
+    phenotypes = read_plink_table(args.pheno)
+    columns = [name for names in args.pheno_name for name in names.split(",")] if args.pheno_name else None
+    columns = columns or pc_columns(list(phenotypes)) or None  # an embed table's PCs, else every column
+    covariate_columns = [n for names in args.covar_name for n in names.split(",")] if args.covar_name else None
     summary = gwas(
-        args.bed,
+        args.bfile,
         phenotypes,
-        args.covariates,
+        args.covar,
         args.out,
         phenotype_columns=columns,
-        covariate_columns=args.covariate_columns,
+        covariate_columns=covariate_columns,
         id_column=args.id_column,
+        selection=Selection(args.keep, args.remove, args.extract, args.exclude, args.chr),
         inverse_normal=args.inverse_normal,
         genetic_pcs=args.genetic_pcs,
         missing=args.missing,
         chunk=args.chunk,
-        filters=filters,
-        p_threshold=args.p_threshold,
-        clump_kb=args.clump_kb,
-        clump_r2=args.clump_r2,
+        filters=QcFilters(geno=args.geno, maf=args.maf, hwe=args.hwe),
+        clumping=Clumping(p1=args.clump_p1, p2=args.clump_p2, r2=args.clump_r2, kb=args.clump_kb),
+        compress=args.compress,
+        max_plots=args.max_plots,
+        command_line=args.command_line,
     )
     samples = ", ".join(f"{count} {status}" for status, count in summary["samples"].items())
     print(f"samples: {samples}; {summary['snps']['tested']} SNPs tested ({summary['snps']['removed']} removed by QC)")
     for name, result in summary["results"].items():
         print(f"{name}: lambda {result['lambda_gc']:.3f}, {len(result['leads'])} lead SNP(s)")
-    print(f"-> {args.out / 'gwas.json'}; plink2/REGENIE/BOLT-LMM inputs and commands in {args.out / 'export'}")
+    print(
+        f"-> {args.out / 'gwas.json'}, {args.out / 'gwas.log'}; plink2/REGENIE/BOLT-LMM inputs in {args.out / 'export'}"
+    )
 
 
 def run_simulate(args: argparse.Namespace) -> None:

@@ -19,7 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from medssl import __version__
+from medssl.genetics import GENOME_WIDE
+from medssl.genetics.settings import Clumping
 
+# the demo asks whether imaging phenotypes find the causal SNPs: genome-wide significant leads, a
+# locus each (clumped by distance), not plink's suggestive p < 1e-4
+GENOME_WIDE_LEADS = Clumping(p1=GENOME_WIDE, p2=GENOME_WIDE, r2=None)
 MODALITY_TITLES = {"xray": "chest radiographs (2D)", "mri": "brain MRI (3D)"}
 
 
@@ -171,6 +176,7 @@ def _genetics(out: Path, simulated: dict, modalities: list[str], n_pcs: int = 5)
             phenotype_columns=columns,
             covariate_columns=["age", "sex"],
             inverse_normal=True,
+            clumping=GENOME_WIDE_LEADS,
             progress=False,
         )
         for phenotype, found in summary["results"].items():
@@ -184,7 +190,6 @@ def _genetics(out: Path, simulated: dict, modalities: list[str], n_pcs: int = 5)
     return {
         "available": True,
         "samples": summary["samples"],
-        "p_threshold": summary["p_threshold"],
         "clumping": summary["clumping"],
         "causal_snps": len(causal),
         "results": results,
@@ -293,7 +298,7 @@ def _genetics_html(out: Path, genetics: dict) -> str:
     )
     text = (
         f"Linear regression per SNP (as plink2 --glm) of inverse-normal phenotypes on {genetics['samples']['used']} subjects, adjusted for age and sex; "
-        f"lead SNPs at p < {genetics['p_threshold']:g} after {genetics['clumping']['window_kb']:g} kb clumping, "
+        f"lead SNPs at p < {genetics['clumping']['p1']:g} after {genetics['clumping']['kb']:g} kb clumping, "
         f"checked against the {genetics['causal_snps']} causal SNPs of the simulation. "
         "The true traits are the positive control; embedding PCs are learned without labels or genotypes."
     )

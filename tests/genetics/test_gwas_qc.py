@@ -6,7 +6,8 @@ import numpy as np
 from gwas_helpers import chr2_fileset, padding_cleared_copy, plink2_path, read_plink_table, run_plink2
 
 from medssl.genetics.genotypes import Genotypes
-from medssl.genetics.qc import QcFilters, hwe_exact, snp_stats
+from medssl.genetics.qc import hwe_exact, snp_stats
+from medssl.genetics.settings import QcFilters
 
 
 def exact_p_by_enumeration(hom_a1: int, het: int, hom_a2: int) -> float:
@@ -70,6 +71,6 @@ def test_filters_give_every_removed_snp_its_reasons():
     stats = snp_stats(dosages)
     np.testing.assert_allclose(stats.call_rate, [1, 0.9, 1, 1, 1])
     np.testing.assert_allclose(stats.maf, [0.5, 0, 0.2, 0.15, 0.005])
-    reasons = QcFilters(min_call_rate=0.95, min_maf=0.01, min_hwe_p=1e-6).reasons(stats)
-    assert reasons.tolist() == ["hwe_p<1e-06", "call_rate<0.95,maf<0.01", "", "", "maf<0.01"]
-    assert QcFilters(min_hwe_p=0).reasons(stats)[0] == ""
+    reasons = QcFilters(geno=0.05, maf=0.01, hwe=1e-6).reasons(stats)
+    assert reasons.tolist() == ["hwe<1e-06", "geno>0.05,maf<0.01", "", "", "maf<0.01"]
+    assert QcFilters(hwe=0).reasons(stats)[0] == ""

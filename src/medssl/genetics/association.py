@@ -35,6 +35,8 @@ class AssociationResult:
     p: np.ndarray
     n: np.ndarray
     a1_freq: np.ndarray
+    errcode: np.ndarray  # plink2's ERRCODE: '.' when tested, else why not
+    firth: np.ndarray | None = None  # logistic fits only: where Firth regression stood in
 
 
 class LinearAssociation:
@@ -57,15 +59,8 @@ class LinearAssociation:
 
     def test(self, dosages: np.ndarray) -> AssociationResult:
         """Every SNP of an (N, SNPs) dosage chunk (NaN = missing call) against every phenotype."""
-        called = ~np.isnan(dosages)
+        filled, called, mean = fill_missing(dosages)
         n = called.sum(0)
-        if (n == self.n_samples).all():  # the usual chunk: no missing call to fill
-            filled = np.asarray(dosages, dtype=np.float64)
-            mean = filled.sum(0) / self.n_samples
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = np.where(n > 0, np.nansum(dosages, 0, dtype=np.float64) / n, 0.0)
-            filled = np.where(called, dosages, mean)
         # the phenotype residuals are orthogonal to the covariates, so g'My = g'(My) and
         # g'Mg = g'g - |Q'g|^2: the genotypes are never residualised (an N x SNPs pass saved)
         projections = self.basis.T @ filled
@@ -101,6 +96,26 @@ class LinearAssociation:
         return gy_s, gg_s, yy_s
 
 
+def fill_missing(dosages: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dosages as float64 with missing calls at the SNP's mean, which calls are present, the mean
+    dosage of the called samples)."""
+    called = ~np.isnan(dosages)
+    n = called.sum(0)
+    if (n == len(dosages)).all():  # the usual chunk: no missing call to fill
+        filled = np.asarray(dosages, dtype=np.float64)
+        return filled, called, filled.sum(0) / len(dosages)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, np.nansum(dosages, 0, dtype=np.float64) / n, 0.0)
+    return np.where(called, dosages, mean), called, mean
+
+
+def constant_genotype(filled: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Which SNPs have one dosage among the samples of nonzero weight (plink2: CONST_OMITTED_ALLELE)."""
+    low = np.where(weight > 0, filled, np.inf).min(0)
+    high = np.where(weight > 0, filled, -np.inf).max(0)
+    return ~(high > low)
+
+
 def covariate_basis(covariates: np.ndarray, n_samples: int) -> np.ndarray:
     """Orthonormal basis (N, q + 1) of [1, covariates]; an error if the covariates are collinear."""
     design = np.column_stack([np.ones(n_samples), covariates.reshape(n_samples, -1)])
@@ -132,7 +147,16 @@ def _statistics(
         t_stat = beta / se
     p = 2 * special.stdtr(df_safe, -np.abs(t_stat))
     beta, se, t_stat, p = (np.where(testable[:, None], a, np.nan) for a in (beta, se, t_stat, p))
-    return AssociationResult(beta, se, t_stat, p, n, a1_freq)
+    code = np.broadcast_to(errcode(testable, centred_ss, df)[:, None], beta.shape)
+    return AssociationResult(beta, se, t_stat, p, n, a1_freq, code)
+
+
+def errcode(testable: np.ndarray, centred_ss: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """plink2's codes: a genotype constant among the samples, more predictors than samples, or a
+    genotype the covariates explain."""
+    code = np.where(centred_ss > 0, "VIF_INFINITE", "CONST_OMITTED_ALLELE")
+    code = np.where(df > 0, code, "SAMPLE_CT<=PREDICTOR_CT")
+    return np.where(testable, ".", code)
 
 
 def genomic_inflation(p: np.ndarray) -> float:

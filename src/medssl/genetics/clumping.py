@@ -1,8 +1,8 @@
 """Lead SNPs: significant SNPs clumped around the most significant one of each locus.
 
-Greedy, as ``plink --clump``: the SNP with the smallest p-value leads; every other significant SNP
-within the window on its chromosome joins its clump (by distance alone, or only when its r^2 with
-the lead exceeds ``r2``); repeat with the SNPs left.
+Greedy, as ``plink --clump``: the SNP with the smallest p-value below ``p1`` leads; every other SNP
+below ``p2`` within the window on its chromosome joins its clump (only when its r^2 with the lead
+exceeds ``r2``, or by distance alone when ``r2`` is None); repeat with the SNPs left.
 """
 
 from __future__ import annotations
@@ -11,35 +11,29 @@ from collections.abc import Callable
 
 import numpy as np
 
-from medssl.genetics import GENOME_WIDE
 from medssl.genetics.genotypes import Genotypes
+from medssl.genetics.settings import Clumping
 
 LdFunction = Callable[[int, np.ndarray], np.ndarray]
 
 
 def clump(
-    chrom: np.ndarray,
-    pos: np.ndarray,
-    p: np.ndarray,
-    *,
-    threshold: float = GENOME_WIDE,
-    window_kb: float = 250,
-    r2: float | None = None,
-    ld: LdFunction | None = None,
+    chrom: np.ndarray, pos: np.ndarray, p: np.ndarray, settings: Clumping, ld: LdFunction | None = None
 ) -> list[tuple[int, np.ndarray]]:
     """(lead's position in the arrays, positions of the SNPs its clump absorbed), best lead first.
 
     ``ld(lead, others)`` gives r^2 between SNPs (by position in the arrays); needed with ``r2``."""
-    if r2 is not None and ld is None:
+    if settings.r2 is not None and ld is None:
         raise ValueError("LD clumping (r2) needs an LD function")
-    left = np.flatnonzero(p < threshold)
+    left = np.flatnonzero(p < max(settings.p1, settings.p2))
     left = left[np.argsort(p[left], kind="stable")]
     leads = []
-    while len(left):
+    while len(left) and p[left[0]] < settings.p1:
         lead, others = left[0], left[1:]
-        near = others[(chrom[others] == chrom[lead]) & (np.abs(pos[others] - pos[lead]) <= window_kb * 1000)]
-        if r2 is not None and len(near):
-            near = near[ld(lead, near) > r2]
+        near = others[(chrom[others] == chrom[lead]) & (np.abs(pos[others] - pos[lead]) <= settings.kb * 1000)]
+        near = near[p[near] < settings.p2]
+        if settings.r2 is not None and len(near):
+            near = near[ld(lead, near) > settings.r2]
         leads.append((int(lead), near))
         left = others[~np.isin(others, near)]
     return leads

@@ -1,8 +1,9 @@
 """The same GWAS for plink2, REGENIE and BOLT-LMM: their phenotype and covariate files, and
 ``commands.sh`` with their command lines on the same samples, SNPs, phenotypes and covariates.
 
-Only complete samples are written (every tool would otherwise apply its own missing-value rules),
-so no file holds a missing value. Categorical covariates are coded per tool:
+The analysed samples are written, each with every covariate; a phenotype a sample lacks is written
+NA, which all three read as missing, so each phenotype keeps its own samples in every tool as in
+``medssl gwas``. Categorical covariates are coded per tool:
 * plink2 and REGENIE get the 0/1 indicators ``medssl gwas`` itself fits (``column_level``, first
   level left out): plain numbers that every version of both reads the same way. (plink2 2.00a3.5
   would split a text column into the same indicators itself; REGENIE needs ``--catCovarList``,
@@ -10,8 +11,7 @@ so no file holds a missing value. Categorical covariates are coded per tool:
 * BOLT-LMM gets the levels themselves in ``--covarCol`` (it builds the indicators), numbers in
   ``--qCovarCol``.
 Numbers are written in full (shortest round-trip form), so each tool sees exactly our values.
-Caveats left to the user: plink2 reads a phenotype whose values are all 0/1/2 as case/control
-(0 missing), and BOLT-LMM reads a value of exactly -9 as missing.
+Caveat left to the user: BOLT-LMM reads a value of exactly -9 as missing.
 """
 
 from __future__ import annotations
@@ -36,13 +36,15 @@ def write_exports(
     removed_samples: tuple[np.ndarray, np.ndarray] = (np.array([]), np.array([])),
     excluded_snps: Sequence[str] = (),
     n_chromosomes: int = 2,
+    binary: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Writes every tool's files and ``commands.sh`` into ``out_dir``; returns them by name.
 
     ``removed_samples``: (FID, IID) of the genotyped samples left out of the analysis (BOLT-LMM
     reads every .fam sample unless told); ``excluded_snps``: IDs of the SNPs QC removed;
-    ``n_chromosomes``: how many the tested SNPs span (BOLT-LMM leaves one out at a time). Lists
-    and covariate files that would be empty are not written (the tools reject empty ones)."""
+    ``n_chromosomes``: how many the tested SNPs span (BOLT-LMM leaves one out at a time);
+    ``binary``: the case/control phenotypes (coded 0/1). Lists and covariate files that would be
+    empty are not written (the tools reject empty ones)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     design, design_names = encode_covariates(covariates, len(iid))
@@ -59,18 +61,19 @@ def write_exports(
         files["snps.exclude"] = _write_lines(out / "snps.exclude", list(excluded_snps))
     files["commands.sh"] = _write_lines(
         out / "commands.sh",
-        commands_script(Path(bed_prefix).resolve(), list(phenotypes), covariates, set(files), n_chromosomes),
+        commands_script(Path(bed_prefix).resolve(), list(phenotypes), covariates, set(files), n_chromosomes, binary),
     )
     files["commands.sh"].chmod(0o755)
     return files
 
 
-def plink2_command(bed_prefix: Path, written: set[str], out: str = "plink2/gwas") -> list[str]:
-    """plink2 --glm as ``medssl gwas`` runs it: linear, missing calls dropped per SNP; 'omit-ref'
+def plink2_command(bed_prefix: Path, written: set[str], binary: bool = False, out: str = "plink2/gwas") -> list[str]:
+    """plink2 --glm as ``medssl gwas`` runs it: linear, or logistic with Firth fallback for
+    case/control traits (written 0/1, hence --1), missing calls dropped per SNP; 'omit-ref'
     makes A1 the .bim's allele 1 (as ours) rather than each SNP's minor allele, and standardising
     the covariates (which leaves every SNP's BETA, SE and P unchanged) keeps plink2's
-    multicollinearity check from failing on covariates such as a year of birth. No value is ever
-    missing in the files, so -9 is read as a number, and the .fam's phenotype column is ignored.
+    multicollinearity check from failing on covariates such as a year of birth. Missing values are
+    written NA, so -9 is read as a number, and the .fam's phenotype column is ignored.
     ``written``: the export's file names, run from its folder."""
     covar = ["--covar", "plink2.covar", "--covar-variance-standardize"] if "plink2.covar" in written else []
     return [
@@ -85,9 +88,11 @@ def plink2_command(bed_prefix: Path, written: set[str], out: str = "plink2/gwas"
         "--no-psam-pheno",
         *covar,
         "--no-input-missing-phenotype",
+        *(["--1"] if binary else []),
         "--glm",
         "hide-covar",
         "omit-ref",
+        *(["firth-fallback"] if binary else []),
         "cols=+a1freq",
         *([] if covar else ["allow-no-covars"]),
         "--out",
@@ -101,6 +106,7 @@ def commands_script(
     covariates: Mapping[str, np.ndarray],
     written: set[str],
     n_chromosomes: int = 2,
+    binary: Sequence[str] = (),
 ) -> list[str]:
     """The lines of ``commands.sh``: each tool's run on the exported files (``written``, by name)."""
     regenie = [
@@ -115,31 +121,29 @@ def commands_script(
     regenie += _option("--covarFile", "regenie.covar", written)
     lines = [
         "#!/usr/bin/env bash",
-        "# The GWAS of medssl gwas, run by plink2 (the same model: its BETA/SE/P match those of medssl",
-        "# gwas with missing='drop'), REGENIE and BOLT-LMM (mixed models: their statistics differ by",
+        "# The GWAS of medssl gwas, run by plink2 (the same models: its BETA/OR, SE and P match those of",
+        "# medssl gwas with missing='drop'), REGENIE and BOLT-LMM (mixed models: their statistics differ by",
         "# design), on the files beside this script.",
         "set -euo pipefail",
         'cd "$(dirname "$0")"',
         "mkdir -p plink2 regenie bolt",
-        _join(plink2_command(bed_prefix, written)),
+        _join(plink2_command(bed_prefix, written, bool(binary))),
         "# REGENIE: step 1 fits the whole-genome ridge regression (leave-one-chromosome-out predictions),",
-        "# step 2 tests each SNP given them; quantitative traits are its default",
-        _join(["regenie", "--step", "1", *regenie, "--bsize", "1000", "--out", "regenie/step1"]),
-        _join(
-            [
-                "regenie",
-                "--step",
-                "2",
-                *regenie,
-                "--bsize",
-                "400",
-                "--pred",
-                "regenie/step1_pred.list",
-                "--out",
-                "regenie/step2",
+        "# step 2 tests each SNP given them; quantitative and case/control traits (--bt) run apart",
+    ]
+    kinds = {"qt": [n for n in phenotype_names if n not in binary], "bt": [n for n in phenotype_names if n in binary]}
+    for kind, names in kinds.items():
+        if names:
+            chosen = [*regenie, "--phenoColList", ",".join(names), *(["--bt"] if kind == "bt" else [])]
+            step1 = ["--bsize", "1000", "--out", f"regenie/{kind}_step1"]
+            step2 = ["--bsize", "400", "--pred", f"regenie/{kind}_step1_pred.list", "--out", f"regenie/{kind}_step2"]
+            lines += [
+                _join(["regenie", "--step", "1", *chosen, *step1]),
+                _join(["regenie", "--step", "2", *chosen, *step2]),
             ]
-        ),
-        "# BOLT-LMM: one phenotype per run; --LDscoresUseChip as no LD-score file is assumed",
+    lines += [
+        "# BOLT-LMM: one phenotype per run (a 0/1 trait on the liability scale); --LDscoresUseChip as no",
+        "# LD-score file is assumed",
     ]
     covar = [f"--qCovarCol={n}" if is_numeric(v) else f"--covarCol={n}" for n, v in covariates.items()]
     leave_out = [] if n_chromosomes >= 2 else ["--numLeaveOutChunks=2"]  # its leave-one-chromosome-out model needs two
@@ -188,9 +192,10 @@ def _write(path: Path, fid: np.ndarray, iid: np.ndarray, columns: Mapping[str, n
 
 def _format(value: object) -> str:
     try:
-        return repr(float(value))
+        number = float(value)
     except ValueError:
         return str(value)
+    return "NA" if np.isnan(number) else repr(number)  # NA: missing to plink2, REGENIE and BOLT-LMM alike
 
 
 def _write_lines(path: Path, lines: list[str]) -> Path:

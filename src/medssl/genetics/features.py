@@ -19,7 +19,8 @@ import numpy as np
 from medssl.data.tables import TABLE_SUFFIXES, is_numeric, read_table
 from medssl.genetics.genotypes import EXTENSIONS, Genotypes, bed_prefix
 from medssl.genetics.phenotypes import is_missing
-from medssl.genetics.qc import QcFilters, snp_stats
+from medssl.genetics.qc import snp_stats
+from medssl.genetics.settings import QcFilters
 
 ID_COLUMNS = ("subject_id", "IID", "#IID")  # medssl tables; plink2 --score and .fam-like tables
 
@@ -59,10 +60,7 @@ def _from_plink(prefix: Path, max_snps: int, filters: QcFilters) -> GeneticFeatu
     genotypes = Genotypes(prefix)
     everyone = np.arange(len(genotypes.iid))
     passing = np.concatenate(
-        [
-            np.arange(snps.start, snps.stop)[filters.reasons(snp_stats(d)) == ""]
-            for snps, d in genotypes.chunks(everyone, 2000)
-        ]
+        [snps[filters.reasons(snp_stats(d)) == ""] for snps, d in genotypes.chunks(everyone, 2000)]
     )
     if not len(passing):
         raise ValueError(f"{prefix}: no SNP passes QC ({filters}); nothing to learn from")

@@ -39,7 +39,8 @@ class Variants:
         return Variants(self.chrom[index], self.pos[index], self.id[index], self.a1[index], self.a2[index])
 
     def columns(self) -> dict[str, np.ndarray]:
-        return {"CHR": self.chrom, "POS": self.pos, "ID": self.id, "A1": self.a1, "A2": self.a2}
+        """plink2's variant columns: it loads the .bim's allele 2 as REF and allele 1 as ALT."""
+        return {"#CHROM": self.chrom, "POS": self.pos, "ID": self.id, "REF": self.a2, "ALT": self.a1, "A1": self.a1}
 
 
 class Genotypes:
@@ -91,11 +92,18 @@ class Genotypes:
         """Dosages (len(samples), SNPs) as float32, NaN where the call is missing."""
         return self._bed.read(index=(np.asarray(samples), snps), dtype="float32", order="F")
 
-    def chunks(self, samples: np.ndarray, chunk: int) -> Iterator[tuple[slice, np.ndarray]]:
-        """(SNP slice, dosages) for consecutive chunks of ``chunk`` SNPs in .bim order."""
-        for start in range(0, self.n_snps, chunk):
-            snps = slice(start, min(start + chunk, self.n_snps))
-            yield snps, self.read(samples, snps)
+    def chunks(
+        self, samples: np.ndarray, chunk: int, snps: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(.bim rows, dosages) for consecutive chunks of ``chunk`` SNPs, of ``snps`` (.bim rows in
+        file order) or of every SNP."""
+        for start in range(0, self.n_snps if snps is None else len(snps), chunk):
+            if snps is None:
+                rows = np.arange(start, min(start + chunk, self.n_snps))
+                yield rows, self.read(samples, slice(rows[0], rows[-1] + 1))  # a slice reads fastest
+            else:
+                rows = snps[start : start + chunk]
+                yield rows, self.read(samples, rows)
 
 
 def bed_prefix(path: str | Path) -> Path:

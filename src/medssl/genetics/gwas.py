@@ -1,16 +1,22 @@
 """``medssl gwas``: association of imaging phenotypes (embedding PCs, or any table columns) with
-PLINK 1 genotypes, one linear regression per SNP and phenotype, as ``plink2 --glm`` computes it.
+PLINK 1 genotypes, one regression per SNP and phenotype, as ``plink2 --glm`` computes it: linear
+for quantitative traits, logistic with Firth fallback for case/control ones.
 
-The genotypes are read a chunk of SNPs at a time (about 40 bytes x N x chunk of memory); each chunk
-is QC'd among the analysed samples and its passing SNPs tested against every phenotype at once. Outputs, in
-``out_dir``:
+Each phenotype keeps its own non-missing samples, as in plink2; phenotypes that share their
+samples are fitted together. The genotypes are read a chunk of SNPs at a time (about 40 bytes x N
+x chunk of memory); each chunk is QC'd among the analysed samples and its passing SNPs tested
+against every phenotype at once. Outputs, in ``out_dir``:
 * ``samples.tsv``: every subject of the phenotype table or .fam, used or why not;
 * ``qc_removed.tsv``: every SNP QC removed, with its reason;
 * ``genetic_pcs.tsv``: the genetic PCs used as covariates (with ``genetic_pcs``);
-* per phenotype: ``<name>.glm.tsv`` (CHR POS ID A1 A2 A1_FREQ N BETA SE T_STAT P, statistics to 6
-  significant digits as plink2 prints them; A1 is the .bim's allele 1, the allele counted), ``<name>.manhattan.png``, ``<name>.qq.png`` and
-  ``<name>.leads.tsv`` (lead SNPs after clumping);
-* ``gwas.json``: the summary (samples, SNPs tested and removed, lambda_GC and leads per phenotype);
+* per phenotype: ``<name>.glm.linear`` or ``<name>.glm.logistic.hybrid`` with plink2's columns
+  (#CHROM POS ID REF ALT A1 A1_FREQ [FIRTH?] TEST OBS_CT BETA SE T_STAT | OR LOG(OR)_SE Z_STAT, P,
+  ERRCODE; statistics to 6 significant digits as plink2 prints them; A1 is the .bim's allele 1, the
+  allele counted, as plink2's ``omit-ref``), optionally compressed;
+  ``<name>.leads.tsv`` (lead SNPs after plink's clumping, with TOTAL and SP2 as ``plink --clump``);
+  and its Manhattan and QQ plots, or with many phenotypes one summary figure;
+* ``gwas.json``: the summary (samples, SNPs tested and removed, lambda_GC and leads per phenotype,
+  each stage's time) and ``gwas.log``: the command, versions, counts and QC drops, as plink2's .log;
 * ``export/``: the same analysis's input files for plink2, REGENIE and BOLT-LMM, and ``commands.sh``.
 Per-phenotype p-values stay in memory for the plots and lambda: 8 bytes x SNPs x phenotypes.
 """
@@ -22,6 +28,7 @@ import os
 import resource
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,47 +37,67 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
-from medssl.data.tables import read_table
 from medssl.genetics import GENOME_WIDE, pca
 from medssl.genetics.association import AssociationResult, LinearAssociation, genomic_inflation
 from medssl.genetics.clumping import clump, genotype_r2
 from medssl.genetics.export import write_exports
 from medssl.genetics.genotypes import Genotypes, Variants
-from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples
-from medssl.genetics.qc import QcFilters, SnpStats, snp_stats
+from medssl.genetics.log import RunLog
+from medssl.genetics.logistic import LogisticAssociation
+from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples, read_plink_table
+from medssl.genetics.qc import SnpStats, snp_stats
+from medssl.genetics.selection import Selection
+from medssl.genetics.settings import Clumping, QcFilters
 
 GENETIC_PC_PREFIX = "GPC"  # not "PC": embedding PCs, the usual phenotypes, are called PC01, PC02, ...
+VARIANT_FIELDS = [(name, pa.string()) for name in ("#CHROM",)] + [("POS", pa.int64())]
+VARIANT_FIELDS += [(name, pa.string()) for name in ("ID", "REF", "ALT", "A1")]
 GLM_SCHEMA = pa.schema(
-    [
-        ("CHR", pa.string()),
-        ("POS", pa.int64()),
-        ("ID", pa.string()),
-        ("A1", pa.string()),
-        ("A2", pa.string()),
-        ("A1_FREQ", pa.float64()),
-        ("N", pa.int64()),
-    ]
+    VARIANT_FIELDS
+    + [("A1_FREQ", pa.float64()), ("TEST", pa.string()), ("OBS_CT", pa.int64())]
     + [(name, pa.float64()) for name in ("BETA", "SE", "T_STAT", "P")]
+    + [("ERRCODE", pa.string())]
+)
+LOGISTIC_SCHEMA = pa.schema(
+    VARIANT_FIELDS
+    + [("A1_FREQ", pa.float64()), ("FIRTH?", pa.string()), ("TEST", pa.string()), ("OBS_CT", pa.int64())]
+    + [(name, pa.float64()) for name in ("OR", "LOG(OR)_SE", "Z_STAT", "P")]
+    + [("ERRCODE", pa.string())]
 )
 QC_SCHEMA = pa.schema(
-    [("CHR", pa.string()), ("POS", pa.int64()), ("ID", pa.string()), ("A1", pa.string()), ("A2", pa.string())]
-    + [("CALL_RATE", pa.float64()), ("A1_FREQ", pa.float64()), ("HWE_P", pa.float64()), ("REASON", pa.string())]
+    VARIANT_FIELDS
+    + [("F_MISS", pa.float64()), ("A1_FREQ", pa.float64()), ("HWE_P", pa.float64()), ("REASON", pa.string())]
 )
+COMPRESSION = {"gz": "gzip", "zst": "zstd"}  # file suffix: arrow codec
 SPARE_FILES = 64  # open files besides the result files: genotypes, QC report, libraries
-SIGNIFICANT_DIGITS = 6  # of BETA, SE, T_STAT and P in the .glm.tsv, as plink2 prints them
+SIGNIFICANT_DIGITS = 6  # of every statistic in the .glm files, as plink2 prints them
+MAX_PLOTS = 16  # phenotypes drawn one by one; above it, one summary figure
 TSV = pacsv.WriteOptions(delimiter="\t", quoting_style="none", quoting_header="none", null_string="NA")
+
+
+@dataclass(frozen=True)
+class Model:
+    """One of plink2's --glm regressions: its association class, result file and columns."""
+
+    association: type
+    suffix: str
+    schema: pa.Schema
+    effect: str
+
+
+LINEAR = Model(LinearAssociation, "glm.linear", GLM_SCHEMA, "BETA")
+LOGISTIC = Model(LogisticAssociation, "glm.logistic.hybrid", LOGISTIC_SCHEMA, "OR")  # plink2's name with Firth fallback
 
 
 @dataclass
 class Scan:
     """What the association pass keeps in memory: every tested SNP's .bim row and p-values, and
-    per phenotype the .bim rows and full result rows of the SNPs below the significance threshold
-    (the clumping candidates)."""
+    per phenotype the .bim rows and full result rows of the SNPs below the clumping threshold."""
 
     tested: list[np.ndarray] = field(default_factory=list)
     p: list[np.ndarray] = field(default_factory=list)
-    significant: list[list[tuple[np.ndarray, pa.Table]]] = field(default_factory=list)
-    removed: int = 0
+    candidates: list[list[tuple[np.ndarray, pa.Table]]] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)
 
 
 def run_gwas(
@@ -81,165 +108,212 @@ def run_gwas(
     *,
     phenotype_columns: Sequence[str] | None = None,
     covariate_columns: Sequence[str] | None = None,
-    id_column: str = "subject_id",
+    id_column: str | None = None,
+    selection: Selection | None = None,
     inverse_normal: bool = False,
     genetic_pcs: int = 0,
     missing: str = "drop",
     chunk: int = 1000,
     filters: QcFilters | None = None,
     min_samples: int = 50,
-    p_threshold: float = GENOME_WIDE,
-    clump_kb: float = 250,
-    clump_r2: float | None = None,
+    clumping: Clumping | None = None,
+    compress: str | None = None,
+    max_plots: int = MAX_PLOTS,
     export: bool = True,
     plots: bool = True,
     progress: bool = True,
+    command_line: str | None = None,
 ) -> dict:
     """GWAS of every phenotype column on the genotypes at ``bed_prefix``; returns the summary
-    written to ``gwas.json``. Tables are mappings of columns or CSV/TSV/Parquet paths, matched to
-    the .fam's IID by ``id_column``; columns default to every column but that one. Categorical
-    covariates enter as indicators; ``genetic_pcs`` > 0 adds that many genetic PCs. ``clump_r2``
-    clumps by LD (r^2 above it, within ``clump_kb``) instead of by distance alone. ``filters``
-    default to call rate >= 0.95, MAF >= 0.01 and HWE p >= 1e-6."""
-    filters = filters or QcFilters()
+    written to ``gwas.json``. Tables are mappings of columns or plink/CSV/TSV/Parquet paths, matched
+    to the .fam (see ``match_samples``); columns default to every column but the IDs. Categorical
+    covariates enter as indicators; ``genetic_pcs`` > 0 adds that many genetic PCs. ``selection``:
+    plink's sample and variant filters; ``filters``: its QC (``QcFilters()`` when None);
+    ``clumping``: its --clump settings (``Clumping()``); ``compress``: 'gz' or 'zst' for the
+    result files; ``command_line``: what the log records as the command."""
+    filters, clumping, selection = filters or QcFilters(), clumping or Clumping(), selection or Selection()
+    if compress is not None and compress not in COMPRESSION:
+        raise ValueError(f"compress must be one of {sorted(COMPRESSION)} or None; got {compress!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    genotypes = Genotypes(bed_prefix)
-    samples = match_samples(
-        genotypes.fid,
-        genotypes.iid,
-        _table(phenotypes),
-        None if covariates is None else _table(covariates),
-        phenotype_columns=phenotype_columns,
-        covariate_columns=covariate_columns,
-        id_column=id_column,
-        min_samples=min_samples,
-    )
-    samples.write_report(out / "samples.tsv")
-    values = inverse_normal_transform(samples.phenotypes) if inverse_normal else samples.phenotypes
-    design, design_names = samples.design()
-    export_covariates = dict(samples.covariates)
-    pc_summary = None
-    if genetic_pcs:
-        pcs, pc_summary = _genetic_pcs(
-            genotypes, samples, genetic_pcs, filters, chunk, progress, out / "genetic_pcs.tsv"
+    with RunLog(out / "gwas.log", command_line) as log:
+        genotypes = Genotypes(bed_prefix)
+        log.line(f"genotypes: {genotypes.prefix}: {len(genotypes.iid)} samples, {genotypes.n_snps} variants")
+        snps, dropped = selection.variants(genotypes.variants)
+        log.counts("variant filters", {f"dropped by {flag}": n for flag, n in dropped.items()})
+        samples = match_samples(
+            genotypes.fid,
+            genotypes.iid,
+            _table(phenotypes),
+            None if covariates is None else _table(covariates),
+            phenotype_columns=phenotype_columns,
+            covariate_columns=covariate_columns,
+            id_column=id_column,
+            min_samples=min_samples,
+            excluded=selection.excluded_samples(genotypes.fid, genotypes.iid),
         )
-        design = np.column_stack([design, pcs])
-        design_names += list(pc_summary["names"])
-        export_covariates |= dict(zip(pc_summary["names"], pcs.T))
-    association = LinearAssociation(values, design, missing)
-    scan = _scan(genotypes, samples, association, out, chunk, filters, p_threshold, progress)
-    tested = np.concatenate(scan.tested)
-    p = np.concatenate(scan.p)
-    results = {
-        name: _report(
-            name,
-            genotypes,
-            samples,
-            genotypes.variants.take(tested),
-            p[:, j],
-            scan.significant[j],
-            out,
-            p_threshold,
-            clump_kb,
-            clump_r2,
-            plots,
+        samples.write_report(out / "samples.tsv")
+        log.counts("samples", samples.counts())
+        for (name, counts), binary in zip(samples.phenotype_counts().items(), samples.binary):
+            log.counts(f"phenotype {name} ({'case/control' if binary else 'quantitative'})", counts)
+        if inverse_normal:  # ranks of a 0/1 trait would only relabel it: quantitative traits only
+            quantitative = ~samples.binary
+            samples.phenotypes[:, quantitative] = inverse_normal_transform(samples.phenotypes[:, quantitative])
+        design, design_names = samples.design()
+        covariate_columns = dict(samples.covariates)
+        pc_summary = None
+        if genetic_pcs:
+            pcs, pc_summary = log.timed(
+                "genetic PCs", _genetic_pcs, genotypes, samples, genetic_pcs, filters, chunk, snps, progress, out
+            )
+            design = np.column_stack([design, pcs])
+            design_names += list(pc_summary["names"])
+            covariate_columns |= dict(zip(pc_summary["names"], pcs.T))
+        log.line(f"covariates: {', '.join(design_names) or 'none'}")
+        models = _models(samples, design, missing)
+        scan = log.timed(
+            "association", _scan, genotypes, samples, models, snps, out, chunk, filters, clumping, compress, progress
         )
-        for j, name in enumerate(samples.phenotype_names)
-    }
-    if export:
-        removed = np.setdiff1d(np.arange(len(genotypes.iid)), samples.fam_index)
-        excluded = np.setdiff1d(genotypes.variants.id, genotypes.variants.id[tested])
-        phenotype_values = dict(zip(samples.phenotype_names, values.T))
-        write_exports(
-            out / "export",
-            genotypes.prefix,
-            samples.fid,
-            samples.iid,
-            phenotype_values,
-            export_covariates,
-            removed_samples=(genotypes.fid[removed], genotypes.iid[removed]),
-            excluded_snps=excluded,
-            n_chromosomes=len(set(genotypes.variants.chrom[tested])),
-        )
-    summary = {
-        "genotypes": str(genotypes.prefix),
-        "samples": samples.counts(),
-        "phenotypes": samples.phenotype_names,
-        "inverse_normal": inverse_normal,
-        "covariates": design_names,
-        "missing_genotypes": missing,
-        "qc": asdict(filters),
-        "snps": {"total": genotypes.n_snps, "tested": len(tested), "removed": scan.removed},
-        "genetic_pcs": pc_summary,
-        "p_threshold": p_threshold,
-        "clumping": {"window_kb": clump_kb, "r2": clump_r2},
-        "results": results,
-    }
-    (out / "gwas.json").write_text(json.dumps(summary, indent=2))
+        tested, p = np.concatenate(scan.tested), np.concatenate(scan.p)
+        log.line(f"QC ({_flags(filters)}): {len(tested)} variants pass")
+        log.counts("QC", {f"failing {flag}": n for flag, n in scan.removed.items()})
+        results = log.timed("clumping", _leads, genotypes, samples, p, scan.candidates, out, clumping)
+        if plots:
+            variants = genotypes.variants.take(tested)
+            log.timed("plots", _plots, variants, p, samples.phenotype_names, results, out, max_plots)
+        if export:
+            log.timed("export", _export, out, genotypes, samples, covariate_columns, tested)
+        summary = {
+            "genotypes": str(genotypes.prefix),
+            "samples": samples.counts(),
+            "phenotypes": samples.phenotype_names,
+            "phenotype_samples": samples.phenotype_counts(),
+            "inverse_normal": inverse_normal,
+            "covariates": design_names,
+            "missing_genotypes": missing,
+            "variant_filters": dropped,
+            "qc": asdict(filters),
+            "snps": {"total": genotypes.n_snps, "tested": len(tested), "removed": sum(scan.removed.values())},
+            "genetic_pcs": pc_summary,
+            "clumping": asdict(clumping),
+            "seconds": log.seconds,
+            "results": results,
+        }
+        (out / "gwas.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
+def _flags(filters: QcFilters) -> str:
+    return " ".join(f"--{name} {value:g}" for name, value in asdict(filters).items())
+
+
 def _table(source: Table | str | Path) -> Table:
-    return read_table(source) if isinstance(source, (str, Path)) else source
+    return read_plink_table(source) if isinstance(source, (str, Path)) else source
+
+
+def _models(samples: Samples, design: np.ndarray, missing: str) -> list[tuple[np.ndarray, np.ndarray, object]]:
+    """(phenotype columns, sample rows, fitted null model) per group of phenotypes sharing samples
+    and model: linear regression of quantitative traits, logistic of case/control ones."""
+    models = []
+    for columns, rows in samples.groups():
+        model = LOGISTIC if samples.binary[columns[0]] else LINEAR
+        try:
+            fitted = model.association(samples.phenotypes[np.ix_(rows, columns)], design[rows], missing)
+        except ValueError as error:
+            names = ", ".join(samples.phenotype_names[j] for j in columns)
+            raise ValueError(f"phenotype(s) {names}, on their {len(rows)} samples: {error}") from error
+        models.append((columns, rows, fitted))
+    return models
+
+
+def _model(samples: Samples, j: int) -> Model:
+    return LOGISTIC if samples.binary[j] else LINEAR
 
 
 def _genetic_pcs(
-    genotypes: Genotypes, samples: Samples, n_pcs: int, filters: QcFilters, chunk: int, progress: bool, path: Path
+    genotypes: Genotypes,
+    samples: Samples,
+    n_pcs: int,
+    filters: QcFilters,
+    chunk: int,
+    snps: np.ndarray,
+    progress: bool,
+    out: Path,
 ) -> tuple[np.ndarray, dict]:
-    """The PCs as covariates, written with the samples' IDs to ``path``; and their summary."""
+    """The PCs as covariates, written with the samples' IDs to ``genetic_pcs.tsv``; and their summary."""
     pcs, eigenvalues, n_snps = pca.genetic_pcs(
-        genotypes, samples.fam_index, n_pcs, filters=filters, chunk=chunk, progress=progress
+        genotypes, samples.fam_index, n_pcs, filters=filters, chunk=chunk, snps=snps, progress=progress
     )
     names = [f"{GENETIC_PC_PREFIX}{i + 1}" for i in range(n_pcs)]
     columns = {"FID": samples.fid, "IID": samples.iid} | dict(zip(names, pcs.T))
-    pacsv.write_csv(pa.table(columns), path, TSV)
+    pacsv.write_csv(pa.table(columns), out / "genetic_pcs.tsv", TSV)
     return pcs, {"names": names, "eigenvalues": eigenvalues.round(6).tolist(), "snps": n_snps}
 
 
 def _scan(
     genotypes: Genotypes,
     samples: Samples,
-    association: LinearAssociation,
+    models: list[tuple[np.ndarray, np.ndarray, object]],
+    snps: np.ndarray,
     out: Path,
     chunk: int,
     filters: QcFilters,
-    p_threshold: float,
+    clumping: Clumping,
+    compress: str | None,
     progress: bool,
 ) -> Scan:
     """QC and association over the SNPs a chunk at a time, streaming each phenotype's results."""
     names = samples.phenotype_names
-    scan = Scan(significant=[[] for _ in names])
+    scan = Scan(candidates=[[] for _ in names])
+    threshold = max(clumping.p1, clumping.p2)
     _allow_open_files(len(names) + SPARE_FILES)
-    writers = [pacsv.CSVWriter(out / f"{name}.glm.tsv", GLM_SCHEMA, write_options=TSV) for name in names]
-    qc_writer = pacsv.CSVWriter(out / "qc_removed.tsv", QC_SCHEMA, write_options=TSV)
-    total = -(-genotypes.n_snps // chunk)
-    # formatting numbers as text is most of a many-phenotype run: arrow does it without the GIL,
-    # in threads, while the next chunk is read and tested
-    writing: list[Future] = []
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
-        for snps, dosages in tqdm(
-            genotypes.chunks(samples.fam_index, chunk), total=total, desc="gwas", unit="chunk", disable=not progress
+    with ExitStack() as files, ThreadPoolExecutor(os.cpu_count()) as pool:
+        writers = [
+            _writer(files, out / f"{name}.{_model(samples, j).suffix}", _model(samples, j).schema, compress)
+            for j, name in enumerate(names)
+        ]
+        qc_writer = _writer(files, out / "qc_removed.tsv", QC_SCHEMA, None)
+        # formatting numbers as text is most of a many-phenotype run: arrow does it without the GIL,
+        # in threads, while the next chunk is read and tested
+        writing: list[Future] = []
+        chunks = genotypes.chunks(samples.fam_index, chunk, snps)
+        for rows, dosages in tqdm(
+            chunks, total=-(-len(snps) // chunk), desc="gwas", unit="chunk", disable=not progress
         ):
-            rows = np.arange(snps.start, snps.stop)
             stats = snp_stats(dosages)
             reasons = filters.reasons(stats)
             keep = reasons == ""
             qc_writer.write_table(_qc_table(genotypes.variants.take(rows[~keep]), stats, ~keep, reasons[~keep]))
-            scan.removed += int((~keep).sum())
-            result = association.test(dosages[:, keep])
-            tables = _glm_tables(genotypes.variants.take(rows[keep]), result)
+            for reason in reasons[~keep]:
+                for flag in reason.split(","):
+                    scan.removed[flag] = scan.removed.get(flag, 0) + 1
+            variants, p = genotypes.variants.take(rows[keep]), np.empty((keep.sum(), len(names)))
+            tables = [None] * len(names)
+            for columns, sample_rows, model in models:
+                subset = dosages if len(sample_rows) == len(dosages) else dosages[sample_rows]
+                result = model.test(subset[:, keep])
+                p[:, columns] = result.p
+                for j, table in zip(columns, _glm_tables(variants, result, _model(samples, columns[0]))):
+                    tables[j] = table
             _finish(writing)  # a file's chunks must be written in order
             writing = [pool.submit(writer.write_table, table) for writer, table in zip(writers, tables)]
-            for j in np.flatnonzero((result.p < p_threshold).any(0)):  # filtering every table costs as much as testing
-                significant = result.p[:, j] < p_threshold
-                scan.significant[j].append((rows[keep][significant], tables[j].filter(significant)))
+            for j in np.flatnonzero((p < threshold).any(0)):  # filtering every table costs as much as testing
+                below = p[:, j] < threshold
+                scan.candidates[j].append((rows[keep][below], tables[j].filter(below)))
             scan.tested.append(rows[keep])
-            scan.p.append(result.p)
+            scan.p.append(p)
         _finish(writing)
-    for writer in [*writers, qc_writer]:
-        writer.close()
     return scan
+
+
+def _writer(files: ExitStack, path: Path, schema: pa.Schema, compress: str | None) -> pacsv.CSVWriter:
+    """A TSV writer of ``path`` (+ '.gz'/'.zst' when compressed), closed with ``files``."""
+    sink = str(path)
+    if compress is not None:
+        sink = files.enter_context(pa.CompressedOutputStream(f"{path}.{compress}", COMPRESSION[compress]))
+    writer = pacsv.CSVWriter(sink, schema, write_options=TSV)
+    files.callback(writer.close)
+    return writer
 
 
 def _finish(writing: list[Future]) -> None:
@@ -257,20 +331,30 @@ def _allow_open_files(needed: int) -> None:
     if hard != resource.RLIM_INFINITY and needed > hard:
         raise ValueError(
             f"{needed - SPARE_FILES} phenotypes need as many open result files, but this system allows {hard} (ulimit -Hn); "
-            f"run them in groups of at most {hard - SPARE_FILES} with --columns"
+            f"run them in groups of at most {hard - SPARE_FILES} with --pheno-name"
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
-def _glm_tables(variants: Variants, result: AssociationResult) -> list[pa.Table]:
-    """One result table per phenotype; the per-SNP columns are converted once and shared."""
-    shared = _arrow_columns(variants.columns() | {"A1_FREQ": result.a1_freq, "N": result.n}, GLM_SCHEMA)
-    statistics = {"BETA": result.beta, "SE": result.se, "T_STAT": result.t_stat, "P": result.p}
-    statistics = {k: significant_digits(v) for k, v in statistics.items()}
-    return [
-        pa.table(shared | _arrow_columns({k: v[:, j] for k, v in statistics.items()}, GLM_SCHEMA), schema=GLM_SCHEMA)
-        for j in range(result.p.shape[1])
-    ]
+def _glm_tables(variants: Variants, result: AssociationResult, model: Model) -> list[pa.Table]:
+    """One result table per phenotype in plink2's columns; the per-SNP ones are converted once."""
+    shared = _arrow_columns(
+        variants.columns()
+        | {"A1_FREQ": significant_digits(result.a1_freq), "TEST": np.full(len(variants), "ADD"), "OBS_CT": result.n},
+        model.schema,
+    )
+    if model is LINEAR:
+        statistics = {"BETA": result.beta, "SE": result.se, "T_STAT": result.t_stat, "P": result.p}
+    else:
+        statistics = {"OR": np.exp(result.beta), "LOG(OR)_SE": result.se, "Z_STAT": result.t_stat, "P": result.p}
+    statistics = {k: significant_digits(v) for k, v in statistics.items()} | {"ERRCODE": result.errcode}
+    if result.firth is not None:
+        statistics["FIRTH?"] = np.where(result.firth, "Y", "N")
+    tables = []
+    for j in range(result.p.shape[1]):
+        columns = shared | _arrow_columns({k: v[:, j] for k, v in statistics.items()}, model.schema)
+        tables.append(pa.table([columns[name] for name in model.schema.names], schema=model.schema))
+    return tables
 
 
 def significant_digits(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
@@ -284,9 +368,9 @@ def significant_digits(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> 
 
 def _qc_table(variants: Variants, stats: SnpStats, removed: np.ndarray, reasons: np.ndarray) -> pa.Table:
     columns = variants.columns() | {
-        "CALL_RATE": stats.call_rate[removed],
-        "A1_FREQ": stats.a1_freq[removed],
-        "HWE_P": stats.hwe_p[removed],
+        "F_MISS": stats.missing_rate[removed],
+        "A1_FREQ": significant_digits(stats.a1_freq[removed]),
+        "HWE_P": significant_digits(stats.hwe_p[removed]),
         "REASON": reasons,
     }
     return pa.table(_arrow_columns(columns, QC_SCHEMA), schema=QC_SCHEMA)
@@ -297,39 +381,62 @@ def _arrow_columns(columns: dict[str, np.ndarray], schema: pa.Schema) -> dict[st
     return {name: pa.array(values, schema.field(name).type, from_pandas=True) for name, values in columns.items()}
 
 
-def _report(
-    name: str,
+def _leads(
     genotypes: Genotypes,
     samples: Samples,
-    variants: Variants,
     p: np.ndarray,
-    significant: list[tuple[np.ndarray, pa.Table]],
+    candidates: list[list[tuple[np.ndarray, pa.Table]]],
     out: Path,
-    p_threshold: float,
-    clump_kb: float,
-    clump_r2: float | None,
-    plots: bool,
-) -> dict:
-    """One phenotype's lambda_GC, plots and lead SNPs (``<name>.leads.tsv``)."""
-    inflation = genomic_inflation(p)
-    if plots:
-        from medssl.genetics.plots import manhattan, qq  # matplotlib: 0.5 s of start-up a plot-free run skips
+    clumping: Clumping,
+) -> dict[str, dict]:
+    """Per phenotype: lambda_GC, and its lead SNPs (written to ``<name>.leads.tsv``)."""
+    results = {}
+    for j, name in enumerate(samples.phenotype_names):
+        rows = np.concatenate([np.zeros(0, np.int64), *(r for r, _ in candidates[j])])
+        model = _model(samples, j)
+        table = pa.concat_tables([model.schema.empty_table(), *(t for _, t in candidates[j])])
+        own_samples = samples.fam_index[~np.isnan(samples.phenotypes[:, j])]
+        ld = genotype_r2(genotypes, own_samples, rows) if clumping.r2 is not None else None
+        columns = {c: table[c].to_numpy(zero_copy_only=False) for c in ("#CHROM", "POS", "P")}
+        clumps = clump(columns["#CHROM"], columns["POS"], columns["P"], clumping, ld)
+        ids = table["ID"].to_numpy(zero_copy_only=False)
+        leads = table.take(np.array([lead for lead, _ in clumps], dtype=np.int64))
+        leads = leads.append_column("TOTAL", pa.array([len(near) for _, near in clumps], pa.int64()))
+        leads = leads.append_column("SP2", pa.array([",".join(ids[near]) or "." for _, near in clumps]))
+        pacsv.write_csv(leads, out / f"{name}.leads.tsv", TSV)
+        results[name] = {
+            "lambda_gc": round(genomic_inflation(p[:, j]), 4),
+            "n_significant": int((p[:, j] < GENOME_WIDE).sum()),
+            "model": "logistic" if model is LOGISTIC else "linear",
+            "leads": leads.select(["ID", "#CHROM", "POS", "A1", model.effect, "P", "TOTAL"])
+            .rename_columns(["ID", "CHROM", "POS", "A1", model.effect, "P", "TOTAL"])
+            .to_pylist(),
+        }
+    return results
 
-        manhattan(variants.chrom, variants.pos, p, out / f"{name}.manhattan.png", name, p_threshold)
-        qq(p, out / f"{name}.qq.png", name, inflation)
-    snps = np.concatenate([np.zeros(0, np.int64), *(rows for rows, _ in significant)])
-    candidates = pa.concat_tables([GLM_SCHEMA.empty_table(), *(table for _, table in significant)])
-    ld = genotype_r2(genotypes, samples.fam_index, snps) if clump_r2 is not None else None
-    columns = {c: candidates[c].to_numpy(zero_copy_only=False) for c in ("CHR", "POS", "P")}
-    clumps = clump(
-        columns["CHR"], columns["POS"], columns["P"], threshold=p_threshold, window_kb=clump_kb, r2=clump_r2, ld=ld
+
+def _plots(variants: Variants, p: np.ndarray, names: list[str], results: dict, out: Path, max_plots: int) -> None:
+    from medssl.genetics.plots import manhattan, qq, summary  # matplotlib: 0.5 s of start-up a plot-free run skips
+
+    if len(names) > max_plots:
+        summary(names, results, out / "gwas_summary.png")
+        return
+    for j, name in enumerate(names):
+        manhattan(variants.chrom, variants.pos, p[:, j], out / f"{name}.manhattan.png", name)
+        qq(p[:, j], out / f"{name}.qq.png", name, results[name]["lambda_gc"])
+
+
+def _export(out: Path, genotypes: Genotypes, samples: Samples, covariates: dict, tested: np.ndarray) -> None:
+    removed = np.setdiff1d(np.arange(len(genotypes.iid)), samples.fam_index)
+    write_exports(
+        out / "export",
+        genotypes.prefix,
+        samples.fid,
+        samples.iid,
+        dict(zip(samples.phenotype_names, samples.phenotypes.T)),
+        covariates,
+        removed_samples=(genotypes.fid[removed], genotypes.iid[removed]),
+        excluded_snps=np.setdiff1d(genotypes.variants.id, genotypes.variants.id[tested]),
+        n_chromosomes=len(set(genotypes.variants.chrom[tested])),
+        binary=[name for name, binary in zip(samples.phenotype_names, samples.binary) if binary],
     )
-    leads = candidates.take(np.array([lead for lead, _ in clumps], dtype=np.int64)).append_column(
-        "N_CLUMPED", pa.array([len(near) for _, near in clumps], pa.int64())
-    )
-    pacsv.write_csv(leads, out / f"{name}.leads.tsv", TSV)
-    return {
-        "lambda_gc": round(inflation, 4),
-        "n_significant": len(candidates),
-        "leads": leads.select(["ID", "CHR", "POS", "BETA", "P", "N_CLUMPED"]).to_pylist(),
-    }

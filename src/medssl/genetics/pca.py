@@ -14,7 +14,8 @@ from scipy.linalg import eigh
 from tqdm.auto import tqdm
 
 from medssl.genetics.genotypes import Genotypes
-from medssl.genetics.qc import QcFilters, snp_stats
+from medssl.genetics.qc import snp_stats
+from medssl.genetics.settings import QcFilters
 
 
 def genetic_pcs(
@@ -26,24 +27,26 @@ def genetic_pcs(
     min_maf: float = 0.05,
     min_distance: int = 50_000,
     chunk: int = 1000,
+    snps: np.ndarray | None = None,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(PCs (len(samples), n_pcs) as unit eigenvectors, their eigenvalues, SNPs used); SNPs must
-    pass ``filters`` (the QC defaults when None) as well as ``min_maf``."""
+    """(PCs (len(samples), n_pcs) as unit eigenvectors, their eigenvalues, SNPs used); SNPs (of
+    ``snps``, .bim rows, or all) must pass ``filters`` (the QC defaults when None) as well as
+    ``min_maf``."""
     filters = filters or QcFilters()
     if not 0 < n_pcs < len(samples):
         raise ValueError(
             f"genetic PCs: {n_pcs} requested for {len(samples)} samples; ask for between 1 and {len(samples) - 1}"
         )
     grm, used, last = np.zeros((len(samples), len(samples))), 0, (None, -np.inf)
-    chunks = genotypes.chunks(samples, chunk)
-    for snps, dosages in tqdm(
-        chunks, total=-(-genotypes.n_snps // chunk), desc="genetic PCs", unit="chunk", disable=not progress
+    total = -(-(genotypes.n_snps if snps is None else len(snps)) // chunk)
+    for rows, dosages in tqdm(
+        genotypes.chunks(samples, chunk, snps), total=total, desc="genetic PCs", unit="chunk", disable=not progress
     ):
         stats = snp_stats(dosages)
         common = np.flatnonzero((filters.reasons(stats) == "") & (stats.maf >= min_maf))
         keep, last = _thin(
-            genotypes.variants.chrom[snps][common], genotypes.variants.pos[snps][common], min_distance, last
+            genotypes.variants.chrom[rows][common], genotypes.variants.pos[rows][common], min_distance, last
         )
         chosen = common[keep]
         freq = stats.a1_freq[chosen]

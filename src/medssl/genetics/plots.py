@@ -1,4 +1,4 @@
-"""Manhattan and QQ plots of one phenotype's GWAS (PNG)."""
+"""Manhattan and QQ plots of one phenotype's GWAS, and a summary of many phenotypes' (PNG)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,24 @@ def qq(p: np.ndarray, path: Path, title: str, inflation: float) -> Path:
     top = expected.max(initial=1)
     ax.plot([0, top], [0, top], color="#c0392b", lw=0.8)
     ax.set(xlabel="expected -log10 p", ylabel="observed -log10 p", title=f"{title}  (lambda = {inflation:.3f})")
+    return _save(fig, path)
+
+
+def summary(names: list[str], results: dict[str, dict], path: Path) -> Path:
+    """Many phenotypes at a glance: the spread of lambda_GC, and genome-wide significant SNPs and
+    lead SNPs per phenotype."""
+    inflation = np.array([results[n]["lambda_gc"] for n in names])
+    significant = np.array([results[n]["n_significant"] for n in names])
+    leads = np.array([sum(lead["P"] < GENOME_WIDE for lead in results[n]["leads"]) for n in names])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110, width_ratios=(1, 2))
+    left.hist(inflation[np.isfinite(inflation)], bins=30, color="#1f4e79")
+    left.axvline(1, color="#c0392b", lw=0.8, ls="--")
+    left.set(xlabel="lambda_GC", ylabel="phenotypes", title=f"{len(names)} phenotypes")
+    x = np.arange(len(names))
+    right.bar(x, significant, color="#7fa7d1", width=1.0, label=f"SNPs at p < {GENOME_WIDE:g}")
+    right.bar(x, leads, color="#1f4e79", width=1.0, label="of them lead SNPs")
+    right.set(xlabel="phenotype (in order)", ylabel="SNPs", yscale="symlog", title="genome-wide significant")
+    right.legend(fontsize=8)
     return _save(fig, path)
 
 

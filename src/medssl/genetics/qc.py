@@ -39,6 +39,10 @@ class SnpStats:
         return self.n_called / self.n_samples
 
     @property
+    def missing_rate(self) -> np.ndarray:  # not 1 - call_rate: that is 0.05000000000000004 for 95/100
+        return (self.n_samples - self.n_called) / self.n_samples
+
+    @property
     def a1_freq(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return (2 * self.hom_a1 + self.het) / (2 * self.n_called)
@@ -55,25 +59,6 @@ class SnpStats:
 def snp_stats(dosages: np.ndarray) -> SnpStats:
     """Counts from an (N, SNPs) hard-call dosage chunk, NaN for missing."""
     return SnpStats((dosages == 2).sum(0), (dosages == 1).sum(0), (dosages == 0).sum(0), len(dosages))
-
-
-@dataclass(frozen=True)
-class QcFilters:
-    min_call_rate: float = 0.95
-    min_maf: float = 0.01
-    min_hwe_p: float = 1e-6
-
-    def reasons(self, stats: SnpStats) -> np.ndarray:
-        """Why each SNP fails (comma-separated), '' for a SNP that passes."""
-        failed = {
-            f"call_rate<{self.min_call_rate:g}": stats.call_rate < self.min_call_rate,
-            f"maf<{self.min_maf:g}": ~(stats.maf >= self.min_maf),  # no calls at all: NaN, fails
-            f"hwe_p<{self.min_hwe_p:g}": stats.hwe_p < self.min_hwe_p,
-        }
-        reasons = np.full(len(stats.het), "", dtype=object)
-        for reason, mask in failed.items():
-            reasons[mask] = np.where(reasons[mask] == "", reason, reasons[mask] + "," + reason)
-        return reasons.astype(str)
 
 
 def hwe_exact(hom_a1: np.ndarray, het: np.ndarray, hom_a2: np.ndarray) -> np.ndarray:
