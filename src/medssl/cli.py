@@ -331,7 +331,19 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
         "gwas",
         help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm",
     )
-    gwas.add_argument("--bfile", "--bed", type=Path, required=True, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam)")
+    genotypes = gwas.add_mutually_exclusive_group(required=True)
+    genotypes.add_argument("--bfile", "--bed", type=Path, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam)")
+    genotypes.add_argument("--pfile", type=Path, help="PLINK 2 prefix (PREFIX.pgen/.pvar/.psam); dosages are used")
+    genotypes.add_argument(
+        "--bgen",
+        nargs="+",
+        metavar=("FILE", "ref-first|ref-last"),
+        help="BGEN 1.2/1.3 dosages; REF is the first allele (ref-first, as UK Biobank's) unless ref-last "
+        "(plink2 --export bgen-1.2 writes REF last)",
+    )
+    gwas.add_argument(
+        "--sample", type=Path, help="the Oxford .sample of --bgen (default: FILE.sample, else its own IDs)"
+    )
     gwas.add_argument(
         "--pheno",
         "--phenotypes",
@@ -775,7 +787,7 @@ def run_gwas(args: argparse.Namespace) -> None:
     columns = columns or pc_columns(list(phenotypes)) or None  # an embed table's PCs, else every column
     covariate_columns = [n for names in args.covar_name for n in names.split(",")] if args.covar_name else None
     summary = gwas(
-        args.bfile,
+        _genotypes(args),
         phenotypes,
         args.covar,
         args.out,
@@ -800,6 +812,17 @@ def run_gwas(args: argparse.Namespace) -> None:
     print(
         f"-> {args.out / 'gwas.json'}, {args.out / 'gwas.log'}; plink2/REGENIE/BOLT-LMM inputs in {args.out / 'export'}"
     )
+
+
+def _genotypes(args: argparse.Namespace):
+    from medssl.genetics.genotypes import open_genotypes
+
+    if args.bgen:
+        path, *mode = args.bgen
+        if mode not in ([], ["ref-first"], ["ref-last"]):
+            raise ValueError(f"--bgen {' '.join(args.bgen)}: give the file, then ref-first or ref-last")
+        return open_genotypes(Path(path), args.sample, ref_first=mode != ["ref-last"])
+    return open_genotypes(args.pfile.with_name(args.pfile.name + ".pgen") if args.pfile else args.bfile)
 
 
 def run_simulate(args: argparse.Namespace) -> None:

@@ -12,7 +12,7 @@ from gwas_helpers import (
 )
 
 from medssl.genetics.association import LinearAssociation, covariate_basis, genomic_inflation
-from medssl.genetics.genotypes import Genotypes
+from medssl.genetics.genotypes import Genotypes, open_genotypes
 
 PLINK2_DIGITS = 2e-5  # plink2 prints 6 significant digits: rounding alone is up to 5e-6 relative
 
@@ -45,7 +45,7 @@ def plink2_glm(
     covariates: np.ndarray | None,
     modifiers: tuple[str, ...] = ("omit-ref",),
 ) -> list[dict]:
-    genotypes = Genotypes(prefix)
+    genotypes = open_genotypes(prefix)
     names = [f"P{j + 1}" for j in range(phenotypes.shape[1])]
     write_plink_table(tmp_path / "pheno.txt", genotypes.fid, genotypes.iid, dict(zip(names, phenotypes.T)))
     args = [
@@ -80,7 +80,7 @@ def max_relative_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
 def test_agrees_with_plink2_glm_on_every_snp_including_missing_calls(shared_data, tmp_path):
     chr2 = chr2_fileset(shared_data)
     plink2 = plink2_path()
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     phenotypes, covariates, causal = simulate(genotypes)
     phenotypes[population(chr2) == "IBS"] = np.nan  # plink2 drops them; we drop them before
     reports = plink2_glm(plink2, chr2, tmp_path, phenotypes, covariates)
@@ -108,7 +108,7 @@ def test_agrees_with_plink2_glm_on_every_snp_including_missing_calls(shared_data
 def test_snps_monomorphic_among_the_samples_are_untested_as_in_plink2(shared_data, tmp_path):
     chr2 = chr2_fileset(shared_data)
     plink2 = plink2_path()
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     phenotypes, _, _ = simulate(genotypes, seed=1)
     phenotypes[population(chr2) != "FIN"] = np.nan
     (report,) = plink2_glm(plink2, chr2, tmp_path, phenotypes[:, :1], None)
@@ -125,7 +125,7 @@ def test_snps_monomorphic_among_the_samples_are_untested_as_in_plink2(shared_dat
 def test_plink2_reports_the_minor_allele_as_a1_unless_told_omit_ref(shared_data, tmp_path):
     chr2 = chr2_fileset(shared_data)
     plink2 = plink2_path()
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     phenotypes, covariates, _ = simulate(genotypes)
     # plink2 2.00a3.5 picks the major allele from counts its .bed padding bug skews (see the
     # helper): on the original file, 4 SNPs at frequency ~0.5 come out the other way round
@@ -188,7 +188,7 @@ def test_collinear_covariates_and_missing_values_are_refused():
 
 def test_null_phenotypes_on_the_real_genotypes_have_lambda_near_one(shared_data):
     chr2 = chr2_fileset(shared_data)
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     rng = np.random.default_rng(5)
     n = len(genotypes.iid)
     result = LinearAssociation(rng.normal(size=(n, 20)), rng.normal(size=(n, 2))).test(

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from gwas_helpers import chr2_fileset
 
-from medssl.genetics.genotypes import GenotypeFileError, Genotypes, bed_prefix
+from medssl.genetics.genotypes import GenotypeFileError, bed_prefix, open_genotypes
 
 
 def test_reads_metadata_and_dosages_of_the_real_fileset(shared_data):
     chr2 = chr2_fileset(shared_data)
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     variants = genotypes.variants
     assert (len(genotypes.iid), genotypes.n_snps) == (503, 10025)
     assert (genotypes.iid == genotypes.fid).all()
@@ -44,16 +44,16 @@ def test_missing_or_truncated_files_raise_an_error_naming_the_file(shared_data, 
     for ext in (".bed", ".bim"):
         shutil.copy(chr2.with_name("chr2" + ext), tmp_path / f"chr2{ext}")
     with pytest.raises(GenotypeFileError, match=r"chr2\.fam: no such file"):
-        Genotypes(tmp_path / "chr2")
+        open_genotypes(tmp_path / "chr2")
     shutil.copy(chr2.with_name("chr2.fam"), tmp_path / "chr2.fam")
     data = (tmp_path / "chr2.bed").read_bytes()
     (tmp_path / "chr2.bed").write_bytes(data[:-10])
     with pytest.raises(GenotypeFileError, match=r"chr2\.bed: .* bytes, but 503 samples x 10025 SNPs"):
-        Genotypes(tmp_path / "chr2")
+        open_genotypes(tmp_path / "chr2")
     (tmp_path / "chr2.bed").write_bytes(b"not a bed file")
     with pytest.raises(GenotypeFileError, match=r"chr2\.bed: cannot be read"):
-        Genotypes(tmp_path / "chr2")
+        open_genotypes(tmp_path / "chr2")
     (tmp_path / "chr2.bed").write_bytes(data)
     (tmp_path / "chr2.bim").write_text("2\trs1\t0\n")
     with pytest.raises(GenotypeFileError, match=r"chr2\.bim: cannot be read"):
-        Genotypes(tmp_path / "chr2")
+        open_genotypes(tmp_path / "chr2")

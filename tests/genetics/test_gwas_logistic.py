@@ -11,7 +11,7 @@ from gwas_helpers import chr2_fileset, plink2_path, read_plink_table, run_plink2
 from scipy.special import expit
 
 from medssl.cli import main
-from medssl.genetics.genotypes import Genotypes
+from medssl.genetics.genotypes import open_genotypes
 from medssl.genetics.logistic import LogisticAssociation
 
 PRINTED = 2e-5  # plink2 prints 6 significant digits
@@ -25,7 +25,7 @@ def cohort(shared_data, tmp_path_factory):
     common with a planted SNP, one at 4% prevalence, whose rare variants separate (no carrier
     among the cases) and need Firth; age and a 0/1 sex as covariates."""
     chr2 = chr2_fileset(shared_data)
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     tmp = tmp_path_factory.mktemp("logistic")
     rng = np.random.default_rng(0)
     n = len(genotypes.iid)

@@ -5,13 +5,13 @@ import pytest
 from gwas_helpers import chr2_fileset
 from sklearn.metrics import roc_auc_score
 
-from medssl.genetics.genotypes import Genotypes
+from medssl.genetics.genotypes import open_genotypes
 from medssl.genetics.pca import genetic_pcs
 
 
 def test_genetic_pcs_find_ancestry_and_do_not_depend_on_the_chunk_size(shared_data):
     chr2 = chr2_fileset(shared_data)
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     samples = np.arange(len(genotypes.iid))
     pcs, eigenvalues, n_snps = genetic_pcs(genotypes, samples, 3, chunk=700, progress=False)
     whole, _, same_snps = genetic_pcs(genotypes, samples, 3, chunk=20_000, progress=False)
@@ -26,7 +26,7 @@ def test_genetic_pcs_find_ancestry_and_do_not_depend_on_the_chunk_size(shared_da
 
 def test_impossible_pc_requests_are_clear_errors(shared_data):
     chr2 = chr2_fileset(shared_data)
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     with pytest.raises(ValueError, match="between 1 and 9"):
         genetic_pcs(genotypes, np.arange(10), 10, progress=False)
     with pytest.raises(ValueError, match="too few"):

@@ -10,7 +10,7 @@ import pytest
 from gwas_helpers import chr2_fileset, plink2_path, read_plink_table, run_plink2
 
 from medssl.cli import main
-from medssl.genetics.genotypes import Genotypes
+from medssl.genetics.genotypes import Genotypes, open_genotypes
 from medssl.genetics.selection import Selection, chromosome_list
 
 PLINK2_DIGITS = 2e-5  # both print 6 significant digits
@@ -43,7 +43,7 @@ def write_plink_inputs(tmp_path, genotypes: Genotypes) -> None:
 def test_plink2_flags_files_and_missing_codes_give_plink2s_results(shared_data, tmp_path):
     plink2 = plink2_path()
     chr2 = chr2_fileset(shared_data)
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     write_plink_inputs(tmp_path, genotypes)
     inputs = ["--pheno", "pheno.txt", "--covar", "covar.txt", "--keep", "keep.txt", "--extract", "extract.txt"]
     # standardising the covariate changes no SNP's statistics, and keeps plink2 2.00a3.5's
@@ -88,7 +88,7 @@ def test_plink2_flags_files_and_missing_codes_give_plink2s_results(shared_data, 
 
 
 def test_sample_and_variant_filters_follow_plink(tmp_path, shared_data):
-    genotypes = Genotypes(chr2_fileset(shared_data))
+    genotypes = open_genotypes(chr2_fileset(shared_data))
     fid, iid = genotypes.fid, genotypes.iid
     (tmp_path / "keep_fid_iid.txt").write_text(f"{fid[0]} {iid[0]}\n{fid[1]}\t{iid[1]}\nOTHER {iid[2]}\n")
     (tmp_path / "keep_iid.txt").write_text(f"#IID\n{iid[3]}\n{iid[4]}\n")
@@ -111,7 +111,7 @@ def test_sample_and_variant_filters_follow_plink(tmp_path, shared_data):
 
 def test_many_phenotypes_get_one_summary_figure_instead_of_a_plot_each(tmp_path, shared_data):
     chr2 = chr2_fileset(shared_data)
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     rng = np.random.default_rng(1)
     names = [f"P{j}" for j in range(5)]
     rows = [

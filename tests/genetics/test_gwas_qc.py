@@ -5,7 +5,7 @@ from math import factorial
 import numpy as np
 from gwas_helpers import chr2_fileset, padding_cleared_copy, plink2_path, read_plink_table, run_plink2
 
-from medssl.genetics.genotypes import Genotypes
+from medssl.genetics.genotypes import open_genotypes
 from medssl.genetics.qc import hwe_exact, snp_stats
 from medssl.genetics.settings import QcFilters
 
@@ -48,7 +48,7 @@ def test_hwe_exact_agrees_with_plink2_hardy_on_the_real_genotypes(shared_data, t
     prefix = padding_cleared_copy(chr2, tmp_path / "clean")
     run_plink2(plink2, ["--bfile", str(prefix), "--hardy", "--out", "hardy"], tmp_path)
     hardy = read_plink_table(tmp_path / "hardy.hardy")
-    genotypes = Genotypes(prefix)
+    genotypes = open_genotypes(prefix)
     stats = snp_stats(genotypes.read(np.arange(len(genotypes.iid)), slice(None)))
     assert (hardy["ID"] == genotypes.variants.id).all()
     # plink2 reports the .bim's allele 2 (REF) as its A1 here: its hom-A1 count is our hom-A2 count

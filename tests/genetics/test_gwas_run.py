@@ -16,7 +16,7 @@ from gwas_helpers import chr2_fileset, plink2_path, read_plink_table
 
 from medssl.genetics import GENOME_WIDE
 from medssl.genetics.clumping import clump, genotype_r2
-from medssl.genetics.genotypes import Genotypes
+from medssl.genetics.genotypes import open_genotypes
 from medssl.genetics.gwas import run_gwas
 from medssl.genetics.settings import Clumping
 
@@ -45,7 +45,7 @@ def gwas(shared_data, tmp_path_factory):
     CSV table with gaps; age and a M/F sex as covariates; 2 genetic PCs; LD clumping of genome-wide
     significant leads."""
     chr2 = chr2_fileset(shared_data)
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     rng = np.random.default_rng(0)
     n = len(genotypes.iid)
     g = genotypes.read(np.arange(n), [CAUSAL])[:, 0]
@@ -209,7 +209,7 @@ def test_clumping_by_distance_and_by_ld():
 
 def test_ld_clumping_uses_r2_from_the_genotypes(shared_data):
     chr2 = chr2_fileset(shared_data)
-    genotypes = Genotypes(chr2)
+    genotypes = open_genotypes(chr2)
     samples = np.arange(0, 503, 2)
     window = np.arange(CAUSAL - 20, CAUSAL + 21)  # .bim rows around the causal SNP
     r2 = genotype_r2(genotypes, samples, window)
@@ -256,7 +256,7 @@ def test_many_phenotypes_raise_the_open_file_limit_or_say_how_to_split(tmp_path,
     hard limit below it is an error that says to run the phenotypes in groups (in a child process:
     a lowered hard limit cannot be raised again)."""
     chr2 = chr2_fileset(shared_data)
-    iid = Genotypes(chr2).iid
+    iid = open_genotypes(chr2).iid
     rng = np.random.default_rng(3)
     columns = ["P0", "P1"]  # with the spare files, 66 open files
     with (tmp_path / "table.csv").open("w", newline="") as handle:

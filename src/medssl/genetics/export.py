@@ -27,7 +27,7 @@ from medssl.data.tables import encode_covariates, is_numeric
 
 def write_exports(
     out_dir: str | Path,
-    bed_prefix: str | Path,
+    genotypes: Mapping[str, list[str]],
     fid: np.ndarray,
     iid: np.ndarray,
     phenotypes: Mapping[str, np.ndarray],
@@ -61,13 +61,15 @@ def write_exports(
         files["snps.exclude"] = _write_lines(out / "snps.exclude", list(excluded_snps))
     files["commands.sh"] = _write_lines(
         out / "commands.sh",
-        commands_script(Path(bed_prefix).resolve(), list(phenotypes), covariates, set(files), n_chromosomes, binary),
+        commands_script(genotypes, list(phenotypes), covariates, set(files), n_chromosomes, binary),
     )
     files["commands.sh"].chmod(0o755)
     return files
 
 
-def plink2_command(bed_prefix: Path, written: set[str], binary: bool = False, out: str = "plink2/gwas") -> list[str]:
+def plink2_command(
+    genotypes: Mapping[str, list[str]], written: set[str], binary: bool = False, out: str = "plink2/gwas"
+) -> list[str]:
     """plink2 --glm as ``medssl gwas`` runs it: linear, or logistic with Firth fallback for
     case/control traits (written 0/1, hence --1), missing calls dropped per SNP; 'omit-ref'
     makes A1 the .bim's allele 1 (as ours) rather than each SNP's minor allele, and standardising
@@ -78,8 +80,7 @@ def plink2_command(bed_prefix: Path, written: set[str], binary: bool = False, ou
     covar = ["--covar", "plink2.covar", "--covar-variance-standardize"] if "plink2.covar" in written else []
     return [
         "plink2",
-        "--bfile",
-        str(bed_prefix),
+        *genotypes["plink2"],
         "--keep",
         "samples.keep",
         *_option("--exclude", "snps.exclude", written),
@@ -101,7 +102,7 @@ def plink2_command(bed_prefix: Path, written: set[str], binary: bool = False, ou
 
 
 def commands_script(
-    bed_prefix: Path,
+    genotypes: Mapping[str, list[str]],
     phenotype_names: list[str],
     covariates: Mapping[str, np.ndarray],
     written: set[str],
@@ -110,8 +111,7 @@ def commands_script(
 ) -> list[str]:
     """The lines of ``commands.sh``: each tool's run on the exported files (``written``, by name)."""
     regenie = [
-        "--bed",
-        str(bed_prefix),
+        *genotypes["regenie"],
         "--keep",
         "samples.keep",
         *_option("--exclude", "snps.exclude", written),
@@ -127,7 +127,7 @@ def commands_script(
         "set -euo pipefail",
         'cd "$(dirname "$0")"',
         "mkdir -p plink2 regenie bolt",
-        _join(plink2_command(bed_prefix, written, bool(binary))),
+        _join(plink2_command(genotypes, written, bool(binary))),
         "# REGENIE: step 1 fits the whole-genome ridge regression (leave-one-chromosome-out predictions),",
         "# step 2 tests each SNP given them; quantitative and case/control traits (--bt) run apart",
     ]
@@ -149,9 +149,11 @@ def commands_script(
     leave_out = [] if n_chromosomes >= 2 else ["--numLeaveOutChunks=2"]  # its leave-one-chromosome-out model needs two
     if leave_out:
         lines.append("# one chromosome: BOLT-LMM leaves out one of 2 chunks of it instead")
-    for name in phenotype_names:
+    if not genotypes["bolt"]:  # BOLT-LMM reads .bed (and BGEN only beside a .bed for its model SNPs)
+        lines.append("# BOLT-LMM: give it a PLINK 1 fileset (plink2 ... --make-bed) to run it on these genotypes")
+    for name in phenotype_names if genotypes["bolt"] else []:
         bolt = [
-            f"--bfile={bed_prefix}",
+            *genotypes["bolt"],
             *_option("--remove", "samples.remove", written, "="),
             *_option("--exclude", "snps.exclude", written, "="),
         ]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medssl.data.tables import TABLE_SUFFIXES, is_numeric, read_table
-from medssl.genetics.genotypes import EXTENSIONS, Genotypes, bed_prefix
+from medssl.genetics.genotypes import EXTENSIONS, BedGenotypes, bed_prefix
 from medssl.genetics.phenotypes import is_missing
 from medssl.genetics.qc import snp_stats
 from medssl.genetics.settings import QcFilters
@@ -57,7 +57,7 @@ def load_genetic_features(
 
 
 def _from_plink(prefix: Path, max_snps: int, filters: QcFilters) -> GeneticFeatures:
-    genotypes = Genotypes(prefix)
+    genotypes = BedGenotypes(prefix)
     everyone = np.arange(len(genotypes.iid))
     passing = np.concatenate(
         [snps[filters.reasons(snp_stats(d)) == ""] for snps, d in genotypes.chunks(everyone, 2000)]

@@ -1,9 +1,11 @@
-"""PLINK 1 genotypes (.bed/.bim/.fam), read a chunk of SNPs at a time.
+"""Genotypes as plink2 reads them: PLINK 1 (.bed/.bim/.fam), PLINK 2 (.pgen/.pvar/.psam) and BGEN
+1.2/1.3 (+ .sample), read a chunk of SNPs at a time.
 
-Dosages count the .bim's allele 1 (``count_A1=True``), which plink2 loads as ALT; plink2 ``--glm``
-reports it as A1 with its ``omit-ref`` modifier (without it, A1 is each SNP's minor allele). A
-chunk is read for a chosen subset and order of samples only, as float32 with NaN for a missing
-call, so memory is N x chunk whatever the number of SNPs.
+Dosages count plink2's ALT allele: the .bim's allele 1, the .pvar's ALT, BGEN's second allele
+(plink2 ``--bgen ... ref-first``); plink2 ``--glm`` reports it as A1 with its ``omit-ref``
+modifier. A chunk is read for a chosen subset and order of samples only, as float32 with NaN for a
+missing call (fractional where the file holds dosages), so memory is N x chunk whatever the number
+of SNPs.
 """
 
 from __future__ import annotations
@@ -13,18 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from bed_reader import open_bed
 
 EXTENSIONS = (".bed", ".bim", ".fam")
 
 
 class GenotypeFileError(ValueError):
-    """A .bed/.bim/.fam that is missing or cannot be read."""
+    """A genotype file that is missing or cannot be read."""
 
 
 @dataclass(frozen=True)
 class Variants:
-    """SNP metadata, one entry per .bim line; A1 is the counted allele."""
+    """SNP metadata, one entry per variant; A1 (plink2's ALT) is the counted allele."""
 
     chrom: np.ndarray
     pos: np.ndarray
@@ -39,19 +40,52 @@ class Variants:
         return Variants(self.chrom[index], self.pos[index], self.id[index], self.a1[index], self.a2[index])
 
     def columns(self) -> dict[str, np.ndarray]:
-        """plink2's variant columns: it loads the .bim's allele 2 as REF and allele 1 as ALT."""
+        """plink2's variant columns: REF is the allele not counted, ALT = A1 the counted one."""
         return {"#CHROM": self.chrom, "POS": self.pos, "ID": self.id, "REF": self.a2, "ALT": self.a1, "A1": self.a1}
 
 
 class Genotypes:
-    """An open PLINK 1 fileset: sample IDs, SNP metadata and chunked dosage reads."""
+    """An open genotype file: sample IDs, SNP metadata and chunked dosage reads. ``inputs`` holds
+    the flags with which plink2, REGENIE and BOLT-LMM read the same file."""
+
+    path: Path
+    fid: np.ndarray
+    iid: np.ndarray
+    variants: Variants
+    inputs: dict[str, list[str]]
+
+    @property
+    def n_snps(self) -> int:
+        return len(self.variants)
+
+    def read(self, samples: np.ndarray, snps: np.ndarray | slice) -> np.ndarray:
+        """Dosages (len(samples), SNPs) as float32, NaN where the call is missing."""
+        raise NotImplementedError
+
+    def chunks(
+        self, samples: np.ndarray, chunk: int, snps: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(variant rows, dosages) for consecutive chunks of ``chunk`` SNPs, of ``snps`` (rows in
+        file order) or of every SNP."""
+        for start in range(0, self.n_snps if snps is None else len(snps), chunk):
+            if snps is None:
+                rows = np.arange(start, min(start + chunk, self.n_snps))
+                yield rows, self.read(samples, slice(rows[0], rows[-1] + 1))  # a slice reads fastest
+            else:
+                rows = snps[start : start + chunk]
+                yield rows, self.read(samples, rows)
+
+
+class BedGenotypes(Genotypes):
+    """A PLINK 1 fileset, read by bed-reader."""
 
     def __init__(self, prefix: str | Path) -> None:
-        self.prefix = bed_prefix(prefix)
-        paths = {ext: self.prefix.with_name(self.prefix.name + ext) for ext in EXTENSIONS}
+        from bed_reader import open_bed
+
+        self.path = bed_prefix(prefix)
+        paths = {ext: self.path.with_name(self.path.name + ext) for ext in EXTENSIONS}
         for path in paths.values():
-            if not path.is_file():
-                raise GenotypeFileError(f"{path}: no such file (a PLINK 1 fileset needs .bed, .bim and .fam)")
+            _exists(path, "a PLINK 1 fileset needs .bed, .bim and .fam")
         # bed_reader raises several exception types for one cause, an unreadable file; it reads
         # the .bed header on opening and the .fam/.bim on first use
         try:
@@ -74,6 +108,8 @@ class Genotypes:
         except Exception as error:
             raise GenotypeFileError(f"{paths['.bim']}: cannot be read ({error})") from error
         self._check_size(paths[".bed"])
+        prefix = str(self.path.resolve())
+        self.inputs = {"plink2": ["--bfile", prefix], "regenie": ["--bed", prefix], "bolt": [f"--bfile={prefix}"]}
 
     def _check_size(self, path: Path) -> None:
         # a truncated .bed is otherwise noticed only when its last SNPs are read, if at all
@@ -84,29 +120,32 @@ class Genotypes:
                 f"need {expected}; the .bed does not match its .fam/.bim"
             )
 
-    @property
-    def n_snps(self) -> int:
-        return len(self.variants)
-
     def read(self, samples: np.ndarray, snps: np.ndarray | slice) -> np.ndarray:
-        """Dosages (len(samples), SNPs) as float32, NaN where the call is missing."""
         return self._bed.read(index=(np.asarray(samples), snps), dtype="float32", order="F")
 
-    def chunks(
-        self, samples: np.ndarray, chunk: int, snps: np.ndarray | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(.bim rows, dosages) for consecutive chunks of ``chunk`` SNPs, of ``snps`` (.bim rows in
-        file order) or of every SNP."""
-        for start in range(0, self.n_snps if snps is None else len(snps), chunk):
-            if snps is None:
-                rows = np.arange(start, min(start + chunk, self.n_snps))
-                yield rows, self.read(samples, slice(rows[0], rows[-1] + 1))  # a slice reads fastest
-            else:
-                rows = snps[start : start + chunk]
-                yield rows, self.read(samples, rows)
+
+def open_genotypes(path: str | Path, sample: str | Path | None = None, ref_first: bool = True) -> Genotypes:
+    """The genotypes at ``path``: a .bgen file (with its .sample, ``sample`` or beside it; REF its
+    first allele, or its last without ``ref_first``), a PLINK 2 prefix (PREFIX.pgen) or a PLINK 1
+    prefix or any of its files."""
+    path = Path(path)
+    if path.suffix == ".bgen":
+        from medssl.genetics.bgen import BgenGenotypes
+
+        return BgenGenotypes(path, sample, ref_first)
+    if path.suffix in (".pgen", ".pvar", ".psam") or path.with_name(path.name + ".pgen").is_file():
+        from medssl.genetics.pgen import PgenGenotypes
+
+        return PgenGenotypes(path.with_suffix("") if path.suffix in (".pgen", ".pvar", ".psam") else path)
+    return BedGenotypes(path)
 
 
 def bed_prefix(path: str | Path) -> Path:
     """The fileset's prefix, given either the prefix or any of its three files."""
     path = Path(path)
     return path.with_suffix("") if path.suffix in EXTENSIONS else path
+
+
+def _exists(path: Path, why: str) -> None:
+    if not path.is_file():
+        raise GenotypeFileError(f"{path}: no such file ({why})")

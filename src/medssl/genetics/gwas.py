@@ -1,5 +1,5 @@
 """``medssl gwas``: association of imaging phenotypes (embedding PCs, or any table columns) with
-PLINK 1 genotypes, one regression per SNP and phenotype, as ``plink2 --glm`` computes it: linear
+genotypes (PLINK 1 or 2, BGEN), one regression per SNP and phenotype, as ``plink2 --glm`` computes it: linear
 for quantitative traits, logistic with Firth fallback for case/control ones.
 
 Each phenotype keeps its own non-missing samples, as in plink2; phenotypes that share their
@@ -41,7 +41,7 @@ from medssl.genetics import GENOME_WIDE, pca
 from medssl.genetics.association import AssociationResult, LinearAssociation, genomic_inflation
 from medssl.genetics.clumping import clump, genotype_r2
 from medssl.genetics.export import write_exports
-from medssl.genetics.genotypes import Genotypes, Variants
+from medssl.genetics.genotypes import Genotypes, Variants, open_genotypes
 from medssl.genetics.log import RunLog
 from medssl.genetics.logistic import LogisticAssociation
 from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples, read_plink_table
@@ -101,7 +101,7 @@ class Scan:
 
 
 def run_gwas(
-    bed_prefix: str | Path,
+    genotypes: str | Path | Genotypes,
     phenotypes: Table | str | Path,
     covariates: Table | str | Path | None,
     out_dir: str | Path,
@@ -124,7 +124,8 @@ def run_gwas(
     progress: bool = True,
     command_line: str | None = None,
 ) -> dict:
-    """GWAS of every phenotype column on the genotypes at ``bed_prefix``; returns the summary
+    """GWAS of every phenotype column on ``genotypes`` (a PLINK 1 or 2 prefix, a .bgen, or an open
+    file: ``open_genotypes``); returns the summary
     written to ``gwas.json``. Tables are mappings of columns or plink/CSV/TSV/Parquet paths, matched
     to the .fam (see ``match_samples``); columns default to every column but the IDs. Categorical
     covariates enter as indicators; ``genetic_pcs`` > 0 adds that many genetic PCs. ``selection``:
@@ -137,8 +138,10 @@ def run_gwas(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with RunLog(out / "gwas.log", command_line) as log:
-        genotypes = Genotypes(bed_prefix)
-        log.line(f"genotypes: {genotypes.prefix}: {len(genotypes.iid)} samples, {genotypes.n_snps} variants")
+        genotypes = genotypes if isinstance(genotypes, Genotypes) else open_genotypes(genotypes)
+        log.line(f"genotypes: {genotypes.path}: {len(genotypes.iid)} samples, {genotypes.n_snps} variants")
+        if skipped := getattr(genotypes, "multiallelic", 0):
+            log.line(f"{skipped} multi-allelic variants not tested (plink2 --make-pgen multiallelics=- splits them)")
         snps, dropped = selection.variants(genotypes.variants)
         log.counts("variant filters", {f"dropped by {flag}": n for flag, n in dropped.items()})
         samples = match_samples(
@@ -184,7 +187,7 @@ def run_gwas(
         if export:
             log.timed("export", _export, out, genotypes, samples, covariate_columns, tested)
         summary = {
-            "genotypes": str(genotypes.prefix),
+            "genotypes": str(genotypes.path),
             "samples": samples.counts(),
             "phenotypes": samples.phenotype_names,
             "phenotype_samples": samples.phenotype_counts(),
@@ -430,7 +433,7 @@ def _export(out: Path, genotypes: Genotypes, samples: Samples, covariates: dict,
     removed = np.setdiff1d(np.arange(len(genotypes.iid)), samples.fam_index)
     write_exports(
         out / "export",
-        genotypes.prefix,
+        genotypes.inputs,
         samples.fid,
         samples.iid,
         dict(zip(samples.phenotype_names, samples.phenotypes.T)),

@@ -19,20 +19,21 @@ from scipy.special import gammaln
 TIE_TOLERANCE = 1e-9
 # a term below this share of the p-value accumulated so far cannot change it in double precision
 NEGLIGIBLE = 1e-17
+HARD_CALL = 0.1  # plink2's default --hard-call-threshold
 
 
 @dataclass(frozen=True)
 class SnpStats:
-    """Genotype counts and their summaries for a chunk of SNPs, among the samples read."""
+    """Genotype counts and their summaries for a chunk of SNPs, among the samples read. The counts
+    are of hard calls (the HWE test's input); call rate and allele frequency come from the dosages,
+    as plink2 computes them for imputed data."""
 
     hom_a1: np.ndarray
     het: np.ndarray
     hom_a2: np.ndarray
     n_samples: int
-
-    @property
-    def n_called(self) -> np.ndarray:
-        return self.hom_a1 + self.het + self.hom_a2
+    n_called: np.ndarray
+    a1_dosage: np.ndarray  # summed over the called samples
 
     @property
     def call_rate(self) -> np.ndarray:
@@ -45,7 +46,7 @@ class SnpStats:
     @property
     def a1_freq(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (2 * self.hom_a1 + self.het) / (2 * self.n_called)
+            return self.a1_dosage / (2 * self.n_called)
 
     @property
     def maf(self) -> np.ndarray:
@@ -57,8 +58,13 @@ class SnpStats:
 
 
 def snp_stats(dosages: np.ndarray) -> SnpStats:
-    """Counts from an (N, SNPs) hard-call dosage chunk, NaN for missing."""
-    return SnpStats((dosages == 2).sum(0), (dosages == 1).sum(0), (dosages == 0).sum(0), len(dosages))
+    """Summaries of an (N, SNPs) dosage chunk, NaN for missing. A dosage within HARD_CALL of an
+    integer counts as that hard call (plink2's --hard-call-threshold), others as no call for HWE."""
+    called = ~np.isnan(dosages)
+    nearest = np.rint(dosages)
+    hard = np.where(np.abs(dosages - nearest) <= HARD_CALL, nearest, np.nan)
+    counts = [(hard == value).sum(0) for value in (2, 1, 0)]
+    return SnpStats(*counts, len(dosages), called.sum(0), np.nansum(dosages, 0, dtype=np.float64))
 
 
 def hwe_exact(hom_a1: np.ndarray, het: np.ndarray, hom_a2: np.ndarray) -> np.ndarray:
