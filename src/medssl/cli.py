@@ -807,8 +807,16 @@ def run_gwas(args: argparse.Namespace) -> None:
     )
     samples = ", ".join(f"{count} {status}" for status, count in summary["samples"].items())
     print(f"samples: {samples}; {summary['snps']['tested']} SNPs tested ({summary['snps']['removed']} removed by QC)")
-    for name, result in summary["results"].items():
+    results = summary["results"]
+    for name, result in list(results.items())[: args.max_plots]:
         print(f"{name}: lambda {result['lambda_gc']:.3f}, {len(result['leads'])} lead SNP(s)")
+    if len(results) > args.max_plots:
+        lambdas = sorted(r["lambda_gc"] for r in results.values())
+        hits = sum(any(lead["P"] < 5e-8 for lead in r["leads"]) for r in results.values())
+        print(
+            f"... {len(results)} phenotypes in all: lambda {lambdas[0]:.3f} to {lambdas[-1]:.3f} "
+            f"(median {lambdas[len(lambdas) // 2]:.3f}); {hits} with a lead SNP at p < 5e-8"
+        )
     print(
         f"-> {args.out / 'gwas.json'}, {args.out / 'gwas.log'}; plink2/REGENIE/BOLT-LMM inputs in {args.out / 'export'}"
     )

@@ -54,7 +54,17 @@ def test_dosage_gwas_on_pgen_and_bgen_agrees_with_plink2(converted):
     trait = 0.5 * np.nan_to_num(dosages[:, 10] - np.nanmean(dosages[:, 10])) + rng.normal(size=len(dosages))
     rows = ["#IID trait"] + [f"{i} {float(t)!r}" for i, t in zip(genotypes.iid, trait)]
     (tmp / "trait.txt").write_text("\n".join(rows) + "\n")
-    glm = [*NO_QC, "--pheno", "trait.txt", "--pheno-name", "trait", "--glm", "allow-no-covars", "omit-ref", "cols=+a1freq"]
+    glm = [
+        *NO_QC,
+        "--pheno",
+        "trait.txt",
+        "--pheno-name",
+        "trait",
+        "--glm",
+        "allow-no-covars",
+        "omit-ref",
+        "cols=+a1freq",
+    ]
     sources = {
         "pgen": (["--pfile", "dummy"], ["--pfile", str(tmp / "dummy")]),
         "bgen": (

@@ -49,14 +49,16 @@ def test_hwe_exact_agrees_with_plink2_hardy_on_the_real_genotypes(shared_data, t
     run_plink2(plink2, ["--bfile", str(prefix), "--hardy", "--out", "hardy"], tmp_path)
     hardy = read_plink_table(tmp_path / "hardy.hardy")
     genotypes = open_genotypes(prefix)
-    stats = snp_stats(genotypes.read(np.arange(len(genotypes.iid)), slice(None)))
+    dosages = genotypes.read(np.arange(len(genotypes.iid)), slice(None))
+    stats, from_sums = snp_stats(dosages), snp_stats(dosages, hard_calls=True)
     assert (hardy["ID"] == genotypes.variants.id).all()
     # plink2 reports the .bim's allele 2 (REF) as its A1 here: its hom-A1 count is our hom-A2 count
-    assert (
-        (hardy["HOM_A1_CT"] == stats.hom_a2).all()
-        and (hardy["HET_A1_CT"] == stats.het).all()
-        and (hardy["TWO_AX_CT"] == stats.hom_a1).all()
-    )
+    for counts in (stats, from_sums):  # counted, and derived from the dosages' sums (the .bed path)
+        assert (
+            (hardy["HOM_A1_CT"] == counts.hom_a2).all()
+            and (hardy["HET_A1_CT"] == counts.het).all()
+            and (hardy["TWO_AX_CT"] == counts.hom_a1).all()
+        )
     np.testing.assert_allclose(stats.hwe_p, hardy["P"], rtol=1e-5)  # plink2 prints 6 significant digits
     assert hardy["P"].min() < 1e-5  # the comparison covers small p-values, not only p near 1
 

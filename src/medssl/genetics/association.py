@@ -52,6 +52,7 @@ class LinearAssociation:
         self.basis = covariate_basis(np.asarray(covariates, dtype=np.float64), len(phenotypes))
         self.residuals = phenotypes - self.basis @ (self.basis.T @ phenotypes)
         self.residual_ss = (self.residuals**2).sum(0)
+        self.outer = outer_products(self.basis)
 
     @property
     def n_samples(self) -> int:
@@ -69,30 +70,45 @@ class LinearAssociation:
         gy, gg = filled.T @ self.residuals, sum_sq - np.einsum("ij,ij->j", projections, projections)
         yy = np.broadcast_to(self.residual_ss, gy.shape).copy()
         if self.missing == "drop":
-            for snp in np.flatnonzero(n < self.n_samples):
-                g = filled[:, snp] - self.basis @ projections[:, snp]
-                gy[snp], gg[snp], yy[snp] = self._downdate(~called[:, snp], g, gy[snp], gg[snp])
+            gaps = np.flatnonzero(n < self.n_samples)
+            if len(gaps):
+                g = filled[:, gaps] - self.basis @ projections[:, gaps]
+                gy[gaps], gg[gaps], yy[gaps] = self._downdate(~called[:, gaps], g, gy[gaps], gg[gaps])
         else:
             n = np.full_like(n, self.n_samples)
         return _statistics(gy, gg, yy, n - self.basis.shape[1] - 1, centred_ss, n, mean / 2)
 
     def _downdate(
-        self, uncalled: np.ndarray, g: np.ndarray, gy: np.ndarray, gg: float
-    ) -> tuple[np.ndarray, float, np.ndarray]:
-        """g'My, g'Mg and y'My on the called samples only, M their residual maker of [1, C].
+        self, uncalled: np.ndarray, g: np.ndarray, gy: np.ndarray, gg: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """g'My, g'Mg and y'My of each SNP (column) on its called samples only, M their residual
+        maker of [1, C]; ``uncalled`` (N, SNPs) marks the missing calls, ``g`` the genotypes'
+        full-sample residuals.
 
         Replacing y and g by their full-sample residuals changes neither beta nor the residuals of
         a fit that contains [1, C]; on the called rows S, Q_S still spans [1, C], and
-        Q_S'Q_S = I - Q_m'Q_m, Q_S'r_S = -Q_m'r_m (r is orthogonal to Q over all rows)."""
-        q, y, gm = self.basis[uncalled], self.residuals[uncalled], g[uncalled]
-        gram = np.eye(q.shape[1]) - q.T @ q
-        if np.linalg.eigvalsh(gram)[0] < COLLINEAR:  # [1, C] is rank deficient on the called samples
-            return np.full_like(gy, np.nan), np.nan, np.full_like(gy, np.nan)
-        qg, qy = q.T @ gm, q.T @ y
-        solved_g, solved_y = np.linalg.solve(gram, qg), np.linalg.solve(gram, qy)
-        gy_s = gy - gm @ y - solved_g @ qy
-        gg_s = gg - gm @ gm - qg @ solved_g
-        yy_s = self.residual_ss - (y**2).sum(0) - (qy * solved_y).sum(0)
+        Q_S'Q_S = I - Q_m'Q_m, Q_S'r_S = -Q_m'r_m (r is orthogonal to Q over all rows). Every sum
+        over a SNP's missing rows m is a product with the 0/1 mask: a few matrix products for the
+        whole chunk rather than one small solve per SNP; sparse, as calls are rarely missing."""
+        from scipy import sparse
+
+        mask = sparse.csr_matrix(uncalled.T, dtype=np.float64)  # (SNPs, N)
+        k = self.basis.shape[1]
+        masked_g = sparse.csr_matrix(mask.multiply(g.T))  # each SNP's residual genotype on its missing rows
+        gram = np.eye(k) - (mask @ self.outer).reshape(-1, k, k)  # Q_m'Q_m per SNP
+        qg = masked_g @ self.basis  # (SNPs, k): Q_m'g_m
+        qy = np.stack([mask @ (self.basis[:, [i]] * self.residuals) for i in range(k)], axis=1)  # (SNPs, k, P)
+        gy_m = masked_g @ self.residuals
+        yy_m = mask @ self.residuals**2
+        # [1, C] rank deficient on a SNP's called samples: no test
+        singular = np.linalg.eigvalsh(gram)[:, 0] < COLLINEAR
+        gram[singular] = np.eye(k)
+        solved_g = np.linalg.solve(gram, qg[..., None])[..., 0]
+        solved_y = np.linalg.solve(gram, qy)
+        gy_s = gy - gy_m - np.einsum("sk,skp->sp", solved_g, qy)
+        gg_s = gg - np.asarray(masked_g.multiply(masked_g).sum(1))[:, 0] - (qg * solved_g).sum(1)
+        yy_s = self.residual_ss - yy_m - (qy * solved_y).sum(1)
+        gy_s[singular], gg_s[singular], yy_s[singular] = np.nan, np.nan, np.nan
         return gy_s, gg_s, yy_s
 
 
@@ -114,6 +130,12 @@ def constant_genotype(filled: np.ndarray, weight: np.ndarray) -> np.ndarray:
     low = np.where(weight > 0, filled, np.inf).min(0)
     high = np.where(weight > 0, filled, -np.inf).max(0)
     return ~(high > low)
+
+
+def outer_products(basis: np.ndarray) -> np.ndarray:
+    """q_i q_i' of every sample, flattened (N, k^2): a weighted sum over samples of these is one
+    matrix product for a whole chunk of SNPs."""
+    return np.einsum("ni,nj->nij", basis, basis).reshape(len(basis), -1)
 
 
 def covariate_basis(covariates: np.ndarray, n_samples: int) -> np.ndarray:

@@ -21,8 +21,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from medssl.data.tables import encode_covariates, is_numeric
+
+PLINK_TEXT = pacsv.WriteOptions(include_header=False, delimiter=" ", quoting_style="none", null_string="NA")
 
 
 def write_exports(
@@ -185,19 +189,19 @@ def _bolt_columns(covariates: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]
 
 
 def _write(path: Path, fid: np.ndarray, iid: np.ndarray, columns: Mapping[str, np.ndarray], id_header: str) -> Path:
-    """Space-delimited FID IID + columns, which plink2, REGENIE and BOLT-LMM all read."""
-    text = [" ".join([id_header, *columns])]
-    formatted = [[_format(v) for v in values] for values in columns.values()]
-    text += [" ".join([f, i, *row]) for f, i, *row in zip(fid, iid, *formatted)]
-    return _write_lines(path, text)
-
-
-def _format(value: object) -> str:
-    try:
-        number = float(value)
-    except ValueError:
-        return str(value)
-    return "NA" if np.isnan(number) else repr(number)  # NA: missing to plink2, REGENIE and BOLT-LMM alike
+    """Space-delimited FID IID + columns, which plink2, REGENIE and BOLT-LMM all read: numbers in
+    their shortest round-trip form, NaN as NA (missing to all three), by arrow's writer (a
+    biobank's 500k x 64 values in seconds)."""
+    arrays = [pa.array(np.asarray(fid, dtype=str)), pa.array(np.asarray(iid, dtype=str))]
+    arrays += [
+        pa.array(v.astype(float), from_pandas=True) if is_numeric(v) else pa.array(v.astype(str))
+        for v in columns.values()
+    ]
+    table = pa.table(arrays, names=["FID", "IID", *columns])
+    path.write_text(" ".join([id_header, *columns]) + "\n")
+    with path.open("ab") as handle:
+        pacsv.write_csv(table, handle, PLINK_TEXT)
+    return path
 
 
 def _write_lines(path: Path, lines: list[str]) -> Path:

@@ -60,7 +60,10 @@ def _from_plink(prefix: Path, max_snps: int, filters: QcFilters) -> GeneticFeatu
     genotypes = BedGenotypes(prefix)
     everyone = np.arange(len(genotypes.iid))
     passing = np.concatenate(
-        [snps[filters.reasons(snp_stats(d)) == ""] for snps, d in genotypes.chunks(everyone, 2000)]
+        [
+            snps[filters.reasons(snp_stats(d, genotypes.hard_calls)) == ""]
+            for snps, d in genotypes.chunks(everyone, 2000)
+        ]
     )
     if not len(passing):
         raise ValueError(f"{prefix}: no SNP passes QC ({filters}); nothing to learn from")

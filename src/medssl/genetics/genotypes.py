@@ -53,6 +53,7 @@ class Genotypes:
     iid: np.ndarray
     variants: Variants
     inputs: dict[str, list[str]]
+    hard_calls = False  # whether every dosage read is 0, 1, 2 or missing
 
     @property
     def n_snps(self) -> int:
@@ -78,6 +79,8 @@ class Genotypes:
 
 class BedGenotypes(Genotypes):
     """A PLINK 1 fileset, read by bed-reader."""
+
+    hard_calls = True
 
     def __init__(self, prefix: str | Path) -> None:
         from bed_reader import open_bed

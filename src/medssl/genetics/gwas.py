@@ -283,7 +283,7 @@ def _scan(
         for rows, dosages in tqdm(
             chunks, total=-(-len(snps) // chunk), desc="gwas", unit="chunk", disable=not progress
         ):
-            stats = snp_stats(dosages)
+            stats = snp_stats(dosages, genotypes.hard_calls)
             reasons = filters.reasons(stats)
             keep = reasons == ""
             qc_writer.write_table(_qc_table(genotypes.variants.take(rows[~keep]), stats, ~keep, reasons[~keep]))

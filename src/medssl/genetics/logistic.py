@@ -16,7 +16,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg, special
 
-from medssl.genetics.association import AssociationResult, constant_genotype, covariate_basis, fill_missing
+from medssl.genetics.association import (
+    AssociationResult,
+    constant_genotype,
+    covariate_basis,
+    fill_missing,
+    outer_products,
+)
 
 MAX_ITERATIONS = 25  # maximum likelihood; a fit still moving after these has not converged
 FIRTH_ITERATIONS = 100
@@ -40,7 +46,7 @@ class LogisticAssociation:
         self.basis = covariate_basis(covariates, len(phenotypes))
         # [1, C] = Q R: a step s in Q's coordinates is R^-1 s in those of [1, C]
         self.r = self.basis.T @ np.column_stack([np.ones(len(phenotypes)), covariates])
-        self.outer = np.einsum("ni,nj->nij", self.basis, self.basis).reshape(len(phenotypes), -1)  # q_i q_i'
+        self.outer = outer_products(self.basis)
 
     def test(self, dosages: np.ndarray) -> AssociationResult:
         """Every SNP of an (N, SNPs) dosage chunk (NaN = missing call) against every phenotype."""

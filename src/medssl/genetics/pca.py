@@ -43,7 +43,7 @@ def genetic_pcs(
     for rows, dosages in tqdm(
         genotypes.chunks(samples, chunk, snps), total=total, desc="genetic PCs", unit="chunk", disable=not progress
     ):
-        stats = snp_stats(dosages)
+        stats = snp_stats(dosages, genotypes.hard_calls)
         common = np.flatnonzero((filters.reasons(stats) == "") & (stats.maf >= min_maf))
         keep, last = _thin(
             genotypes.variants.chrom[rows][common], genotypes.variants.pos[rows][common], min_distance, last

@@ -167,16 +167,12 @@ def inverse_normal_transform(values: np.ndarray) -> np.ndarray:
 def is_missing(values: np.ndarray) -> np.ndarray:
     text = np.char.lower(np.char.strip(np.asarray(values).astype(str)))
     missing = np.isin(text, list(MISSING_VALUES))
-    with np.errstate(invalid="ignore"):
-        numbers = np.array([_as_float(v) for v in text])
-    return missing | (numbers == PLINK_MISSING)
-
-
-def _as_float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return np.nan
+    for i in np.flatnonzero(np.char.startswith(text, "-9") & ~missing):  # -9.0, -9e0: parsed, the rare ones
+        try:
+            missing[i] = float(text[i]) == PLINK_MISSING
+        except ValueError:
+            pass
+    return missing
 
 
 def _case_control(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,14 +206,21 @@ def _status(
         return "removed", excluded[subject]
     if pheno_row is None:
         return "no phenotype", "not in the phenotype table"
-    lacking = [name for name, value in zip(names, values[pheno_row]) if np.isnan(value)]
+    row = values[pheno_row]
+    lacking = [name for name, value in zip(names, row) if np.isnan(value)] if np.isnan(row).any() else []
     if len(lacking) == len(names):
-        return "no phenotype", "missing " + ",".join(lacking)
+        return "no phenotype", _missing(lacking)
     if has_covariates and covar_row is None:
         return "missing covariate", "not in the covariate table"
     if lacking_covariates := [name for name, missing in covar_missing.items() if missing[covar_row]]:
-        return "missing covariate", "missing " + ",".join(lacking_covariates)
-    return "used", ("missing " + ",".join(lacking)) if lacking else ""
+        return "missing covariate", _missing(lacking_covariates)
+    return "used", _missing(lacking) if lacking else ""
+
+
+def _missing(names: list[str], shown: int = 5) -> str:
+    """'missing A,B' naming at most ``shown`` columns (512 embedding PCs would fill a line)."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return "missing " + ",".join(names[:shown]) + more
 
 
 def _check_phenotypes(values: np.ndarray, names: list[str], min_samples: int) -> None:

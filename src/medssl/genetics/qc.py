@@ -57,14 +57,22 @@ class SnpStats:
         return hwe_exact(self.hom_a1, self.het, self.hom_a2)
 
 
-def snp_stats(dosages: np.ndarray) -> SnpStats:
+def snp_stats(dosages: np.ndarray, hard_calls: bool = False) -> SnpStats:
     """Summaries of an (N, SNPs) dosage chunk, NaN for missing. A dosage within HARD_CALL of an
-    integer counts as that hard call (plink2's --hard-call-threshold), others as no call for HWE."""
+    integer counts as that hard call (plink2's --hard-call-threshold), others as no call for HWE.
+    ``hard_calls``: the values are 0/1/2 (a .bed), so the counts follow from two sums."""
     called = ~np.isnan(dosages)
+    present = np.where(called, dosages, 0)
+    n_called, total = called.sum(0), present.sum(0, dtype=np.float64)
+    if hard_calls:  # sum = het + 2 hom, sum of squares = het + 4 hom
+        squares = np.einsum("ij,ij->j", present, present, dtype=np.float64)
+        hom_a1 = np.rint((squares - total) / 2).astype(np.int64)
+        het = np.rint(total).astype(np.int64) - 2 * hom_a1
+        return SnpStats(hom_a1, het, n_called - het - hom_a1, len(dosages), n_called, total)
     nearest = np.rint(dosages)
     hard = np.where(np.abs(dosages - nearest) <= HARD_CALL, nearest, np.nan)
     counts = [(hard == value).sum(0) for value in (2, 1, 0)]
-    return SnpStats(*counts, len(dosages), called.sum(0), np.nansum(dosages, 0, dtype=np.float64))
+    return SnpStats(*counts, len(dosages), n_called, total)
 
 
 def hwe_exact(hom_a1: np.ndarray, het: np.ndarray, hom_a2: np.ndarray) -> np.ndarray:
