@@ -8,7 +8,8 @@ x chunk of memory); each chunk is QC'd among the analysed samples and its passin
 against every phenotype at once. Outputs, in ``out_dir``:
 * ``samples.tsv``: every subject of the phenotype table or .fam, used or why not;
 * ``qc_removed.tsv``: every SNP QC removed, with its reason;
-* ``genetic_pcs.tsv``: the genetic PCs used as covariates (with ``genetic_pcs``);
+* ``genetic_pcs.tsv``: the genetic PCs used as covariates (with ``genetic_pcs``), and
+  ``genetic_pcs.snps``: the SNPs they were computed from;
 * per phenotype: ``<name>.glm.linear`` or ``<name>.glm.logistic.hybrid`` with plink2's columns
   (#CHROM POS ID REF ALT A1 A1_FREQ [FIRTH?] TEST OBS_CT BETA SE T_STAT | OR LOG(OR)_SE Z_STAT, P,
   ERRCODE; statistics to 6 significant digits as plink2 prints them; A1 is the .bim's allele 1, the
@@ -244,13 +245,16 @@ def _genetic_pcs(
     out: Path,
 ) -> tuple[np.ndarray, dict]:
     """The PCs as covariates, written with the samples' IDs to ``genetic_pcs.tsv``; and their summary."""
-    pcs, eigenvalues, n_snps = pca.genetic_pcs(
+    pcs, eigenvalues, used = pca.genetic_pcs(
         genotypes, samples.fam_index, n_pcs, filters=filters, chunk=chunk, snps=snps, progress=progress
     )
+    (out / "genetic_pcs.snps").write_text(
+        "".join(f"{snp}\n" for snp in genotypes.variants.id[used])
+    )  # plink2 --extract
     names = [f"{GENETIC_PC_PREFIX}{i + 1}" for i in range(n_pcs)]
     columns = {"FID": samples.fid, "IID": samples.iid} | dict(zip(names, pcs.T))
     pacsv.write_csv(pa.table(columns), out / "genetic_pcs.tsv", TSV)
-    return pcs, {"names": names, "eigenvalues": eigenvalues.round(6).tolist(), "snps": n_snps}
+    return pcs, {"names": names, "eigenvalues": eigenvalues.round(6).tolist(), "snps": len(used)}
 
 
 def _scan(
