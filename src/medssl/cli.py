@@ -320,18 +320,8 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() == "none" else float(text)
 
 
-def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
-    """plink2's flags and meanings; medssl's older names are kept as aliases."""
-    from dataclasses import fields
-
-    from medssl.genetics.settings import Clumping, QcFilters
-
-    gwas = add_command(
-        commands,
-        "gwas",
-        help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm",
-    )
-    genotypes = gwas.add_mutually_exclusive_group(required=True)
+def _add_genotype_flags(parser: argparse.ArgumentParser) -> None:
+    genotypes = parser.add_mutually_exclusive_group(required=True)
     genotypes.add_argument("--bfile", "--bed", type=Path, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam)")
     genotypes.add_argument("--pfile", type=Path, help="PLINK 2 prefix (PREFIX.pgen/.pvar/.psam); dosages are used")
     genotypes.add_argument(
@@ -341,9 +331,67 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
         help="BGEN 1.2/1.3 dosages; REF is the first allele (ref-first, as UK Biobank's) unless ref-last "
         "(plink2 --export bgen-1.2 writes REF last)",
     )
-    gwas.add_argument(
+    parser.add_argument(
         "--sample", type=Path, help="the Oxford .sample of --bgen (default: FILE.sample, else its own IDs)"
     )
+
+
+def _add_filter_flags(parser: argparse.ArgumentParser) -> None:
+    """plink2's sample and variant filters and variant QC, with their meanings."""
+    from dataclasses import fields
+
+    from medssl.genetics.settings import QcFilters
+
+    filters = parser.add_argument_group("sample and variant filters (plink2's)")
+    filters.add_argument("--keep", type=Path, help="only the samples in this file (FID IID, or IID, per line)")
+    filters.add_argument("--remove", type=Path, help="leave out the samples in this file")
+    filters.add_argument("--extract", type=Path, help="only the variants whose IDs this file lists")
+    filters.add_argument("--exclude", type=Path, help="leave out the variants this file lists")
+    filters.add_argument("--chr", help="only these chromosomes, e.g. 1-22 or 2,X")
+    filters.add_argument(
+        "--parallel",
+        nargs=2,
+        type=int,
+        metavar=("I", "K"),
+        help="only the I-th of K equal parts of the variants (a cluster array job; medssl gwas-merge joins them)",
+    )
+    qc_help = {
+        "geno": "largest share of missing calls a variant may have",
+        "maf": "smallest minor allele frequency",
+        "hwe": "smallest Hardy-Weinberg exact-test p-value",
+    }
+    qc = parser.add_argument_group("variant QC among the analysed samples (plink2's meanings)")
+    for setting in fields(QcFilters):
+        aliases = {"maf": ["--min-maf"], "hwe": ["--min-hwe-p"]}.get(setting.name, [])
+        qc.add_argument(f"--{setting.name}", *aliases, type=float, default=setting.default, help=qc_help[setting.name])
+    qc.add_argument("--min-call-rate", action=MinCallRate, help="older name: --geno 1-X")
+
+
+def _selection(args: argparse.Namespace):
+    from medssl.genetics.selection import Selection
+
+    parallel = tuple(args.parallel) if args.parallel else None
+    return Selection(args.keep, args.remove, args.extract, args.exclude, args.chr, parallel)
+
+
+def _qc(args: argparse.Namespace):
+    from medssl.genetics.settings import QcFilters
+
+    return QcFilters(geno=args.geno, maf=args.maf, hwe=args.hwe)
+
+
+def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
+    """plink2's flags and meanings; medssl's older names are kept as aliases."""
+    from dataclasses import fields
+
+    from medssl.genetics.settings import MAX_PLOTS, Clumping
+
+    gwas = add_command(
+        commands,
+        "gwas",
+        help="association of phenotypes (embedding PCs or any columns) with PLINK genotypes, as plink2 --glm",
+    )
+    _add_genotype_flags(gwas)
     gwas.add_argument(
         "--pheno",
         "--phenotypes",
@@ -365,22 +413,7 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
     add_output(
         gwas, "folder for the summary statistics, gwas.json, gwas.log, plots and plink2/REGENIE/BOLT-LMM exports"
     )
-    filters = gwas.add_argument_group("sample and variant filters (plink2's)")
-    filters.add_argument("--keep", type=Path, help="only the samples in this file (FID IID, or IID, per line)")
-    filters.add_argument("--remove", type=Path, help="leave out the samples in this file")
-    filters.add_argument("--extract", type=Path, help="only the variants whose IDs this file lists")
-    filters.add_argument("--exclude", type=Path, help="leave out the variants this file lists")
-    filters.add_argument("--chr", help="only these chromosomes, e.g. 1-22 or 2,X")
-    qc_help = {
-        "geno": "largest share of missing calls a variant may have",
-        "maf": "smallest minor allele frequency",
-        "hwe": "smallest Hardy-Weinberg exact-test p-value",
-    }
-    qc = gwas.add_argument_group("variant QC among the analysed samples (plink2's meanings)")
-    for setting in fields(QcFilters):
-        aliases = {"maf": ["--min-maf"], "hwe": ["--min-hwe-p"]}.get(setting.name, [])
-        qc.add_argument(f"--{setting.name}", *aliases, type=float, default=setting.default, help=qc_help[setting.name])
-    qc.add_argument("--min-call-rate", action=MinCallRate, help="older name: --geno 1-X")
+    _add_filter_flags(gwas)
     clump_help = {
         "p1": "lead SNPs: p-value below this",
         "p2": "SNPs a lead may absorb: p-value below this",
@@ -417,13 +450,35 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
     gwas.add_argument(
         "--max-plots",
         type=int,
-        default=16,
+        default=MAX_PLOTS,
         help="Manhattan and QQ plots per phenotype up to this many; above, one summary",
     )
     gwas.add_argument(
         "--chunk", type=int, default=1000, help="SNPs read at a time (memory ~40 bytes x samples x chunk)"
     )
     gwas.set_defaults(run=run_gwas)
+
+    merge = add_command(
+        commands, "gwas-merge", help="join the parts of a GWAS split with --parallel I K (see docs/cluster.md)"
+    )
+    merge.add_argument("parts", nargs="+", type=Path, help="the --out folder of every part")
+    add_output(merge, "folder for the merged results, as one medssl gwas run writes them")
+    merge.add_argument(
+        "--max-plots", type=int, default=MAX_PLOTS, help="plots per phenotype up to this many phenotypes"
+    )
+    merge.set_defaults(run=run_gwas_merge)
+
+    pcs = add_command(
+        commands,
+        "genetic-pcs",
+        help="genetic PCs (randomized, memory N x k) as a --covar file, computed once for a split GWAS",
+    )
+    _add_genotype_flags(pcs)
+    _add_filter_flags(pcs)
+    pcs.add_argument("--pcs", type=int, default=10, help="how many")
+    add_output(pcs, "folder for genetic_pcs.tsv (FID IID GPC1...), genetic_pcs.snps and genetic_pcs.json")
+    pcs.add_argument("--chunk", type=int, default=1000, help="SNPs read at a time")
+    pcs.set_defaults(run=run_genetic_pcs)
 
 
 def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
@@ -779,8 +834,7 @@ def run_gwas(args: argparse.Namespace) -> None:
     from medssl.analysis.columns import pc_columns
     from medssl.genetics.gwas import run_gwas as gwas
     from medssl.genetics.phenotypes import read_plink_table
-    from medssl.genetics.selection import Selection
-    from medssl.genetics.settings import Clumping, QcFilters
+    from medssl.genetics.settings import Clumping
 
     phenotypes = read_plink_table(args.pheno)
     columns = [name for names in args.pheno_name for name in names.split(",")] if args.pheno_name else None
@@ -794,12 +848,12 @@ def run_gwas(args: argparse.Namespace) -> None:
         phenotype_columns=columns,
         covariate_columns=covariate_columns,
         id_column=args.id_column,
-        selection=Selection(args.keep, args.remove, args.extract, args.exclude, args.chr),
+        selection=_selection(args),
         inverse_normal=args.inverse_normal,
         genetic_pcs=args.genetic_pcs,
         missing=args.missing,
         chunk=args.chunk,
-        filters=QcFilters(geno=args.geno, maf=args.maf, hwe=args.hwe),
+        filters=_qc(args),
         clumping=Clumping(p1=args.clump_p1, p2=args.clump_p2, r2=args.clump_r2, kb=args.clump_kb),
         compress=args.compress,
         max_plots=args.max_plots,
@@ -820,6 +874,32 @@ def run_gwas(args: argparse.Namespace) -> None:
     print(
         f"-> {args.out / 'gwas.json'}, {args.out / 'gwas.log'}; plink2/REGENIE/BOLT-LMM inputs in {args.out / 'export'}"
     )
+
+
+def run_gwas_merge(args: argparse.Namespace) -> None:
+    from medssl.genetics.merge import merge_gwas
+
+    summary = merge_gwas(args.parts, args.out, max_plots=args.max_plots, command_line=args.command_line)
+    print(f"{len(summary['parts'])} parts: {summary['snps']['tested']} SNPs tested -> {args.out / 'gwas.json'}")
+
+
+def run_genetic_pcs(args: argparse.Namespace) -> None:
+    import json
+
+    import numpy as np
+
+    from medssl.genetics.gwas import write_genetic_pcs
+
+    genotypes, selection = _genotypes(args), _selection(args)
+    if selection.parallel:
+        raise ValueError("genetic PCs come from every SNP: --parallel has no meaning here")
+    excluded = selection.excluded_samples(genotypes.fid, genotypes.iid)
+    samples = np.array([i for i, iid in enumerate(genotypes.iid) if iid not in excluded], dtype=np.int64)
+    snps, _ = selection.variants(genotypes.variants)
+    args.out.mkdir(parents=True, exist_ok=True)
+    _, summary = write_genetic_pcs(genotypes, samples, args.pcs, _qc(args), args.chunk, snps, not args.quiet, args.out)
+    (args.out / "genetic_pcs.json").write_text(json.dumps(summary | {"samples": len(samples)}, indent=2))
+    print(f"{args.pcs} PCs of {len(samples)} samples from {summary['snps']} SNPs -> {args.out / 'genetic_pcs.tsv'}")
 
 
 def _genotypes(args: argparse.Namespace):

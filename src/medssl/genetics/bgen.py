@@ -33,7 +33,7 @@ class BgenGenotypes(Genotypes):
             self.fid = self.iid.copy()
         else:
             raise GenotypeFileError(f"{self.path} holds no sample IDs and {sample} does not exist; give --sample FILE")
-        self.ref_first = ref_first
+        self.ref_first, self._sample = ref_first, str(sample) if sample.is_file() else None
         self.variants, self._offsets, self.multiallelic = _variants(self._bgen, ref_first)
         bgen, samples = str(self.path.resolve()), str(sample.resolve()) if sample.is_file() else None
         self.inputs = {
@@ -51,6 +51,10 @@ class BgenGenotypes(Genotypes):
             ],
             "bolt": [],  # BOLT-LMM fits its model on a .bed's SNPs, which a BGEN does not come with
         }
+
+    @property
+    def source(self) -> dict:
+        return {"path": str(self.path), "sample": self._sample, "ref_first": self.ref_first}
 
     def read(self, samples: np.ndarray, snps: np.ndarray | slice) -> np.ndarray:
         rows = np.arange(self.n_snps)[snps] if isinstance(snps, slice) else np.asarray(snps)

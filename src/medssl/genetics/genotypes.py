@@ -56,6 +56,11 @@ class Genotypes:
     hard_calls = False  # whether every dosage read is 0, 1, 2 or missing
 
     @property
+    def source(self) -> dict:
+        """``open_genotypes``'s arguments that open this file again."""
+        return {"path": str(self.path)}
+
+    @property
     def n_snps(self) -> int:
         return len(self.variants)
 

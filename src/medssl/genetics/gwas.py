@@ -48,7 +48,7 @@ from medssl.genetics.logistic import LogisticAssociation
 from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples, read_plink_table
 from medssl.genetics.qc import SnpStats, snp_stats
 from medssl.genetics.selection import Selection
-from medssl.genetics.settings import Clumping, QcFilters
+from medssl.genetics.settings import MAX_PLOTS, Clumping, QcFilters
 
 GENETIC_PC_PREFIX = "GPC"  # not "PC": embedding PCs, the usual phenotypes, are called PC01, PC02, ...
 VARIANT_FIELDS = [(name, pa.string()) for name in ("#CHROM",)] + [("POS", pa.int64())]
@@ -72,7 +72,7 @@ QC_SCHEMA = pa.schema(
 COMPRESSION = {"gz": "gzip", "zst": "zstd"}  # file suffix: arrow codec
 SPARE_FILES = 64  # open files besides the result files: genotypes, QC report, libraries
 SIGNIFICANT_DIGITS = 6  # of every statistic in the .glm files, as plink2 prints them
-MAX_PLOTS = 16  # phenotypes drawn one by one; above it, one summary figure
+PART_FILE = "part.npz"  # a --parallel part's tested variants, p-values in full and samples, for medssl gwas-merge
 TSV = pacsv.WriteOptions(delimiter="\t", quoting_style="none", quoting_header="none", null_string="NA")
 
 
@@ -166,9 +166,23 @@ def run_gwas(
         design, design_names = samples.design()
         covariate_columns = dict(samples.covariates)
         pc_summary = None
+        if genetic_pcs and selection.parallel is not None:
+            raise ValueError(
+                "genetic PCs must come from every SNP, not one part's: compute them once with medssl "
+                "genetic-pcs and give them to each part with --covar"
+            )
         if genetic_pcs:
             pcs, pc_summary = log.timed(
-                "genetic PCs", _genetic_pcs, genotypes, samples, genetic_pcs, filters, chunk, snps, progress, out
+                "genetic PCs",
+                write_genetic_pcs,
+                genotypes,
+                samples.fam_index,
+                genetic_pcs,
+                filters,
+                chunk,
+                snps,
+                progress,
+                out,
             )
             design = np.column_stack([design, pcs])
             design_names += list(pc_summary["names"])
@@ -181,14 +195,15 @@ def run_gwas(
         tested, p = np.concatenate(scan.tested), np.concatenate(scan.p)
         log.line(f"QC ({_flags(filters)}): {len(tested)} variants pass")
         log.counts("QC", {f"failing {flag}": n for flag, n in scan.removed.items()})
-        results = log.timed("clumping", _leads, genotypes, samples, p, scan.candidates, out, clumping)
+        results = log.timed("clumping", lead_snps, genotypes, samples, p, scan.candidates, out, clumping)
         if plots:
             variants = genotypes.variants.take(tested)
-            log.timed("plots", _plots, variants, p, samples.phenotype_names, results, out, max_plots)
+            log.timed("plots", draw_plots, variants, p, samples.phenotype_names, results, out, max_plots)
         if export:
             log.timed("export", _export, out, genotypes, samples, covariate_columns, tested)
         summary = {
             "genotypes": str(genotypes.path),
+            "genotype_source": genotypes.source,
             "samples": samples.counts(),
             "phenotypes": samples.phenotype_names,
             "phenotype_samples": samples.phenotype_counts(),
@@ -203,6 +218,12 @@ def run_gwas(
             "seconds": log.seconds,
             "results": results,
         }
+        if selection.parallel is not None:  # what medssl gwas-merge needs besides the result files
+            present = ~np.isnan(samples.phenotypes)
+            np.savez(
+                out / PART_FILE, tested=tested, p=p, fam_index=samples.fam_index, present=present, binary=samples.binary
+            )
+            summary["parallel"] = list(selection.parallel)
         (out / "gwas.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -230,13 +251,13 @@ def _models(samples: Samples, design: np.ndarray, missing: str) -> list[tuple[np
     return models
 
 
-def _model(samples: Samples, j: int) -> Model:
+def model_of(samples: Samples, j: int) -> Model:
     return LOGISTIC if samples.binary[j] else LINEAR
 
 
-def _genetic_pcs(
+def write_genetic_pcs(
     genotypes: Genotypes,
-    samples: Samples,
+    samples: np.ndarray,
     n_pcs: int,
     filters: QcFilters,
     chunk: int,
@@ -244,15 +265,15 @@ def _genetic_pcs(
     progress: bool,
     out: Path,
 ) -> tuple[np.ndarray, dict]:
-    """The PCs as covariates, written with the samples' IDs to ``genetic_pcs.tsv``; and their summary."""
+    """The PCs of the samples (.fam rows) as covariates, written with their IDs to
+    ``genetic_pcs.tsv`` (a --covar file) and the SNPs used to ``genetic_pcs.snps`` (a plink2
+    --extract list); and their summary."""
     pcs, eigenvalues, used = pca.genetic_pcs(
-        genotypes, samples.fam_index, n_pcs, filters=filters, chunk=chunk, snps=snps, progress=progress
+        genotypes, samples, n_pcs, filters=filters, chunk=chunk, snps=snps, progress=progress
     )
-    (out / "genetic_pcs.snps").write_text(
-        "".join(f"{snp}\n" for snp in genotypes.variants.id[used])
-    )  # plink2 --extract
+    (out / "genetic_pcs.snps").write_text("".join(f"{snp}\n" for snp in genotypes.variants.id[used]))
     names = [f"{GENETIC_PC_PREFIX}{i + 1}" for i in range(n_pcs)]
-    columns = {"FID": samples.fid, "IID": samples.iid} | dict(zip(names, pcs.T))
+    columns = {"FID": genotypes.fid[samples], "IID": genotypes.iid[samples]} | dict(zip(names, pcs.T))
     pacsv.write_csv(pa.table(columns), out / "genetic_pcs.tsv", TSV)
     return pcs, {"names": names, "eigenvalues": eigenvalues.round(6).tolist(), "snps": len(used)}
 
@@ -276,7 +297,7 @@ def _scan(
     _allow_open_files(len(names) + SPARE_FILES)
     with ExitStack() as files, ThreadPoolExecutor(os.cpu_count()) as pool:
         writers = [
-            _writer(files, out / f"{name}.{_model(samples, j).suffix}", _model(samples, j).schema, compress)
+            _writer(files, out / f"{name}.{model_of(samples, j).suffix}", model_of(samples, j).schema, compress)
             for j, name in enumerate(names)
         ]
         qc_writer = _writer(files, out / "qc_removed.tsv", QC_SCHEMA, None)
@@ -300,7 +321,7 @@ def _scan(
                 subset = dosages if len(sample_rows) == len(dosages) else dosages[sample_rows]
                 result = model.test(subset[:, keep])
                 p[:, columns] = result.p
-                for j, table in zip(columns, _glm_tables(variants, result, _model(samples, columns[0]))):
+                for j, table in zip(columns, _glm_tables(variants, result, model_of(samples, columns[0]))):
                     tables[j] = table
             _finish(writing)  # a file's chunks must be written in order
             writing = [pool.submit(writer.write_table, table) for writer, table in zip(writers, tables)]
@@ -388,7 +409,7 @@ def _arrow_columns(columns: dict[str, np.ndarray], schema: pa.Schema) -> dict[st
     return {name: pa.array(values, schema.field(name).type, from_pandas=True) for name, values in columns.items()}
 
 
-def _leads(
+def lead_snps(
     genotypes: Genotypes,
     samples: Samples,
     p: np.ndarray,
@@ -400,7 +421,7 @@ def _leads(
     results = {}
     for j, name in enumerate(samples.phenotype_names):
         rows = np.concatenate([np.zeros(0, np.int64), *(r for r, _ in candidates[j])])
-        model = _model(samples, j)
+        model = model_of(samples, j)
         table = pa.concat_tables([model.schema.empty_table(), *(t for _, t in candidates[j])])
         own_samples = samples.fam_index[~np.isnan(samples.phenotypes[:, j])]
         ld = genotype_r2(genotypes, own_samples, rows) if clumping.r2 is not None else None
@@ -422,7 +443,7 @@ def _leads(
     return results
 
 
-def _plots(variants: Variants, p: np.ndarray, names: list[str], results: dict, out: Path, max_plots: int) -> None:
+def draw_plots(variants: Variants, p: np.ndarray, names: list[str], results: dict, out: Path, max_plots: int) -> None:
     from medssl.genetics.plots import manhattan, qq, summary  # matplotlib: 0.5 s of start-up a plot-free run skips
 
     if len(names) > max_plots:

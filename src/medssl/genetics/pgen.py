@@ -37,6 +37,10 @@ class PgenGenotypes(Genotypes):
         prefix = str(self.path.resolve())
         self.inputs = {"plink2": ["--pfile", prefix], "regenie": ["--pgen", prefix], "bolt": []}
 
+    @property
+    def source(self) -> dict:
+        return {"path": f"{self.path}.pgen"}
+
     def read(self, samples: np.ndarray, snps: np.ndarray | slice) -> np.ndarray:
         samples = np.asarray(samples)
         order = np.argsort(samples, kind="stable")

@@ -1,6 +1,7 @@
 """plink's sample and variant filters: ``--keep``/``--remove`` (files of FID IID, or IID, one sample
 per line), ``--extract``/``--exclude`` (files of variant IDs) and ``--chr`` (a list such as
-``1-4,22,X``), applied before QC and association as plink2 applies them."""
+``1-4,22,X``), applied before QC and association as plink2 applies them; and ``--parallel I K``,
+the I-th of K equal, contiguous parts of the variants left (one job of a cluster array)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Selection:
     extract: Path | None = None
     exclude: Path | None = None
     chromosomes: str | None = None
+    parallel: tuple[int, int] | None = None  # (I, K): the I-th of K contiguous parts (plink2's --parallel)
 
     def excluded_samples(self, fid: np.ndarray, iid: np.ndarray) -> dict[str, str]:
         """IID of every .fam sample the sample filters leave out, and why."""
@@ -49,7 +51,15 @@ class Selection:
             keep &= passes
         if not keep.any():
             raise ValueError(f"no variant passes {' and '.join(dropped)}; check the list(s) against the .bim's IDs")
-        return np.flatnonzero(keep), dropped
+        rows = np.flatnonzero(keep)
+        if self.parallel is not None:
+            part, parts = self.parallel
+            if not 1 <= part <= parts:
+                raise ValueError(f"--parallel {part} {parts}: the part must be between 1 and {parts}")
+            chosen = np.array_split(rows, parts)[part - 1]
+            dropped["--parallel"] = len(rows) - len(chosen)
+            rows = chosen
+        return rows, dropped
 
 
 def chromosome_list(text: str) -> np.ndarray:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+MAX_PLOTS = 16  # phenotypes drawn one by one (Manhattan, QQ); above it, one summary figure
+
 if TYPE_CHECKING:
     from medssl.genetics.qc import SnpStats
 
