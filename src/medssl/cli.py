@@ -367,6 +367,22 @@ def _add_filter_flags(parser: argparse.ArgumentParser) -> None:
     qc.add_argument("--min-call-rate", action=MinCallRate, help="older name: --geno 1-X")
 
 
+def _add_format_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        dest="output_format",
+        default="plink2",
+        choices=["plink2", "gwas-ssf"],
+        help="result files: plink2's .glm columns, or GWAS-SSF v1.0 (the GWAS Catalog's) with its -meta.yaml",
+    )
+    parser.add_argument(
+        "--genome-build",
+        default="unknown",
+        choices=["GRCh37", "GRCh38", "NCBI36", "unknown"],
+        help="the positions' assembly, for the GWAS-SSF metadata",
+    )
+
+
 def _selection(args: argparse.Namespace):
     from medssl.genetics.selection import Selection
 
@@ -447,6 +463,7 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
         help="missing calls: leave the sample out for that SNP (as plink2) or mean-impute",
     )
     gwas.add_argument("--compress", choices=["gz", "zst"], help="compress the .glm files (plink2's 'zs' is zst)")
+    _add_format_flags(gwas)
     gwas.add_argument(
         "--max-plots",
         type=int,
@@ -466,6 +483,7 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
     merge.add_argument(
         "--max-plots", type=int, default=MAX_PLOTS, help="plots per phenotype up to this many phenotypes"
     )
+    _add_format_flags(merge)
     merge.set_defaults(run=run_gwas_merge)
 
     pcs = add_command(
@@ -856,6 +874,8 @@ def run_gwas(args: argparse.Namespace) -> None:
         filters=_qc(args),
         clumping=Clumping(p1=args.clump_p1, p2=args.clump_p2, r2=args.clump_r2, kb=args.clump_kb),
         compress=args.compress,
+        output_format=args.output_format,
+        genome_build=args.genome_build,
         max_plots=args.max_plots,
         command_line=args.command_line,
     )
@@ -879,7 +899,14 @@ def run_gwas(args: argparse.Namespace) -> None:
 def run_gwas_merge(args: argparse.Namespace) -> None:
     from medssl.genetics.merge import merge_gwas
 
-    summary = merge_gwas(args.parts, args.out, max_plots=args.max_plots, command_line=args.command_line)
+    summary = merge_gwas(
+        args.parts,
+        args.out,
+        max_plots=args.max_plots,
+        output_format=args.output_format,
+        genome_build=args.genome_build,
+        command_line=args.command_line,
+    )
     print(f"{len(summary['parts'])} parts: {summary['snps']['tested']} SNPs tested -> {args.out / 'gwas.json'}")
 
 

@@ -57,6 +57,12 @@ def test_two_parts_merged_equal_one_run(shared_data, tmp_path):
     assert merged["results"]["trait"]["leads"][0]["ID"] == genotypes.variants.id[CAUSAL]
     removed = [(tmp_path / d / "qc_removed.tsv").read_text() for d in ("merged", "whole")]
     assert removed[0] == removed[1]
+    # the merge, not the parts, writes GWAS-SSF when asked
+    assert main(["gwas-merge", *parts, "--format", "gwas-ssf", "--out", str(tmp_path / "ssf")]) == 0
+    ssf = read_plink_table(_unzipped(tmp_path / "ssf" / "trait.tsv.gz", tmp_path / "ssf_trait.tsv"))
+    whole_trait = read_plink_table(tmp_path / "whole_trait.tsv")
+    np.testing.assert_array_equal(ssf["p_value"], whole_trait["P"])
+    assert main(["gwas", *common, "--parallel", "1", "2", "--format", "gwas-ssf", "--out", str(tmp_path / "x")]) == 2
 
 
 def test_merging_refuses_a_missing_or_foreign_part(shared_data, tmp_path):

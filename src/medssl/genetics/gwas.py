@@ -70,6 +70,7 @@ QC_SCHEMA = pa.schema(
     + [("F_MISS", pa.float64()), ("A1_FREQ", pa.float64()), ("HWE_P", pa.float64()), ("REASON", pa.string())]
 )
 COMPRESSION = {"gz": "gzip", "zst": "zstd"}  # file suffix: arrow codec
+FORMATS = ("plink2", "gwas-ssf")
 SPARE_FILES = 64  # open files besides the result files: genotypes, QC report, libraries
 SIGNIFICANT_DIGITS = 6  # of every statistic in the .glm files, as plink2 prints them
 PART_FILE = "part.npz"  # a --parallel part's tested variants, p-values in full and samples, for medssl gwas-merge
@@ -119,6 +120,8 @@ def run_gwas(
     min_samples: int = 50,
     clumping: Clumping | None = None,
     compress: str | None = None,
+    output_format: str = "plink2",
+    genome_build: str = "unknown",
     max_plots: int = MAX_PLOTS,
     export: bool = True,
     plots: bool = True,
@@ -132,10 +135,15 @@ def run_gwas(
     covariates enter as indicators; ``genetic_pcs`` > 0 adds that many genetic PCs. ``selection``:
     plink's sample and variant filters; ``filters``: its QC (``QcFilters()`` when None);
     ``clumping``: its --clump settings (``Clumping()``); ``compress``: 'gz' or 'zst' for the
-    result files; ``command_line``: what the log records as the command."""
+    result files; ``output_format``: 'plink2' (its .glm files) or 'gwas-ssf' (the GWAS Catalog's,
+    with ``genome_build`` in its metadata); ``command_line``: what the log records as the command."""
     filters, clumping, selection = filters or QcFilters(), clumping or Clumping(), selection or Selection()
     if compress is not None and compress not in COMPRESSION:
         raise ValueError(f"compress must be one of {sorted(COMPRESSION)} or None; got {compress!r}")
+    if output_format not in FORMATS:
+        raise ValueError(f"output format must be one of {', '.join(FORMATS)}; got {output_format!r}")
+    if output_format != "plink2" and selection is not None and selection.parallel is not None:
+        raise ValueError("the parts of a split run write plink2's files: give --format to medssl gwas-merge")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with RunLog(out / "gwas.log", command_line) as log:
@@ -199,6 +207,8 @@ def run_gwas(
         if plots:
             variants = genotypes.variants.take(tested)
             log.timed("plots", draw_plots, variants, p, samples.phenotype_names, results, out, max_plots)
+        if output_format == "gwas-ssf":
+            log.timed("GWAS-SSF", to_ssf, out, samples, design_names, filters, genome_build)
         if export:
             log.timed("export", _export, out, genotypes, samples, covariate_columns, tested)
         summary = {
@@ -215,6 +225,7 @@ def run_gwas(
             "snps": {"total": genotypes.n_snps, "tested": len(tested), "removed": sum(scan.removed.values())},
             "genetic_pcs": pc_summary,
             "clumping": asdict(clumping),
+            "format": output_format,
             "seconds": log.seconds,
             "results": results,
         }
@@ -226,6 +237,25 @@ def run_gwas(
             summary["parallel"] = list(selection.parallel)
         (out / "gwas.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def to_ssf(out: Path, samples: Samples, covariates: list[str], filters: QcFilters, genome_build: str) -> None:
+    """Each phenotype's plink2 file rewritten as GWAS-SSF (``<name>.tsv``, compressed alike), and
+    the plink2 file removed."""
+    from medssl.genetics.ssf import write_ssf
+
+    for j, name in enumerate(samples.phenotype_names):
+        glm = next(out.glob(f"{name}.{model_of(samples, j).suffix}*"))
+        target = out / (f"{name}.tsv" + glm.name[len(f"{name}.{model_of(samples, j).suffix}") :])
+        meta = {
+            "trait": name,
+            "sample_size": int((~np.isnan(samples.phenotypes[:, j])).sum()),
+            "case_control": bool(samples.binary[j]),
+            "covariates": covariates,
+            "maf": filters.maf,
+        }
+        write_ssf(glm, target, logistic=bool(samples.binary[j]), genome_build=genome_build, meta=meta)
+        glm.unlink()
 
 
 def _flags(filters: QcFilters) -> str:

@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from medssl.genetics.genotypes import open_genotypes
-from medssl.genetics.gwas import COMPRESSION, PART_FILE, TSV, draw_plots, lead_snps, model_of
+from medssl.genetics.gwas import COMPRESSION, PART_FILE, TSV, draw_plots, lead_snps, model_of, to_ssf
 from medssl.genetics.log import RunLog
 from medssl.genetics.phenotypes import Samples
-from medssl.genetics.settings import MAX_PLOTS, Clumping
+from medssl.genetics.settings import MAX_PLOTS, Clumping, QcFilters
 
 SAME_IN_EVERY_PART = ("genotype_source", "phenotypes", "covariates", "qc", "clumping", "samples", "phenotype_samples")
 
@@ -30,10 +30,12 @@ def merge_gwas(
     *,
     max_plots: int = MAX_PLOTS,
     plots: bool = True,
+    output_format: str = "plink2",
+    genome_build: str = "unknown",
     command_line: str | None = None,
 ) -> dict:
-    """Merges the output folders of every part of one split GWAS into ``out_dir``; returns the
-    summary written to its ``gwas.json``."""
+    """Merges the output folders of every part of one split GWAS into ``out_dir``, as plink2's
+    files or GWAS-SSF (``output_format``); returns the summary written to its ``gwas.json``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with RunLog(out / "gwas.log", command_line) as log:
@@ -56,6 +58,9 @@ def merge_gwas(
         if plots:
             names = samples.phenotype_names
             log.timed("plots", draw_plots, genotypes.variants.take(tested), p, names, results, out, max_plots)
+        if output_format == "gwas-ssf":
+            filters = QcFilters(**first["qc"])
+            log.timed("GWAS-SSF", to_ssf, out, samples, first["covariates"], filters, genome_build)
         _concatenate_text([folder / "qc_removed.tsv" for folder in folders], out / "qc_removed.tsv")
         shutil.copy(folders[0] / "samples.tsv", out / "samples.tsv")
         if (folders[0] / "export").is_dir():
@@ -68,6 +73,7 @@ def merge_gwas(
             "snps": {"total": first["snps"]["total"], "tested": len(tested), "removed": removed},
             "seconds": log.seconds,
             "results": results,
+            "format": output_format,
         }
         (out / "gwas.json").write_text(json.dumps(summary, indent=2))
     return summary
