@@ -471,7 +471,9 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
         help="Manhattan and QQ plots per phenotype up to this many; above, one summary",
     )
     gwas.add_argument(
-        "--chunk", type=int, default=1000, help="SNPs read at a time (memory ~40 bytes x samples x chunk)"
+        "--chunk",
+        type=int,
+        help="SNPs read at a time (memory ~40 bytes x samples x chunk; default: 1,000 up to 20,000 samples, fewer beyond)",
     )
     gwas.set_defaults(run=run_gwas)
 
@@ -495,7 +497,7 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
     _add_filter_flags(pcs)
     pcs.add_argument("--pcs", type=int, default=10, help="how many")
     add_output(pcs, "folder for genetic_pcs.tsv (FID IID GPC1...), genetic_pcs.snps and genetic_pcs.json")
-    pcs.add_argument("--chunk", type=int, default=1000, help="SNPs read at a time")
+    pcs.add_argument("--chunk", type=int, help="SNPs read at a time (default: as for gwas)")
     pcs.set_defaults(run=run_genetic_pcs)
 
 
@@ -916,6 +918,7 @@ def run_genetic_pcs(args: argparse.Namespace) -> None:
     import numpy as np
 
     from medssl.genetics.gwas import write_genetic_pcs
+    from medssl.genetics.settings import chunk_size
 
     genotypes, selection = _genotypes(args), _selection(args)
     if selection.parallel:
@@ -924,7 +927,8 @@ def run_genetic_pcs(args: argparse.Namespace) -> None:
     samples = np.array([i for i, iid in enumerate(genotypes.iid) if iid not in excluded], dtype=np.int64)
     snps, _ = selection.variants(genotypes.variants)
     args.out.mkdir(parents=True, exist_ok=True)
-    _, summary = write_genetic_pcs(genotypes, samples, args.pcs, _qc(args), args.chunk, snps, not args.quiet, args.out)
+    chunk = chunk_size(len(samples), args.chunk)
+    _, summary = write_genetic_pcs(genotypes, samples, args.pcs, _qc(args), chunk, snps, not args.quiet, args.out)
     (args.out / "genetic_pcs.json").write_text(json.dumps(summary | {"samples": len(samples)}, indent=2))
     print(f"{args.pcs} PCs of {len(samples)} samples from {summary['snps']} SNPs -> {args.out / 'genetic_pcs.tsv'}")
 

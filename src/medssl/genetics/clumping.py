@@ -44,12 +44,15 @@ def genotype_r2(genotypes: Genotypes, samples: np.ndarray, snps: np.ndarray) -> 
     Missing calls are set to the SNP's mean, which leaves the other samples' covariance intact."""
 
     def r2(lead: int, others: np.ndarray) -> np.ndarray:
-        dosages = genotypes.read(samples, snps[np.concatenate([[lead], others])]).astype(np.float64)
-        dosages = np.where(np.isnan(dosages), np.nanmean(dosages, 0), dosages)
-        centred = dosages - dosages.mean(0)
-        norms = np.sqrt((centred**2).sum(0))
+        # in place, and without NaN-aware reductions: a lead's neighbours are many at plink's p2
+        dosages = genotypes.read(samples, snps[np.concatenate([[lead], others])])
+        missing = np.isnan(dosages)
+        dosages[missing] = 0
+        dosages -= (dosages.sum(0, dtype=np.float64) / (len(dosages) - missing.sum(0))).astype(np.float32)
+        dosages[missing] = 0  # a missing call at the mean: no contribution once centred
+        centred = dosages.astype(np.float64)
+        squares = np.einsum("ij,ij->j", centred, centred)
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = centred[:, 1:].T @ centred[:, 0] / (norms[1:] * norms[0])
-        return np.nan_to_num(r**2)
+            return np.nan_to_num((centred[:, 1:].T @ centred[:, 0]) ** 2 / (squares[1:] * squares[0]))
 
     return r2

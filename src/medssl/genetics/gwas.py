@@ -4,7 +4,7 @@ for quantitative traits, logistic with Firth fallback for case/control ones.
 
 Each phenotype keeps its own non-missing samples, as in plink2; phenotypes that share their
 samples are fitted together. The genotypes are read a chunk of SNPs at a time (about 40 bytes x N
-x chunk of memory); each chunk is QC'd among the analysed samples and its passing SNPs tested
+x chunk of memory; the chunk shrinks as N grows, see ``settings.chunk_size``); each chunk is QC'd among the analysed samples and its passing SNPs tested
 against every phenotype at once. Outputs, in ``out_dir``:
 * ``samples.tsv``: every subject of the phenotype table or .fam, used or why not;
 * ``qc_removed.tsv``: every SNP QC removed, with its reason;
@@ -48,7 +48,7 @@ from medssl.genetics.logistic import LogisticAssociation
 from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples, read_plink_table
 from medssl.genetics.qc import SnpStats, snp_stats
 from medssl.genetics.selection import Selection
-from medssl.genetics.settings import MAX_PLOTS, Clumping, QcFilters
+from medssl.genetics.settings import MAX_PLOTS, Clumping, QcFilters, chunk_size
 
 GENETIC_PC_PREFIX = "GPC"  # not "PC": embedding PCs, the usual phenotypes, are called PC01, PC02, ...
 VARIANT_FIELDS = [(name, pa.string()) for name in ("#CHROM",)] + [("POS", pa.int64())]
@@ -115,7 +115,7 @@ def run_gwas(
     inverse_normal: bool = False,
     genetic_pcs: int = 0,
     missing: str = "drop",
-    chunk: int = 1000,
+    chunk: int | None = None,
     filters: QcFilters | None = None,
     min_samples: int = 50,
     clumping: Clumping | None = None,
@@ -165,6 +165,7 @@ def run_gwas(
             excluded=selection.excluded_samples(genotypes.fid, genotypes.iid),
         )
         samples.write_report(out / "samples.tsv")
+        chunk = chunk_size(len(samples.fam_index), chunk)
         log.counts("samples", samples.counts())
         for (name, counts), binary in zip(samples.phenotype_counts().items(), samples.binary):
             log.counts(f"phenotype {name} ({'case/control' if binary else 'quantitative'})", counts)
