@@ -54,6 +54,7 @@ class Genotypes:
     variants: Variants
     inputs: dict[str, list[str]]
     hard_calls = False  # whether every dosage read is 0, 1, 2 or missing
+    multiallelic = 0  # variants in the file not offered for testing: more than two alleles
 
     @property
     def source(self) -> dict:

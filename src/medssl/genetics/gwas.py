@@ -149,8 +149,10 @@ def run_gwas(
     with RunLog(out / "gwas.log", command_line) as log:
         genotypes = genotypes if isinstance(genotypes, Genotypes) else open_genotypes(genotypes)
         log.line(f"genotypes: {genotypes.path}: {len(genotypes.iid)} samples, {genotypes.n_snps} variants")
-        if skipped := getattr(genotypes, "multiallelic", 0):
-            log.line(f"{skipped} multi-allelic variants not tested (plink2 --make-pgen multiallelics=- splits them)")
+        if genotypes.multiallelic:
+            log.line(
+                f"{genotypes.multiallelic} multi-allelic variants not tested (plink2 --make-pgen multiallelics=- splits them)"
+            )
         snps, dropped = selection.variants(genotypes.variants)
         log.counts("variant filters", {f"dropped by {flag}": n for flag, n in dropped.items()})
         samples = match_samples(
