@@ -60,8 +60,7 @@ class LinearAssociation:
 
     def test(self, dosages: np.ndarray) -> AssociationResult:
         """Every SNP of an (N, SNPs) dosage chunk (NaN = missing call) against every phenotype."""
-        filled, called, mean = fill_missing(dosages)
-        n = called.sum(0)
+        filled, (rows, cols), mean, n = fill_missing(dosages)
         # the phenotype residuals are orthogonal to the covariates, so g'My = g'(My) and
         # g'Mg = g'g - |Q'g|^2: the genotypes are never residualised (an N x SNPs pass saved)
         projections = self.basis.T @ filled
@@ -69,32 +68,33 @@ class LinearAssociation:
         centred_ss = sum_sq - self.n_samples * mean**2
         gy, gg = filled.T @ self.residuals, sum_sq - np.einsum("ij,ij->j", projections, projections)
         yy = np.broadcast_to(self.residual_ss, gy.shape).copy()
-        if self.missing == "drop":
-            gaps = np.flatnonzero(n < self.n_samples)
-            if len(gaps):
-                g = filled[:, gaps] - self.basis @ projections[:, gaps]
-                gy[gaps], gg[gaps], yy[gaps] = self._downdate(~called[:, gaps], g, gy[gaps], gg[gaps])
-        else:
+        if self.missing == "drop" and len(rows):
+            gaps, local = np.unique(cols, return_inverse=True)
+            # the residual genotype at each missing call: the mean it was filled with, less its fit
+            residual = mean[cols] - np.einsum("ik,ki->i", self.basis[rows], projections[:, cols])
+            gy[gaps], gg[gaps], yy[gaps] = self._downdate(rows, local, residual, gy[gaps], gg[gaps])
+        elif self.missing != "drop":
             n = np.full_like(n, self.n_samples)
         return _statistics(gy, gg, yy, n - self.basis.shape[1] - 1, centred_ss, n, mean / 2)
 
     def _downdate(
-        self, uncalled: np.ndarray, g: np.ndarray, gy: np.ndarray, gg: np.ndarray
+        self, rows: np.ndarray, snps: np.ndarray, residual: np.ndarray, gy: np.ndarray, gg: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """g'My, g'Mg and y'My of each SNP (column) on its called samples only, M their residual
-        maker of [1, C]; ``uncalled`` (N, SNPs) marks the missing calls, ``g`` the genotypes'
-        full-sample residuals.
+        """g'My, g'Mg and y'My of each SNP with missing calls on its called samples only, M their
+        residual maker of [1, C]; the missing calls are at (``rows``, ``snps``), ``residual`` the
+        genotype's full-sample residual there.
 
         Replacing y and g by their full-sample residuals changes neither beta nor the residuals of
         a fit that contains [1, C]; on the called rows S, Q_S still spans [1, C], and
         Q_S'Q_S = I - Q_m'Q_m, Q_S'r_S = -Q_m'r_m (r is orthogonal to Q over all rows). Every sum
-        over a SNP's missing rows m is a product with the 0/1 mask: a few matrix products for the
-        whole chunk rather than one small solve per SNP; sparse, as calls are rarely missing."""
+        over a SNP's missing rows m is a product with a sparse SNPs x N matrix: a few products for
+        the whole chunk rather than one small solve per SNP."""
         from scipy import sparse
 
-        mask = sparse.csr_matrix(uncalled.T, dtype=np.float64)  # (SNPs, N)
+        count, shape = len(gy), (len(gy), len(self.basis))
+        mask = sparse.csr_matrix((np.ones(len(rows)), (snps, rows)), shape=shape)
+        masked_g = sparse.csr_matrix((residual, (snps, rows)), shape=shape)
         k = self.basis.shape[1]
-        masked_g = sparse.csr_matrix(mask.multiply(g.T))  # each SNP's residual genotype on its missing rows
         gram = np.eye(k) - (mask @ self.outer).reshape(-1, k, k)  # Q_m'Q_m per SNP
         qg = masked_g @ self.basis  # (SNPs, k): Q_m'g_m
         qy = np.stack([mask @ (self.basis[:, [i]] * self.residuals) for i in range(k)], axis=1)  # (SNPs, k, P)
@@ -106,23 +106,24 @@ class LinearAssociation:
         solved_g = np.linalg.solve(gram, qg[..., None])[..., 0]
         solved_y = np.linalg.solve(gram, qy)
         gy_s = gy - gy_m - np.einsum("sk,skp->sp", solved_g, qy)
-        gg_s = gg - np.asarray(masked_g.multiply(masked_g).sum(1))[:, 0] - (qg * solved_g).sum(1)
+        gg_s = gg - np.bincount(snps, weights=residual**2, minlength=count) - (qg * solved_g).sum(1)
         yy_s = self.residual_ss - yy_m - (qy * solved_y).sum(1)
         gy_s[singular], gg_s[singular], yy_s[singular] = np.nan, np.nan, np.nan
         return gy_s, gg_s, yy_s
 
 
-def fill_missing(dosages: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dosages as float64 with missing calls at the SNP's mean, which calls are present, the mean
-    dosage of the called samples)."""
-    called = ~np.isnan(dosages)
-    n = called.sum(0)
-    if (n == len(dosages)).all():  # the usual chunk: no missing call to fill
-        filled = np.asarray(dosages, dtype=np.float64)
-        return filled, called, filled.sum(0) / len(dosages)
+def fill_missing(dosages: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+    """(dosages as float64 with missing calls at the SNP's mean, the (rows, SNPs) of the missing
+    calls, the mean dosage of the called samples, their number): one conversion, and work on the
+    few missing calls only."""
+    filled = dosages.astype(np.float64)
+    rows, cols = np.nonzero(np.isnan(dosages))
+    n = len(dosages) - np.bincount(cols, minlength=dosages.shape[1])
+    filled[rows, cols] = 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, np.nansum(dosages, 0, dtype=np.float64) / n, 0.0)
-    return np.where(called, dosages, mean), called, mean
+        mean = np.where(n > 0, filled.sum(0) / n, 0.0)
+    filled[rows, cols] = mean[cols]
+    return filled, (rows, cols), mean, n
 
 
 def constant_genotype(filled: np.ndarray, weight: np.ndarray) -> np.ndarray:

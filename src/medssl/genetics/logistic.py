@@ -50,8 +50,10 @@ class LogisticAssociation:
 
     def test(self, dosages: np.ndarray) -> AssociationResult:
         """Every SNP of an (N, SNPs) dosage chunk (NaN = missing call) against every phenotype."""
-        filled, called, mean = fill_missing(dosages)
-        weight = called.astype(np.float64) if self.missing == "drop" else np.ones_like(filled)
+        filled, missing, mean, _ = fill_missing(dosages)
+        weight = np.ones_like(filled)
+        if self.missing == "drop":  # a missing call counts for nothing in its SNP's fit (plink2 drops it)
+            weight[missing] = 0
         shape = (dosages.shape[1], self.cases.shape[1])
         beta, se = np.full(shape, np.nan), np.full(shape, np.nan)
         firth, failed = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
