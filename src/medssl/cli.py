@@ -852,6 +852,7 @@ def run_attribution(args: argparse.Namespace) -> None:
 
 def run_gwas(args: argparse.Namespace) -> None:
     from medssl.analysis.columns import pc_columns
+    from medssl.genetics import GENOME_WIDE
     from medssl.genetics.gwas import run_gwas as gwas
     from medssl.genetics.phenotypes import read_plink_table
     from medssl.genetics.settings import Clumping
@@ -888,10 +889,10 @@ def run_gwas(args: argparse.Namespace) -> None:
         print(f"{name}: lambda {result['lambda_gc']:.3f}, {len(result['leads'])} lead SNP(s)")
     if len(results) > args.max_plots:
         lambdas = sorted(r["lambda_gc"] for r in results.values())
-        hits = sum(any(lead["P"] < 5e-8 for lead in r["leads"]) for r in results.values())
+        hits = sum(any(lead["P"] < GENOME_WIDE for lead in r["leads"]) for r in results.values())
         print(
             f"... {len(results)} phenotypes in all: lambda {lambdas[0]:.3f} to {lambdas[-1]:.3f} "
-            f"(median {lambdas[len(lambdas) // 2]:.3f}); {hits} with a lead SNP at p < 5e-8"
+            f"(median {lambdas[len(lambdas) // 2]:.3f}); {hits} with a lead SNP at p < {GENOME_WIDE:g}"
         )
     print(
         f"-> {args.out / 'gwas.json'}, {args.out / 'gwas.log'}; plink2/REGENIE/BOLT-LMM inputs in {args.out / 'export'}"

@@ -175,7 +175,7 @@ def run_gwas(
             quantitative = ~samples.binary
             samples.phenotypes[:, quantitative] = inverse_normal_transform(samples.phenotypes[:, quantitative])
         design, design_names = samples.design()
-        covariate_columns = dict(samples.covariates)
+        export_covariates = dict(samples.covariates)
         pc_summary = None
         if genetic_pcs and selection.parallel is not None:
             raise ValueError(
@@ -197,7 +197,7 @@ def run_gwas(
             )
             design = np.column_stack([design, pcs])
             design_names += list(pc_summary["names"])
-            covariate_columns |= dict(zip(pc_summary["names"], pcs.T))
+            export_covariates |= dict(zip(pc_summary["names"], pcs.T))
         log.line(f"covariates: {', '.join(design_names) or 'none'}")
         models = _models(samples, design, missing)
         scan = log.timed(
@@ -213,7 +213,7 @@ def run_gwas(
         if output_format == "gwas-ssf":
             log.timed("GWAS-SSF", to_ssf, out, samples, design_names, filters, genome_build)
         if export:
-            log.timed("export", _export, out, genotypes, samples, covariate_columns, tested)
+            log.timed("export", _export, out, genotypes, samples, export_covariates, tested)
         summary = {
             "genotypes": str(genotypes.path),
             "genotype_source": genotypes.source,
@@ -375,6 +375,17 @@ def _writer(files: ExitStack, path: Path, schema: pa.Schema, compress: str | Non
     writer = pacsv.CSVWriter(sink, schema, write_options=TSV)
     files.callback(writer.close)
     return writer
+
+
+def write_tsv(table: pa.Table, path: Path, options: pacsv.WriteOptions = TSV) -> Path:
+    """``table`` as a TSV at ``path``, compressed when its last suffix says so (.gz, .zst)."""
+    codec = COMPRESSION.get(path.suffix.lstrip("."))
+    if codec is None:
+        pacsv.write_csv(table, path, options)
+    else:
+        with pa.CompressedOutputStream(str(path), codec) as sink:
+            pacsv.write_csv(table, sink, options)
+    return path
 
 
 def _finish(writing: list[Future]) -> None:

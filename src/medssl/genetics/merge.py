@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from medssl.genetics.genotypes import open_genotypes
-from medssl.genetics.gwas import COMPRESSION, PART_FILE, TSV, draw_plots, lead_snps, model_of, to_ssf
+from medssl.genetics.gwas import COMPRESSION, PART_FILE, draw_plots, lead_snps, model_of, to_ssf, write_tsv
 from medssl.genetics.log import RunLog
 from medssl.genetics.phenotypes import Samples
 from medssl.genetics.settings import MAX_PLOTS, Clumping, QcFilters
@@ -118,10 +118,7 @@ def _concatenated(folders: list[Path], name: str, model, out: Path) -> pa.Table:
     table = pa.concat_tables([pacsv.read_csv(f, parse_options=parse, convert_options=options) for f in files])
     suffix = files[0].suffix.lstrip(".")
     target = out / (f"{name}.{model.suffix}" + (f".{suffix}" if suffix in COMPRESSION else ""))
-    sink = pa.CompressedOutputStream(str(target), COMPRESSION[suffix]) if suffix in COMPRESSION else str(target)
-    pacsv.write_csv(table.select(model.schema.names), sink, TSV)
-    if suffix in COMPRESSION:
-        sink.close()
+    write_tsv(table.select(model.schema.names), target)
     return table
 
 

@@ -15,6 +15,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import yaml
 
+from medssl.genetics.gwas import write_tsv
+
 GENOME_BUILDS = ("GRCh37", "GRCh38", "NCBI36", "unknown")
 CHROMOSOME_CODES = {"X": 23, "Y": 24, "XY": 23, "MT": 25, "M": 25}  # GWAS-SSF: chromosomes as integers
 WRITE = pacsv.WriteOptions(delimiter="\t", quoting_style="none", quoting_header="none", null_string="#NA")
@@ -49,12 +51,7 @@ def write_ssf(glm: Path, target: Path, *, logistic: bool, genome_build: str, met
         "variant_id": table["ID"],
         "n": table["OBS_CT"],
     }
-    suffix = target.name.rsplit(".", 1)[-1]
-    codec = {"gz": "gzip", "zst": "zstd"}.get(suffix)
-    sink = pa.CompressedOutputStream(str(target), codec) if codec else str(target)
-    pacsv.write_csv(pa.table(columns), sink, WRITE)
-    if codec:
-        sink.close()
+    write_tsv(pa.table(columns), target, WRITE)
     _write_meta(target, genome_build, meta)
     return target
 
