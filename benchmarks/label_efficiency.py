@@ -6,9 +6,12 @@
     python -m benchmarks.label_efficiency --datasets --tasks cohort-xray-segmentation cohort-mri-segmentation \
         cohort-xray-detection mni152-2d mni152-3d --name label_efficiency_dense
 
-Each dataset runs (and is timed) on its own; every stage is cached under --work, so a stopped
-benchmark resumes, and the wall time kept per dataset is that of the invocation that computed it
-(run it on an idle machine for a timing). The issue's targets are checked at the end.
+Each dataset runs on its own, and the results are rewritten after each. Every stage is cached
+under --work, so a stopped benchmark resumes; the default --work is committed
+(benchmarks/stages/, checkpoints aside), so a later checkout resumes at the first unfinished
+fine-tuning cell and retrains only a pretraining whose evaluation was unfinished. The time kept
+per dataset is the sum of its stages' computing runs (run it on an idle machine for a timing).
+The issue's targets are checked over the datasets done.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, write_json
+from benchmarks.common import RESULTS, STAGES, write_json
 from medssl.evaluation.budgets import DATASETS, SCRATCH, budget_from
 from medssl.evaluation.label_efficiency import markdown_report, run_benchmark
 
@@ -107,31 +110,36 @@ def main() -> None:
     parser.add_argument("--method", default="auto")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--name", default="label_efficiency", help="stem of the result files")
-    parser.add_argument("--work", type=Path, default=Path("runs/bench_label_efficiency"))
+    parser.add_argument("--work", type=Path, default=STAGES / "label_efficiency")
     args = parser.parse_args()
     previous_path = RESULTS / f"{args.name}.json"
     previous = json.loads(previous_path.read_text()).get("wall_s_per_part", {}) if previous_path.exists() else {}
     budget, record, walls = budget_from(args.budget), None, {}
-    for part in [("dataset", d) for d in args.datasets] + [("task", t) for t in args.tasks]:
+    parts = [("dataset", d) for d in args.datasets] + [("task", t) for t in args.tasks]
+    for kind, name in parts:
         start = time.perf_counter()
-        datasets, tasks = ([part[1]], ()) if part[0] == "dataset" else ([], (part[1],))
         one = run_benchmark(
-            datasets,
+            [name] if kind == "dataset" else [],
             args.work,
             budget,
             method=args.method,
             seeds=tuple(args.seeds),
-            tasks=tasks,
+            tasks=(name,) if kind == "task" else (),
             image_size=args.image_size,
         )
-        walls[part[1]] = max(
-            time.perf_counter() - start, previous.get(part[1], 0.0)
-        )  # a cached rerun is quick: keep the computing run's
+        if kind == "dataset":  # the sum of its stages' computing runs, over however many invocations
+            walls[name] = sum(next(iter(one["datasets"].values()))["wall_s"].values())
+        else:  # a cached rerun is quick: keep the computing run's
+            walls[name] = max(time.perf_counter() - start, previous.get(name, 0.0))
         if record is None:
             record = one
         else:
             record["datasets"].update(one["datasets"])
             record["tasks"].update(one["tasks"])
+        write_results(args, record, walls, len(parts))  # after every part: a stopped run leaves its table
+
+
+def write_results(args: argparse.Namespace, record: dict, walls: dict, n_parts: int) -> None:
     report = markdown_report(record)
     for key, result in {**record["datasets"], **record["tasks"]}.items():
         figure = f"{args.name}_{key}.png"
@@ -142,8 +150,9 @@ def main() -> None:
     lines = [
         f"# Label efficiency: {', '.join(args.datasets + args.tasks)} ({args.budget} budget)",
         "",
+        *([f"**In progress: {len(walls)} of {n_parts} parts done.**", ""] if len(walls) < n_parts else []),
         f"Command: `python -m benchmarks.label_efficiency {' '.join(sys.argv[1:])}`; full record (machine, date, every row) in `{path.name}`.",
-        "Wall time on this machine, per part (the invocation that computed it; stages are cached): "
+        "Compute time on this machine, per part (a dataset's: the sum of its stages' computing runs): "
         + ", ".join(f"{k} {v / 60:.0f} min" for k, v in walls.items())
         + ".",
         "",
@@ -153,7 +162,7 @@ def main() -> None:
         lines += [f"| {t['target']} | {_text(t['value'])} | {'yes' if t['met'] else 'no'} |" for t in checked]
         lines.append("")
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + report)
-    print(f"{sum(walls.values()) / 60:.1f} min -> {RESULTS / (args.name + '.md')}")
+    print(f"{sum(walls.values()) / 60:.1f} min -> {RESULTS / (args.name + '.md')}", flush=True)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def pretrain(
     image_size, in_channels, modality, spacing and volume_index. Under DDP every process runs
     this function; only global rank 0 writes files.
     """
+    started = time.perf_counter()
     out_dir = Path(out_dir)
     last = out_dir / "checkpoints" / "last.ckpt"
     if resume and not last.exists():
@@ -155,6 +156,7 @@ def pretrain(
         "nonfinite_steps_skipped": nonfinite.skipped,
         **throughput.summary(),
         **(monitor.summary() if monitor else {}),
+        "wall_s": round(time.perf_counter() - started, 1),  # this invocation's (a resumed run: since it resumed)
     }
     if trainer.is_global_zero:
         save_encoder(encoder_path, model.encoder, method=config["method"], preprocessing=training_data.preprocessing)

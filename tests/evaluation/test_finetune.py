@@ -141,3 +141,23 @@ def test_evaluate_supervised_finetune_adds_a_row_per_encoder(tmp_path, npz_2d):
     )
     with pytest.raises(ValueError, match="finetune mode"):
         evaluate(encoder, npz_2d, tmp_path / "eval", finetune_mode="semi")
+
+
+def test_a_stopped_evaluation_resumes_at_its_first_unfinished_cell(tmp_path, npz_2d, monkeypatch):
+    import medssl.evaluation.evaluate as evaluation
+
+    encoder, out = tiny_encoder_file(tmp_path, npz_2d), tmp_path / "eval"
+    run = dict(fractions=(0.5, 1.0), finetune_mode="supervised", schedule=Schedule.fixed(2))
+    first = evaluate(encoder, npz_2d, out, **run)
+    cells = (out / "cells.jsonl").read_text().splitlines()
+    assert len(cells) == 4  # (pretrained, random init) x 2 fractions
+    (out / "cells.jsonl").write_text("\n".join(cells[:3]) + "\n")  # stopped during the last cell
+    computed = []
+    real = evaluation.cell_rows
+    monkeypatch.setattr(evaluation, "cell_rows", lambda *a: computed.append(a[5]) or real(*a))  # a[5]: its cell
+    again = evaluate(encoder, npz_2d, out, **run)
+    assert [(b["encoder"], b["fraction"]) for b in computed] == [("random-init", 1.0)]
+    assert again["rows"] == first["rows"] and len((out / "cells.jsonl").read_text().splitlines()) == 4
+    computed.clear()
+    evaluate(encoder, npz_2d, out, **{**run, "schedule": Schedule.fixed(3)})  # another recipe: nothing reused
+    assert len(computed) == 4

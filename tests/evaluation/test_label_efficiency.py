@@ -42,6 +42,11 @@ def test_the_protocol_writes_every_approach_at_every_fraction_and_resumes(tmp_pa
     stamp = encoder.stat().st_mtime_ns
     again = run_benchmark([str(npz)], out, TINY, method="simclr", seeds=(0, 1), fractions=(0.25, 1.0))
     assert encoder.stat().st_mtime_ns == stamp and again["datasets"]["toy"]["summary"] == result["summary"]
+    for kept_elsewhere in out.rglob("*"):  # a new checkout holds only the committed records
+        if kept_elsewhere.is_file() and kept_elsewhere.suffix not in (".json", ".jsonl"):
+            kept_elsewhere.unlink()
+    from_records = run_benchmark([str(npz)], out, TINY, method="simclr", seeds=(0, 1), fractions=(0.25, 1.0))
+    assert not encoder.exists() and from_records["datasets"]["toy"]["summary"] == result["summary"]
 
 
 def test_auto_chooses_the_method_on_the_validation_monitor(tmp_path):
@@ -55,6 +60,10 @@ def test_auto_chooses_the_method_on_the_validation_monitor(tmp_path):
     views_won = scores[f"{choice['method']} + geometric views"] > scores[choice["method"]]
     assert choice["views"] == ("geometric" if views_won else "the method's own")
     assert json.loads((tmp_path / "choice" / "choice.json").read_text())["method"] == choice["method"]
+    for encoder in (tmp_path / "choice").rglob("encoder.pt"):
+        encoder.unlink()
+    assert choose_method(npz, tmp_path / "choice", TINY, None, candidates=("simclr", "vicreg")) == choice
+    assert not any((tmp_path / "choice").rglob("encoder.pt"))  # read back, not pretrained again
 
 
 def rows(approach: str, fraction: float, aucs: list[float]) -> list[dict]:

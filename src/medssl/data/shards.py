@@ -192,7 +192,7 @@ def _finished_sidecar(job: _ShardJob, verify: bool) -> dict | None:
         return None
     if not tar_path.is_file() or tar_path.stat().st_size != sidecar["bytes"]:
         return None
-    if verify and _sha256(tar_path) != sidecar["sha256"]:
+    if verify and sha256_file(tar_path) != sidecar["sha256"]:
         return None
     return sidecar
 
@@ -225,7 +225,7 @@ def _convert_shard(job: _ShardJob) -> dict:
         "rows": [job.first_row, job.first_row + len(job.rows)],
         "samples": sum(splits.values()),
         "splits": dict(sorted(splits.items())),
-        "sha256": _sha256(tar_path),
+        "sha256": sha256_file(tar_path),
         "bytes": tar_path.stat().st_size,
         "skipped": skipped,
         "corrected": corrected,
@@ -439,7 +439,7 @@ def _shard_paths(out_dir: Path, number: int) -> tuple[Path, Path]:
     return out_dir / f"shard-{number:06d}.tar", out_dir / f"shard-{number:06d}.json"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):

@@ -4,7 +4,12 @@ and optionally end-to-end fine-tuning of both (supervised, or FixMatch with the 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,7 @@ import torch
 
 from medssl.data.datasets import ImageTable, load_table
 from medssl.data.preprocess import Preprocessing
+from medssl.data.shards import sha256_file
 from medssl.evaluation.embeddings import embed
 from medssl.evaluation.finetune import FixMatchConfig, finetune, predict_proba
 from medssl.evaluation.probe import classification_metrics, knn_probe, label_subset, linear_probe
@@ -45,6 +51,19 @@ def evaluate(
     encoder.to(device)
     table = labelled_table(data, metadata, out_dir)
     parts = {s: table.split(s) for s in ("train", "val", "test")} if finetune_mode != "none" else {}
+    cells = CellCache(
+        out_dir / "cells.jsonl",
+        {
+            "data": sha256_file(Path(data)) if Path(data).is_file() else str(data),
+            "preprocessing": metadata["preprocessing"],
+            "finetune": [finetune_mode, asdict(schedule), finetune_batch]
+            + ([asdict(fixmatch)] if finetune_mode == "fixmatch" else []),
+        },
+    )
+    identities = {
+        f"pretrained ({metadata['method']})": sha256_file(Path(encoder_path)),
+        RANDOM_INIT: metadata["encoder"],
+    }
     rows = []
     pretrained_features = embed(encoder, table.images)
     saved = {"pretrained": pretrained_features}  # with the first seed's random init, for later analyses
@@ -60,12 +79,10 @@ def evaluate(
             subset = label_subset(table.labels[table.splits == "train"], fraction, seed)
             _save_subset(out_dir, table, subset, fraction, seed)
             for name, x in features.items():
-                rows += probe_rows(x, table, subset, name, fraction, seed)
-                if finetune_mode != "none":
-                    base = {"encoder": name, "fraction": fraction, "seed": seed, "n_labels": len(subset)}
-                    rows += finetune_rows(
-                        encoders[name], parts, subset, base, finetune_mode, (schedule, finetune_batch), fixmatch
-                    )
+                base = {"encoder": name, "fraction": fraction, "seed": seed, "n_labels": len(subset)}
+                recipe = (finetune_mode, (schedule, finetune_batch), fixmatch)
+                compute = partial(cell_rows, x, encoders[name], table, parts, subset, base, recipe)
+                rows += cells.rows([identities[name], fraction, seed], compute)
     np.savez_compressed(
         out_dir / "embeddings.npz",
         subject_id=np.array(table.subject_ids),
@@ -79,12 +96,45 @@ def evaluate(
         "data": str(data),
         "subjects": {s: int((table.splits == s).sum()) for s in ("train", "val", "test")},
         "skipped": len(table.skips),
+        "wall_s": round(cells.wall_s, 1),
         "rows": rows,
         "summary": summarise(rows),
     }
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
     (out_dir / "evaluation.md").write_text(markdown_table(result["summary"]))
     return result
+
+
+class CellCache:
+    """The rows of each finished (encoder, fraction, seed) cell, one JSON line each, so that a
+    stopped evaluation resumes at its first unfinished cell (fine-tuning at every fraction takes
+    hours). A cell is keyed by everything its rows depend on: the data's content, the
+    preprocessing, the fine-tuning recipe and the encoder (a pretrained one by its file's digest,
+    a random init by its architecture), so a retrained encoder or a changed recipe never reuses
+    old rows. ``wall_s``: the time the cells used so far took to compute, whichever run did it."""
+
+    def __init__(self, path: Path, context: dict) -> None:
+        self.path, self.context = path, _digest(context)
+        entries = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        self.done = {entry["cell"]: (entry["rows"], entry["wall_s"]) for entry in entries}
+        self.wall_s = 0.0
+
+    def rows(self, identity: list, compute: Callable[[], list[dict]]) -> list[dict]:
+        cell = _digest([self.context, *identity])
+        if cell not in self.done:
+            started = time.perf_counter()
+            self.done[cell] = (compute(), round(time.perf_counter() - started, 1))
+            with self.path.open("a") as handle:
+                handle.write(
+                    json.dumps({"cell": cell, "rows": self.done[cell][0], "wall_s": self.done[cell][1]}) + "\n"
+                )
+        rows, wall_s = self.done[cell]
+        self.wall_s += wall_s
+        return rows
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def labelled_table(data: str | Path, metadata: dict, out_dir: Path) -> ImageTable:
@@ -131,14 +181,26 @@ def stratified_splits(
     return splits.astype(str)
 
 
-def probe_rows(
-    features: np.ndarray, table: ImageTable, subset: np.ndarray, name: str, fraction: float, seed: int
+def cell_rows(
+    features: np.ndarray,
+    encoder: Encoder,
+    table: ImageTable,
+    parts: dict[str, ImageTable],
+    subset: np.ndarray,
+    base: dict,
+    recipe: tuple[str, tuple[Schedule, int], FixMatchConfig],
 ) -> list[dict]:
+    """One (encoder, fraction, seed) cell: its probes, then its fine-tuning unless the mode is none."""
+    rows = probe_rows(features, table, subset, base)
+    mode, schedule, fixmatch = recipe
+    return rows + (finetune_rows(encoder, parts, subset, base, mode, schedule, fixmatch) if mode != "none" else [])
+
+
+def probe_rows(features: np.ndarray, table: ImageTable, subset: np.ndarray, base: dict) -> list[dict]:
     part = {s: (features[table.splits == s], table.labels[table.splits == s]) for s in ("train", "val", "test")}
     train = (part["train"][0][subset], part["train"][1][subset])
-    base = {"encoder": name, "fraction": fraction, "seed": seed, "n_labels": len(subset)}
     return [
-        {**base, "probe": "linear", **linear_probe(train, part["val"], part["test"], seed)},
+        {**base, "probe": "linear", **linear_probe(train, part["val"], part["test"], base["seed"])},
         {**base, "probe": "knn", **knn_probe(train, part["val"], part["test"])},
     ]
 

@@ -32,7 +32,6 @@ from medssl.evaluation.budgets import (
     SEEDS,
     VIEW_PRESETS,
     Budget,
-    Schedule,
 )
 from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows
 from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
@@ -70,22 +69,34 @@ def run_benchmark(
             else {"method": method, "views": "the method's own"}
         )
         rows, pretraining, schedule = [], [], budget.finetune_schedule(_dims(data, size))
+        wall_s = {"method choice": sum(e.get("wall_s", 0.0) for e in choice.get("evidence", {}).values())}
         for seed in seeds:
             run = out_dir / key / f"seed{seed}"
-            encoder_path = pretrained_encoder(
-                data, run / "pretrain", choice["method"], budget, seed, size, views=choice.get("view_settings")
-            )
+            done = run / "eval" / "evaluation.json"
+            if not done.exists():  # an evaluated seed needs its encoder no more
+                encoder_path = pretrained_encoder(
+                    data, run / "pretrain", choice["method"], budget, seed, size, views=choice.get("view_settings")
+                )
+                evaluate(
+                    encoder_path,
+                    data,
+                    run / "eval",
+                    fractions,
+                    (seed,),
+                    finetune_mode="supervised",
+                    schedule=schedule,
+                    finetune_batch=budget.finetune_batch,
+                )
             pretraining.append(json.loads((run / "pretrain" / "pretrain_summary.json").read_text()))
-            rows += _evaluation(
-                encoder_path,
-                data,
-                run / "eval",
-                schedule,
-                budget.finetune_batch,
-                seed,
-                fractions,
-            )
-        results[key] = {**dataset_result(key, rows, out_dir), "method_choice": choice, "pretraining": pretraining}
+            evaluation = json.loads(done.read_text())
+            rows += [{**row, "approach": approach_name(row)} for row in evaluation["rows"]]
+            wall_s[f"seed {seed}"] = pretraining[-1].get("wall_s", 0.0) + evaluation.get("wall_s", 0.0)
+        results[key] = {
+            **dataset_result(key, rows, out_dir),
+            "method_choice": choice,
+            "pretraining": pretraining,
+            "wall_s": wall_s,  # each stage's computing run, however many invocations it took
+        }
     record = {
         "method": method,
         "budget": asdict(budget),
@@ -110,19 +121,22 @@ def choose_method(
     """Pretrains each candidate for ``budget.selection_share`` of the epochs (seed 0), then the best
     of them with each of ``VIEW_PRESETS``, and keeps the one whose validation kNN AUC peaked highest:
     the choice never sees a test image or a training label. Returns {method, views, view_settings,
-    evidence: {candidate: monitor summary}}, saved in ``out``."""
+    evidence: {candidate: monitor summary}}, saved in ``out`` and read from there once made."""
 
     def score(name: str, method: str, views: dict | None) -> float:
         run = out / name.replace(" + ", "-").replace(" ", "_")
-        pretrained_encoder(data, run, method, budget, 0, image_size, share=budget.selection_share, views=views)
+        if not (run / "pretrain_summary.json").exists():  # scored once; its encoder is not kept
+            pretrained_encoder(data, run, method, budget, 0, image_size, share=budget.selection_share, views=views)
         summary = json.loads((run / "pretrain_summary.json").read_text())
         evidence[name] = {
             k: v
             for k, v in summary.items()
-            if k.startswith("monitor") or k in ("epochs", "global_step", "train_images_per_s")
+            if k.startswith("monitor") or k in ("epochs", "global_step", "train_images_per_s", "wall_s")
         }
         return evidence[name].get("monitor_best_knn_auc", -1.0)
 
+    if (out / "choice.json").exists():
+        return json.loads((out / "choice.json").read_text())
     evidence: dict[str, dict] = {}
     method = max(candidates, key=lambda m: score(m, m, None))
     views = max(
@@ -239,24 +253,6 @@ def pretrained_encoder(
 
 def _dims(data: Path, image_size: list[int] | None) -> int:
     return len(image_size) if image_size else load_table(data).images.ndim - 2
-
-
-def _evaluation(
-    encoder_path: Path, data: Path, out: Path, schedule: Schedule, batch: int, seed: int, fractions: tuple[float, ...]
-) -> list[dict]:
-    done = out / "evaluation.json"
-    if not done.exists():
-        evaluate(
-            encoder_path,
-            data,
-            out,
-            fractions,
-            (seed,),
-            finetune_mode="supervised",
-            schedule=schedule,
-            finetune_batch=batch,
-        )
-    return [{**row, "approach": approach_name(row)} for row in json.loads(done.read_text())["rows"]]
 
 
 def approach_name(row: dict) -> str:
