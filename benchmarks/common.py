@@ -22,7 +22,7 @@ if not os.environ.get("MEDSSL_DATA"):
 from medssl.data.public import data_root  # noqa: E402, F401 (re-exported for the benchmark scripts)
 
 RESULTS = Path(__file__).parent / "results"
-STAGES = Path(__file__).parent / "stages"  # finished stages' records, committed: see its .gitignore
+STAGE_RECORDS = Path(__file__).parent / "stages"  # finished stages' records, committed: see its .gitignore
 
 
 def machine() -> dict:

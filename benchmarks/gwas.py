@@ -13,7 +13,7 @@
    time from medssl's gwas.json. The SNPs are laid out 3 kb apart over 22 autosomes.
 4. Biobank scale: 100,000 x 100,000 (1% missing), 64 phenotypes, with each stage's time and the
    peak memory; extrapolated to 500,000 samples x 1,000,000 SNPs from the measured costs.
-Every cell is cached under runs/bench_gwas, so a stopped run resumes. Time it on idle cores.
+Every cell is cached under benchmarks/stages/gwas (committed, genotypes aside), so a stopped run resumes. Time it on idle cores.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from bed_reader import open_bed
 
-from benchmarks.common import RESULTS, data_root, write_json
+from benchmarks.common import RESULTS, STAGE_RECORDS, data_root, write_json
 from medssl.genetics import GENOME_WIDE
 from medssl.genetics.gwas import run_gwas
 from medssl.genetics.settings import Clumping
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--retime", action="store_true", help="time medssl again in cached cells (plink2's kept)")
     args = parser.parse_args()
-    work = Path("runs/bench_gwas")
+    work = STAGE_RECORDS / "gwas"
     work.mkdir(parents=True, exist_ok=True)
     previous = json.loads((RESULTS / "gwas.json").read_text()) if (RESULTS / "gwas.json").is_file() else {}
     runs = {

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, STAGES, write_json
+from benchmarks.common import RESULTS, STAGE_RECORDS, write_json
 from medssl.evaluation.budgets import DATASETS, SCRATCH, budget_from
 from medssl.evaluation.label_efficiency import markdown_report, run_benchmark
 
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--method", default="auto")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--name", default="label_efficiency", help="stem of the result files")
-    parser.add_argument("--work", type=Path, default=STAGES / "label_efficiency")
+    parser.add_argument("--work", type=Path, default=STAGE_RECORDS / "label_efficiency")
     args = parser.parse_args()
     previous_path = RESULTS / f"{args.name}.json"
     previous = json.loads(previous_path.read_text()).get("wall_s_per_part", {}) if previous_path.exists() else {}

@@ -400,7 +400,7 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
     """plink2's flags and meanings; medssl's older names are kept as aliases."""
     from dataclasses import fields
 
-    from medssl.genetics.settings import MAX_PLOTS, Clumping
+    from medssl.genetics.settings import CHUNK_GENOTYPES, MAX_PLOTS, Clumping
 
     gwas = add_command(
         commands,
@@ -473,7 +473,7 @@ def _add_gwas_command(commands: argparse._SubParsersAction) -> None:
     gwas.add_argument(
         "--chunk",
         type=int,
-        help="SNPs read at a time (memory ~40 bytes x samples x chunk; default: 1,000 up to 20,000 samples, fewer beyond)",
+        help=f"SNPs read at a time (default: {CHUNK_GENOTYPES:,} genotypes' worth, 16 to 1,000 SNPs; memory ~30 bytes x samples x chunk)",
     )
     gwas.set_defaults(run=run_gwas)
 

@@ -26,12 +26,20 @@ def test_reads_metadata_and_dosages_of_the_real_fileset(shared_data):
     everyone = np.arange(503)
     chunks = list(genotypes.chunks(everyone, 4000))
     assert [c.shape for _, c in chunks] == [(503, 4000), (503, 4000), (503, 2025)]
-    dosages = np.concatenate([c for _, c in chunks], axis=1)
-    assert dosages.dtype == np.float32 and set(np.unique(dosages[~np.isnan(dosages)])) == {0.0, 1.0, 2.0}
+    dosages = np.concatenate([c.with_nan() for _, c in chunks], axis=1)
+    assert set(np.unique(dosages[~np.isnan(dosages)])) == {0.0, 1.0, 2.0}
     assert np.isnan(dosages).sum() == 5108 and np.isnan(dosages).any(0).sum() == 51
     # a subset of samples in any order reads those samples' rows, in that order
     chosen = np.array([502, 7, 100])
     assert np.array_equal(genotypes.read(chosen, slice(0, 50)), dosages[chosen, :50], equal_nan=True)
+    # the calls of a subset of samples and SNPs are those of the whole chunk, missing calls included
+    calls, some = chunks[0][1], np.array([3, 0, 3999])
+    for part in (calls.take(samples=chosen, snps=some), calls.take(snps=some).take(samples=chosen)):
+        assert np.array_equal(part.with_nan(), dosages[chosen][:, some], equal_nan=True)
+    assert np.array_equal(
+        calls.take(snps=np.isnan(dosages[:, :4000]).any(0)).n_called,
+        503 - np.isnan(dosages[:, :4000]).sum(0)[np.isnan(dosages[:, :4000]).any(0)],
+    )
 
 
 def test_any_of_the_three_files_or_the_prefix_names_the_fileset(shared_data):

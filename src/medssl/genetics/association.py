@@ -13,10 +13,13 @@ uncalled samples' rows (k x k algebra per SNP), which is exact and costs their n
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
+
+from medssl.genetics.genotypes import Calls
 
 MISSING = ("drop", "mean")
 CHI2_MEDIAN_1DF = 0.45493642311957283  # median of chi-square with 1 df: the lambda of a null GWAS
@@ -38,6 +41,14 @@ class AssociationResult:
     errcode: np.ndarray  # plink2's ERRCODE: '.' when tested, else why not
     firth: np.ndarray | None = None  # logistic fits only: where Firth regression stood in
 
+    @classmethod
+    def concatenate(cls, results: list[AssociationResult]) -> AssociationResult:
+        """Consecutive chunks' results as one, SNPs in order."""
+        if len(results) == 1:
+            return results[0]
+        fields = {f.name: [getattr(r, f.name) for r in results] for f in dataclasses.fields(cls)}
+        return cls(**{k: None if v[0] is None else np.concatenate(v) for k, v in fields.items()})
+
 
 class LinearAssociation:
     """Phenotypes (N, P) and covariates (N, q) fixed once; ``test`` runs a chunk of SNPs."""
@@ -51,55 +62,61 @@ class LinearAssociation:
         self.missing = missing
         self.basis = covariate_basis(np.asarray(covariates, dtype=np.float64), len(phenotypes))
         self.residuals = phenotypes - self.basis @ (self.basis.T @ phenotypes)
-        self.residual_ss = (self.residuals**2).sum(0)
+        self.residuals_sq = self.residuals**2
+        self.residual_ss = self.residuals_sq.sum(0)
         self.outer = outer_products(self.basis)
 
     @property
     def n_samples(self) -> int:
         return len(self.residuals)
 
-    def test(self, dosages: np.ndarray) -> AssociationResult:
-        """Every SNP of an (N, SNPs) dosage chunk (NaN = missing call) against every phenotype."""
-        filled, (rows, cols), mean, n = fill_missing(dosages)
+    def test(self, dosages: np.ndarray | Calls) -> AssociationResult:
+        """Every SNP of an (N, SNPs) chunk (dosages with NaN for missing, or its ``Calls``)
+        against every phenotype."""
+        calls = Calls.of(dosages)
+        rows, cols, mean, n = calls.rows, calls.cols, calls.mean, calls.n_called
+        # dropped, a missing call's value is arbitrary: the downdate takes its row out again
+        filled = calls.values if self.missing == "drop" else calls.mean_filled()
         # the phenotype residuals are orthogonal to the covariates, so g'My = g'(My) and
         # g'Mg = g'g - |Q'g|^2: the genotypes are never residualised (an N x SNPs pass saved)
         projections = self.basis.T @ filled
         sum_sq = np.einsum("ij,ij->j", filled, filled)
-        centred_ss = sum_sq - self.n_samples * mean**2
+        centred_ss = sum_sq - (n if self.missing == "drop" else self.n_samples) * mean**2  # of the called samples
         gy, gg = filled.T @ self.residuals, sum_sq - np.einsum("ij,ij->j", projections, projections)
         yy = np.broadcast_to(self.residual_ss, gy.shape).copy()
         if self.missing == "drop" and len(rows):
             gaps, local = np.unique(cols, return_inverse=True)
-            # the residual genotype at each missing call: the mean it was filled with, less its fit
-            residual = mean[cols] - np.einsum("ik,ki->i", self.basis[rows], projections[:, cols])
-            gy[gaps], gg[gaps], yy[gaps] = self._downdate(rows, local, residual, gy[gaps], gg[gaps])
+            gy[gaps], gg[gaps], yy[gaps] = self._downdate(rows, local, projections[:, gaps], gy[gaps], gg[gaps])
         elif self.missing != "drop":
             n = np.full_like(n, self.n_samples)
         return _statistics(gy, gg, yy, n - self.basis.shape[1] - 1, centred_ss, n, mean / 2)
 
     def _downdate(
-        self, rows: np.ndarray, snps: np.ndarray, residual: np.ndarray, gy: np.ndarray, gg: np.ndarray
+        self, rows: np.ndarray, snps: np.ndarray, projections: np.ndarray, gy: np.ndarray, gg: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """g'My, g'Mg and y'My of each SNP with missing calls on its called samples only, M their
-        residual maker of [1, C]; the missing calls are at (``rows``, ``snps``), ``residual`` the
-        genotype's full-sample residual there.
+        residual maker of [1, C]; the missing calls are at (``rows``, ``snps``), in SNP order, and
+        hold 0, so the genotype's full-sample residual there is -q_i'(Q'g), ``projections`` Q'g.
 
         Replacing y and g by their full-sample residuals changes neither beta nor the residuals of
         a fit that contains [1, C]; on the called rows S, Q_S still spans [1, C], and
         Q_S'Q_S = I - Q_m'Q_m, Q_S'r_S = -Q_m'r_m (r is orthogonal to Q over all rows). Every sum
         over a SNP's missing rows m is a product with a sparse SNPs x N matrix: a few products for
-        the whole chunk rather than one small solve per SNP."""
+        the whole chunk rather than one small solve per SNP; the genotype's own sums follow from
+        Q_m'Q_m and Q_m'r_y, as it is a combination of Q's columns on m."""
         from scipy import sparse
 
-        count, shape = len(gy), (len(gy), len(self.basis))
-        mask = sparse.csr_matrix((np.ones(len(rows)), (snps, rows)), shape=shape)
-        masked_g = sparse.csr_matrix((residual, (snps, rows)), shape=shape)
-        k = self.basis.shape[1]
-        gram = np.eye(k) - (mask @ self.outer).reshape(-1, k, k)  # Q_m'Q_m per SNP
-        qg = masked_g @ self.basis  # (SNPs, k): Q_m'g_m
+        count, k = len(gy), self.basis.shape[1]
+        starts = np.concatenate([[0], np.cumsum(np.bincount(snps, minlength=count))])
+        mask = sparse.csr_matrix((np.ones(len(rows)), rows, starts), shape=(count, len(self.basis)))
+        overlap = (mask @ self.outer).reshape(-1, k, k)  # Q_m'Q_m per SNP
         qy = np.stack([mask @ (self.basis[:, [i]] * self.residuals) for i in range(k)], axis=1)  # (SNPs, k, P)
-        gy_m = masked_g @ self.residuals
-        yy_m = mask @ self.residuals**2
+        yy_m = mask @ self.residuals_sq
+        fit = projections.T  # (SNPs, k)
+        residual = -np.einsum("ik,ik->i", self.basis[rows], fit[snps])  # the genotype's, at each missing call
+        qg = -np.einsum("skl,sl->sk", overlap, fit)  # Q_m'g_m
+        gy_m = -np.einsum("sk,skp->sp", fit, qy)  # g_m'r_m
+        gram = np.eye(k) - overlap
         # [1, C] rank deficient on a SNP's called samples: no test
         singular = np.linalg.eigvalsh(gram)[:, 0] < COLLINEAR
         gram[singular] = np.eye(k)
@@ -110,20 +127,6 @@ class LinearAssociation:
         yy_s = self.residual_ss - yy_m - (qy * solved_y).sum(1)
         gy_s[singular], gg_s[singular], yy_s[singular] = np.nan, np.nan, np.nan
         return gy_s, gg_s, yy_s
-
-
-def fill_missing(dosages: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
-    """(dosages as float64 with missing calls at the SNP's mean, the (rows, SNPs) of the missing
-    calls, the mean dosage of the called samples, their number): one conversion, and work on the
-    few missing calls only."""
-    filled = dosages.astype(np.float64)
-    rows, cols = np.nonzero(np.isnan(dosages))
-    n = len(dosages) - np.bincount(cols, minlength=dosages.shape[1])
-    filled[rows, cols] = 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, filled.sum(0) / n, 0.0)
-    filled[rows, cols] = mean[cols]
-    return filled, (rows, cols), mean, n
 
 
 def constant_genotype(filled: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -61,8 +61,8 @@ def _from_plink(prefix: Path, max_snps: int, filters: QcFilters) -> GeneticFeatu
     everyone = np.arange(len(genotypes.iid))
     passing = np.concatenate(
         [
-            snps[filters.reasons(snp_stats(d, genotypes.hard_calls)) == ""]
-            for snps, d in genotypes.chunks(everyone, 2000)
+            snps[filters.reasons(snp_stats(calls, genotypes.hard_calls)) == ""]
+            for snps, calls in genotypes.chunks(everyone, 2000)
         ]
     )
     if not len(passing):

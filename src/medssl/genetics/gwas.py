@@ -3,9 +3,10 @@ genotypes (PLINK 1 or 2, BGEN), one regression per SNP and phenotype, as ``plink
 for quantitative traits, logistic with Firth fallback for case/control ones.
 
 Each phenotype keeps its own non-missing samples, as in plink2; phenotypes that share their
-samples are fitted together. The genotypes are read a chunk of SNPs at a time (about 40 bytes x N
-x chunk of memory; the chunk shrinks as N grows, see ``settings.chunk_size``); each chunk is QC'd among the analysed samples and its passing SNPs tested
-against every phenotype at once. Outputs, in ``out_dir``:
+samples are fitted together. The genotypes are read a chunk of SNPs at a time (a fixed number of
+genotypes, see ``settings.chunk_size``), the next chunk read and QC'd among the analysed samples
+in a second thread while this one's passing SNPs are tested against every phenotype at once.
+Outputs, in ``out_dir``:
 * ``samples.tsv``: every subject of the phenotype table or .fam, used or why not;
 * ``qc_removed.tsv``: every SNP QC removed, with its reason;
 * ``genetic_pcs.tsv``: the genetic PCs used as covariates (with ``genetic_pcs``), and
@@ -27,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import resource
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,7 @@ from medssl.genetics import GENOME_WIDE, pca
 from medssl.genetics.association import AssociationResult, LinearAssociation, genomic_inflation
 from medssl.genetics.clumping import clump, genotype_r2
 from medssl.genetics.export import write_exports
-from medssl.genetics.genotypes import Genotypes, Variants, open_genotypes
+from medssl.genetics.genotypes import Calls, Genotypes, Variants, open_genotypes
 from medssl.genetics.log import RunLog
 from medssl.genetics.logistic import LogisticAssociation
 from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples, read_plink_table
@@ -72,6 +73,9 @@ QC_SCHEMA = pa.schema(
 COMPRESSION = {"gz": "gzip", "zst": "zstd"}  # file suffix: arrow codec
 FORMATS = ("plink2", "gwas-ssf")
 SPARE_FILES = 64  # open files besides the result files: genotypes, QC report, libraries
+# results are formatted and written OUTPUT_CELLS (SNPs x phenotypes) at a time, but never fewer
+# than OUTPUT_SNPS SNPs: every table costs a fixed overhead, ~0.1 ms, which 1,024 phenotypes repeat
+OUTPUT_CELLS, OUTPUT_SNPS = 500_000, 1000
 SIGNIFICANT_DIGITS = 6  # of every statistic in the .glm files, as plink2 prints them
 PART_FILE = "part.npz"  # a --parallel part's tested variants, p-values in full and samples, for medssl gwas-merge
 TSV = pacsv.WriteOptions(delimiter="\t", quoting_style="none", quoting_header="none", null_string="NA")
@@ -326,7 +330,6 @@ def _scan(
     """QC and association over the SNPs a chunk at a time, streaming each phenotype's results."""
     names = samples.phenotype_names
     scan = Scan(candidates=[[] for _ in names])
-    threshold = max(clumping.p1, clumping.p2)
     _allow_open_files(len(names) + SPARE_FILES)
     with ExitStack() as files, ThreadPoolExecutor(os.cpu_count()) as pool:
         writers = [
@@ -334,37 +337,99 @@ def _scan(
             for j, name in enumerate(names)
         ]
         qc_writer = _writer(files, out / "qc_removed.tsv", QC_SCHEMA, None)
-        # formatting numbers as text is most of a many-phenotype run: arrow does it without the GIL,
-        # in threads, while the next chunk is read and tested
-        writing: list[Future] = []
-        chunks = genotypes.chunks(samples.fam_index, chunk, snps)
-        for rows, dosages in tqdm(
+        output = _Output(genotypes.variants, samples, models, writers, pool, scan, max(clumping.p1, clumping.p2))
+        chunks = _prefetched(_checked_chunks(genotypes, samples.fam_index, chunk, snps, filters))
+        for rows, calls, stats, reasons in tqdm(
             chunks, total=-(-len(snps) // chunk), desc="gwas", unit="chunk", disable=not progress
         ):
-            stats = snp_stats(dosages, genotypes.hard_calls)
-            reasons = filters.reasons(stats)
             keep = reasons == ""
             qc_writer.write_table(_qc_table(genotypes.variants.take(rows[~keep]), stats, ~keep, reasons[~keep]))
             for reason in reasons[~keep]:
                 for flag in reason.split(","):
                     scan.removed[flag] = scan.removed.get(flag, 0) + 1
-            variants, p = genotypes.variants.take(rows[keep]), np.empty((keep.sum(), len(names)))
-            tables = [None] * len(names)
-            for columns, sample_rows, model in models:
-                subset = dosages if len(sample_rows) == len(dosages) else dosages[sample_rows]
-                result = model.test(subset[:, keep])
-                p[:, columns] = result.p
-                for j, table in zip(columns, _glm_tables(variants, result, model_of(samples, columns[0]))):
-                    tables[j] = table
-            _finish(writing)  # a file's chunks must be written in order
-            writing = [pool.submit(writer.write_table, table) for writer, table in zip(writers, tables)]
-            for j in np.flatnonzero((p < threshold).any(0)):  # filtering every table costs as much as testing
-                below = p[:, j] < threshold
-                scan.candidates[j].append((rows[keep][below], tables[j].filter(below)))
-            scan.tested.append(rows[keep])
-            scan.p.append(p)
-        _finish(writing)
+            kept = calls if keep.all() else calls.take(snps=keep)
+            del calls  # before the next chunk is read: one chunk in memory, not two
+            tests = [
+                model.test(kept if len(sample_rows) == kept.shape[0] else kept.take(samples=sample_rows))
+                for _, sample_rows, model in models
+            ]
+            del kept
+            output.add(rows[keep], tests)
+        output.close()
     return scan
+
+
+def _checked_chunks(
+    genotypes: Genotypes, samples: np.ndarray, chunk: int, snps: np.ndarray, filters: QcFilters
+) -> Iterator[tuple[np.ndarray, Calls, SnpStats, np.ndarray]]:
+    """Each chunk's rows and calls with their QC: statistics and why each SNP fails (or '')."""
+    for rows, calls in genotypes.chunks(samples, chunk, snps):
+        stats = snp_stats(calls, genotypes.hard_calls)
+        yield rows, calls, stats, filters.reasons(stats)
+
+
+def _prefetched(items: Iterator) -> Iterator:
+    """The items, each made in a second thread while the one before is used: reading and QC of
+    the next chunk overlap the tests of this one (numpy and the readers release the GIL)."""
+    with ThreadPoolExecutor(1) as pool:
+        coming = pool.submit(next, items, None)
+        while (item := coming.result()) is not None:
+            coming = pool.submit(next, items, None)
+            yield item
+
+
+class _Output:
+    """Results gathered over chunks until enough are waiting (OUTPUT_CELLS), then formatted and
+    written per phenotype: a chunk is small (its genotypes fit in memory glibc reuses), while
+    every table costs a fixed overhead.
+    Formatting numbers as text is most of a many-phenotype run: arrow does it without the GIL, in
+    threads, while the next chunks are read and tested."""
+
+    def __init__(
+        self,
+        variants: Variants,
+        samples: Samples,
+        models: list[tuple[np.ndarray, np.ndarray, object]],
+        writers: list[pacsv.CSVWriter],
+        pool: ThreadPoolExecutor,
+        scan: Scan,
+        threshold: float,
+    ) -> None:
+        self.variants, self.samples, self.models, self.writers = variants, samples, models, writers
+        self.pool, self.scan, self.threshold = pool, scan, threshold
+        self.waiting: list[tuple[np.ndarray, list[AssociationResult]]] = []
+        self.writing: list[Future] = []
+
+    def add(self, rows: np.ndarray, tests: list[AssociationResult]) -> None:
+        p = np.empty((len(rows), len(self.writers)))
+        for (columns, _, _), result in zip(self.models, tests):
+            p[:, columns] = result.p
+        self.scan.tested.append(rows)
+        self.scan.p.append(p)
+        self.waiting.append((rows, tests))
+        if sum(len(r) for r, _ in self.waiting) >= max(OUTPUT_SNPS, OUTPUT_CELLS // len(self.writers)):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.waiting:
+            return
+        rows = np.concatenate([r for r, _ in self.waiting])
+        variants, tables = self.variants.take(rows), [None] * len(self.writers)
+        for m, (columns, _, _) in enumerate(self.models):
+            result = AssociationResult.concatenate([tests[m] for _, tests in self.waiting])
+            for j, table in zip(columns, _glm_tables(variants, result, model_of(self.samples, columns[0]))):
+                tables[j] = table
+        p = np.concatenate(self.scan.p[-len(self.waiting) :])
+        self.waiting = []
+        _finish(self.writing)  # a file's tables must be written in order
+        self.writing = [self.pool.submit(writer.write_table, table) for writer, table in zip(self.writers, tables)]
+        for j in np.flatnonzero((p < self.threshold).any(0)):  # filtering every table costs as much as testing
+            below = p[:, j] < self.threshold
+            self.scan.candidates[j].append((rows[below], tables[j].filter(below)))
+
+    def close(self) -> None:
+        self.flush()
+        _finish(self.writing)
 
 
 def _writer(files: ExitStack, path: Path, schema: pa.Schema, compress: str | None) -> pacsv.CSVWriter:

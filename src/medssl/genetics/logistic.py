@@ -20,9 +20,9 @@ from medssl.genetics.association import (
     AssociationResult,
     constant_genotype,
     covariate_basis,
-    fill_missing,
     outer_products,
 )
+from medssl.genetics.genotypes import Calls
 
 MAX_ITERATIONS = 25  # maximum likelihood; a fit still moving after these has not converged
 FIRTH_ITERATIONS = 100
@@ -48,13 +48,15 @@ class LogisticAssociation:
         self.r = self.basis.T @ np.column_stack([np.ones(len(phenotypes)), covariates])
         self.outer = outer_products(self.basis)
 
-    def test(self, dosages: np.ndarray) -> AssociationResult:
-        """Every SNP of an (N, SNPs) dosage chunk (NaN = missing call) against every phenotype."""
-        filled, missing, mean, _ = fill_missing(dosages)
+    def test(self, dosages: np.ndarray | Calls) -> AssociationResult:
+        """Every SNP of an (N, SNPs) chunk (dosages with NaN for missing, or its ``Calls``)
+        against every phenotype."""
+        calls = Calls.of(dosages)
+        filled, mean = calls.mean_filled(), calls.mean
         weight = np.ones_like(filled)
         if self.missing == "drop":  # a missing call counts for nothing in its SNP's fit (plink2 drops it)
-            weight[missing] = 0
-        shape = (dosages.shape[1], self.cases.shape[1])
+            weight[calls.rows, calls.cols] = 0
+        shape = (calls.shape[1], self.cases.shape[1])
         beta, se = np.full(shape, np.nan), np.full(shape, np.nan)
         firth, failed = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
         constant = constant_genotype(filled, weight)

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.linalg import eigh
 from tqdm.auto import tqdm
 
-from medssl.genetics.genotypes import Genotypes
+from medssl.genetics.genotypes import Calls, Genotypes
 from medssl.genetics.qc import snp_stats
 from medssl.genetics.settings import QcFilters
 
@@ -84,21 +84,21 @@ def _first_pass(
     chosen, frequencies, last = [], [], (None, -np.inf)
     sketch, used = np.zeros((len(samples), width)), 0
     total = -(-(genotypes.n_snps if snps is None else len(snps)) // chunk)
-    for rows, dosages in tqdm(
+    for rows, calls in tqdm(
         genotypes.chunks(samples, chunk, snps),
         total=total,
         desc="genetic PCs: SNPs",
         unit="chunk",
         disable=not progress,
     ):
-        stats = snp_stats(dosages, genotypes.hard_calls)
+        stats = snp_stats(calls, genotypes.hard_calls)
         common = np.flatnonzero((filters.reasons(stats) == "") & (stats.maf >= min_maf))
         keep, last = _thin(
             genotypes.variants.chrom[rows][common], genotypes.variants.pos[rows][common], min_distance, last
         )
         picked = common[keep]
         freq = stats.a1_freq[picked]
-        sketch += _standardise(dosages[:, picked], freq) @ _rademacher(used + np.arange(len(picked)), width, seed)
+        sketch += _standardise(calls.take(snps=picked), freq) @ _rademacher(used + np.arange(len(picked)), width, seed)
         chosen.append(rows[picked])
         frequencies.append(freq)
         used += len(picked)
@@ -122,12 +122,16 @@ def _relationship_times(
 
 def _standardised(genotypes: Genotypes, samples: np.ndarray, chosen: np.ndarray, frequencies: np.ndarray, chunk: int):
     """The chosen SNPs' standardised dosages, a chunk at a time."""
-    for start, (_, dosages) in zip(range(0, len(chosen), chunk), genotypes.chunks(samples, chunk, chosen)):
-        yield _standardise(dosages, frequencies[start : start + chunk])
+    for start, (_, calls) in zip(range(0, len(chosen), chunk), genotypes.chunks(samples, chunk, chosen)):
+        yield _standardise(calls, frequencies[start : start + chunk])
 
 
-def _standardise(dosages: np.ndarray, freq: np.ndarray) -> np.ndarray:
-    return np.nan_to_num((dosages - 2 * freq) / np.sqrt(2 * freq * (1 - freq)))
+def _standardise(calls: Calls, freq: np.ndarray) -> np.ndarray:
+    """(dosage - 2f) / sqrt(2f(1 - f)), 0 at a missing call (the mean) and for a constant SNP."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        standard = np.nan_to_num((calls.values - 2 * freq) / np.sqrt(2 * freq * (1 - freq)))
+    standard[calls.rows, calls.cols] = 0
+    return standard
 
 
 def _rademacher(rows: np.ndarray, width: int, seed: int) -> np.ndarray:
