@@ -284,3 +284,14 @@ def test_many_phenotypes_raise_the_open_file_limit_or_say_how_to_split(tmp_path,
     assert raised.returncode == 0 and (tmp_path / "raised" / "P1.glm.linear").exists(), raised.stderr[-2000:]
     capped = run("capped", 60, 65)
     assert capped.returncode == 2 and "run them in groups of at most 1 with --pheno-name" in capped.stderr
+
+
+def test_arrow_compute_is_registered_before_the_writer_threads_start():
+    # imported lazily by a table's first filter, pyarrow.compute re-registers its functions while
+    # the writer threads cast numbers to text: 1 run in ~10 failed with "No function registered
+    # with name: cast"
+    code = "import sys, medssl.genetics.gwas; print('pyarrow.compute' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "True"
+    )

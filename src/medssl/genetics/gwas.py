@@ -4,8 +4,8 @@ for quantitative traits, logistic with Firth fallback for case/control ones.
 
 Each phenotype keeps its own non-missing samples, as in plink2; phenotypes that share their
 samples are fitted together. The genotypes are read a chunk of SNPs at a time (a fixed number of
-genotypes, see ``settings.chunk_size``), the next chunk read and QC'd among the analysed samples
-in a second thread while this one's passing SNPs are tested against every phenotype at once.
+genotypes, see ``settings.chunk_size``); each chunk is QC'd among the analysed samples and its
+passing SNPs tested against every phenotype at once.
 Outputs, in ``out_dir``:
 * ``samples.tsv``: every subject of the phenotype table or .fam, used or why not;
 * ``qc_removed.tsv``: every SNP QC removed, with its reason;
@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import resource
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -36,6 +36,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+
+# arrow registers its compute functions when pyarrow.compute is first imported: left to a table's
+# first filter, that races the writer threads' casts ("No function registered with name: cast")
+import pyarrow.compute  # noqa: F401
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
@@ -43,7 +47,7 @@ from medssl.genetics import GENOME_WIDE, pca
 from medssl.genetics.association import AssociationResult, LinearAssociation, genomic_inflation
 from medssl.genetics.clumping import clump, genotype_r2
 from medssl.genetics.export import write_exports
-from medssl.genetics.genotypes import Calls, Genotypes, Variants, open_genotypes
+from medssl.genetics.genotypes import Genotypes, Variants, open_genotypes
 from medssl.genetics.log import RunLog
 from medssl.genetics.logistic import LogisticAssociation
 from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples, read_plink_table
@@ -338,10 +342,10 @@ def _scan(
         ]
         qc_writer = _writer(files, out / "qc_removed.tsv", QC_SCHEMA, None)
         output = _Output(genotypes.variants, samples, models, writers, pool, scan, max(clumping.p1, clumping.p2))
-        chunks = _prefetched(_checked_chunks(genotypes, samples.fam_index, chunk, snps, filters))
-        for rows, calls, stats, reasons in tqdm(
-            chunks, total=-(-len(snps) // chunk), desc="gwas", unit="chunk", disable=not progress
-        ):
+        chunks = genotypes.chunks(samples.fam_index, chunk, snps)
+        for rows, calls in tqdm(chunks, total=-(-len(snps) // chunk), desc="gwas", unit="chunk", disable=not progress):
+            stats = snp_stats(calls, genotypes.hard_calls)
+            reasons = filters.reasons(stats)
             keep = reasons == ""
             qc_writer.write_table(_qc_table(genotypes.variants.take(rows[~keep]), stats, ~keep, reasons[~keep]))
             for reason in reasons[~keep]:
@@ -357,25 +361,6 @@ def _scan(
             output.add(rows[keep], tests)
         output.close()
     return scan
-
-
-def _checked_chunks(
-    genotypes: Genotypes, samples: np.ndarray, chunk: int, snps: np.ndarray, filters: QcFilters
-) -> Iterator[tuple[np.ndarray, Calls, SnpStats, np.ndarray]]:
-    """Each chunk's rows and calls with their QC: statistics and why each SNP fails (or '')."""
-    for rows, calls in genotypes.chunks(samples, chunk, snps):
-        stats = snp_stats(calls, genotypes.hard_calls)
-        yield rows, calls, stats, filters.reasons(stats)
-
-
-def _prefetched(items: Iterator) -> Iterator:
-    """The items, each made in a second thread while the one before is used: reading and QC of
-    the next chunk overlap the tests of this one (numpy and the readers release the GIL)."""
-    with ThreadPoolExecutor(1) as pool:
-        coming = pool.submit(next, items, None)
-        while (item := coming.result()) is not None:
-            coming = pool.submit(next, items, None)
-            yield item
 
 
 class _Output:
