@@ -47,7 +47,16 @@ class AssociationResult:
         if len(results) == 1:
             return results[0]
         fields = {f.name: [getattr(r, f.name) for r in results] for f in dataclasses.fields(cls)}
-        return cls(**{k: None if v[0] is None else np.concatenate(v) for k, v in fields.items()})
+        return cls(**{k: None if v[0] is None else _concatenate(v) for k, v in fields.items()})
+
+
+def _concatenate(arrays: list[np.ndarray]) -> np.ndarray:
+    """Along SNPs; a column broadcast over phenotypes (a linear fit's ERRCODE) stays broadcast
+    rather than becoming SNPs x phenotypes strings."""
+    if arrays[0].ndim == 2 and all(a.strides[1] == 0 for a in arrays):
+        column = np.concatenate([a[:, :1] for a in arrays])
+        return np.broadcast_to(column, (len(column), arrays[0].shape[1]))
+    return np.concatenate(arrays)
 
 
 class LinearAssociation:
@@ -110,7 +119,12 @@ class LinearAssociation:
         starts = np.concatenate([[0], np.cumsum(np.bincount(snps, minlength=count))])
         mask = sparse.csr_matrix((np.ones(len(rows)), rows, starts), shape=(count, len(self.basis)))
         overlap = (mask @ self.outer).reshape(-1, k, k)  # Q_m'Q_m per SNP
-        qy = np.stack([mask @ (self.basis[:, [i]] * self.residuals) for i in range(k)], axis=1)  # (SNPs, k, P)
+        # (SNPs, k, P); Q's first column is the intercept's, a constant: no N x P product for it
+        qy = np.stack(
+            [self.basis[0, 0] * (mask @ self.residuals)]
+            + [mask @ (self.basis[:, [i]] * self.residuals) for i in range(1, k)],
+            axis=1,
+        )
         yy_m = mask @ self.residuals_sq
         fit = projections.T  # (SNPs, k)
         residual = -np.einsum("ik,ik->i", self.basis[rows], fit[snps])  # the genotype's, at each missing call
@@ -143,7 +157,8 @@ def outer_products(basis: np.ndarray) -> np.ndarray:
 
 
 def covariate_basis(covariates: np.ndarray, n_samples: int) -> np.ndarray:
-    """Orthonormal basis (N, q + 1) of [1, covariates]; an error if the covariates are collinear."""
+    """Orthonormal basis (N, q + 1) of [1, covariates], its first column the intercept's (constant);
+    an error if the covariates are collinear."""
     design = np.column_stack([np.ones(n_samples), covariates.reshape(n_samples, -1)])
     if not np.isfinite(design).all():
         raise ValueError("covariates contain missing or infinite values; drop those samples first")
