@@ -295,7 +295,8 @@ def medssl_gwas(prefix: Path, pheno: Path, out: Path) -> dict:
 def plink2_speed(prefix: Path, pheno: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     glm = ["--glm", "allow-no-covars", "hide-covar", "omit-ref", "--threads", "2"]
-    return _timed(["plink2", "--bfile", str(prefix), "--pheno", str(pheno), *glm, "--out", str(out / "p2")])
+    timed = _timed(["plink2", "--bfile", str(prefix), "--pheno", str(pheno), *glm, "--out", str(out / "p2")])
+    return timed | {"date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def speed(work: Path, retime: bool = False) -> list[dict]:
@@ -403,14 +404,15 @@ def _speed_lines(rows: list[dict] | None) -> list[str]:
     lines = [
         "## Speed and peak memory (`plink2 --dummy` sets, SNPs 3 kb apart over 22 autosomes, no covariates, 2 threads)",
         "",
-        "| genotypes | phenotypes | medssl s | plink2 s | plink2 / medssl | medssl peak MB | plink2 peak MB | medssl stages (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| genotypes | phenotypes | medssl s | plink2 s | plink2 / medssl | medssl peak MB | plink2 peak MB | medssl stages (s) | timed: medssl, plink2 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["medssl"]["stages"].items())
         lines.append(
             f"| {r['shape']} | {r['phenotypes']} | {r['medssl']['seconds']:.1f} | {r['plink2']['seconds']:.1f} | "
-            f"{r['speedup']:.2f}x | {r['medssl']['peak_rss_mb']:.0f} | {r['plink2']['peak_rss_mb']:.0f} | {stages} |"
+            f"{r['speedup']:.2f}x | {r['medssl']['peak_rss_mb']:.0f} | {r['plink2']['peak_rss_mb']:.0f} | {stages} | "
+            f"{r['date']}, {r['plink2'].get('date', 'earlier')} |"
         )
     lines += [
         "",
@@ -456,7 +458,7 @@ def _biobank_lines(record: dict | None) -> list[str]:
         f"Extrapolated to {e['samples']:,} samples x {e['snps']:,} SNPs x {e['phenotypes']} phenotypes: "
         f"{e['hours_on_2_cores']} h on 2 cores (every stage scaled by samples x SNPs), peak memory "
         f"{e['peak_memory_gb']} GB (the chunk of SNPs shrinks as samples grow, so only the N x P phenotype matrices grow), "
-        f"or {e['one_hour_jobs_of_8_cores']} array jobs of 8 cores for an hour each (`--parallel I K`, docs/cluster.md), "
+        f"or {e['one_hour_jobs_of_8_cores']} array job(s) of 8 cores for an hour each (`--parallel I K`, docs/cluster.md), "
         "if the work divides over cores as it does over 2. An extrapolation from one measured run, not a measurement.",
         "",
     ]
