@@ -82,21 +82,27 @@ class Calls:
         return len(self.values) - np.bincount(self.cols, minlength=self.shape[1])
 
     @cached_property
+    def total(self) -> np.ndarray:
+        """Each SNP's summed dosage over its called samples (a missing call is 0)."""
+        return self.values.sum(0)
+
+    @cached_property
     def mean(self) -> np.ndarray:
         """The mean dosage of each SNP's called samples (0 where none is called)."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.n_called > 0, self.values.sum(0) / self.n_called, 0.0)
+            return np.where(self.n_called > 0, self.total / self.n_called, 0.0)
 
     def mean_filled(self) -> np.ndarray:
         """The values with each missing call at its SNP's mean dosage (a copy)."""
-        filled = self.values.copy(order="F")
-        filled[self.rows, self.cols] = self.mean[self.cols]
-        return filled
+        return self._filled(self.mean[self.cols])
 
     def with_nan(self) -> np.ndarray:
-        dosages = self.values.copy(order="F")
-        dosages[self.rows, self.cols] = np.nan
-        return dosages
+        return self._filled(np.nan)
+
+    def _filled(self, at_missing: np.ndarray | float) -> np.ndarray:
+        filled = self.values.copy(order="F")
+        filled[self.rows, self.cols] = at_missing
+        return filled
 
     def take(self, samples: np.ndarray | None = None, snps: np.ndarray | None = None) -> Calls:
         """These calls for some samples (an index) and/or SNPs (an index or a boolean mask), the

@@ -67,8 +67,7 @@ def snp_stats(dosages: np.ndarray | Calls, hard_calls: bool = False) -> SnpStats
     as no call for HWE. ``hard_calls``: the values are 0/1/2 (a .bed), so the counts follow from
     two sums."""
     calls = Calls.of(dosages)
-    values, n_called = calls.values, calls.n_called
-    total = values.sum(0)  # a missing call is 0
+    values, n_called, total = calls.values, calls.n_called, calls.total
     if hard_calls:  # sum = het + 2 hom, sum of squares = het + 4 hom
         squares = np.einsum("ij,ij->j", values, values)
         hom_a1 = np.rint((squares - total) / 2).astype(np.int64)
