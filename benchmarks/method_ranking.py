@@ -36,7 +36,9 @@ from medssl.models.specs import EncoderConfig
 
 DATASETS = {"pneumoniamnist": 2, "adrenalmnist3d": 3, "breastmnist": 2}  # name -> spatial dims (breast: smoke runs)
 FRACTIONS = (0.01, 0.1)
-NEEDS = {"contig": "pairs scans with genotypes, which MedMNIST has none of"}
+NEEDS = {"contig": "pairs scans with genotypes, which MedMNIST has none of"} | {
+    name: "learns from time series, which MedMNIST has none of" for name, cls in METHODS.items() if cls.temporal
+}
 SCORES = {"SSL linear probe": "linear", "SSL + fine-tuning": "FT"}
 PRETRAIN = """
 import json, sys

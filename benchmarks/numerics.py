@@ -187,7 +187,7 @@ def methods(work: Path, steps: int, float32_steps: int, run_missing: bool = True
     cells = [
         (f"methods/{method}-{dims}d-{precision}", dims, method, n, precision)
         for method in sorted(METHODS)
-        if not get_method(method).paired_with_genetics  # MedMNIST has no genotypes
+        if not (get_method(method).paired_input or get_method(method).temporal)  # MedMNIST: no genotypes, no cine
         for dims in (2, 3)
         for precision, n in runs
     ]

@@ -94,6 +94,8 @@ def test_every_method_saves_an_encoder_that_evaluate_reads(tmp_path, npz, method
         config["encoder"] = {"name": "vit_tiny", "width": 24, "patch_size": 4}
     if get_method(method).paired_input:
         pytest.skip(f"pairs its images with {get_method(method).paired_input}: its own test trains it end to end")
+    if get_method(method).temporal:
+        pytest.skip("learns from time series: tests/test_temporal_training.py trains it end to end")
     result = pretrain(data, tmp_path / "run", config)
     evaluation = evaluate(result.encoder_path, data, tmp_path / "eval", fractions=(1.0,), random_init=False)
     assert {row["probe"] for row in evaluation["rows"]} == {"linear", "knn"}

@@ -138,18 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="cache folder: shard-*.tar, their checksums, index.json, skipped.csv; rerunning on it resumes",
     )
-    prepare.add_argument(
-        "--image-size", type=int, nargs="+", required=True, help="model input size, 2 values (2D) or 3 (3D)"
-    )
-    prepare.add_argument("--channels", type=int, dest="in_channels", help="input channels (default 1)")
-    prepare.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
-    prepare.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
-    prepare.add_argument("--volume-index", type=int, default=0, help="which volume of a 4D NIfTI")
-    prepare.add_argument(
-        "--geometry",
-        choices=GEOMETRY_OPTIONS,
-        help="a DICOM series that is no regular grid: strict (default) skips it, resample regrids it",
-    )
+    add_preprocessing_flags(prepare, "model input size, 2 values (2D) or 3 (3D)", size_required=True)
     prepare.add_argument(
         "--shard-size", type=int, default=1000, help="images per shard (one worker converts one shard)"
     )
@@ -280,9 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--disease-groups", type=int, default=3, help="2 to 4 (nodules, fibrosis, neuro, cardiomegaly)"
     )
-    simulate.add_argument("--modalities", nargs="+", default=["xray", "mri"], help="xray (2D) and/or mri (3D)")
+    simulate.add_argument(
+        "--modalities", nargs="+", default=["xray", "mri"], help="xray (2D), mri (3D) and/or cine (2D+t cardiac)"
+    )
     simulate.add_argument("--xray-size", type=int, default=64)
     simulate.add_argument("--mri-size", type=int, default=32)
+    simulate.add_argument("--cine-size", type=int, help="cine frame size (default 48)")
+    simulate.add_argument("--cine-phases", type=int, help="cine phases over the heartbeat (default 20)")
     simulate.add_argument("--xray-format", default="png", help="png or dicom")
     simulate.add_argument("--genotypes", type=Path, help="a real PLINK .bed to use instead of simulated genotypes")
     simulate.set_defaults(run=run_simulate)
@@ -572,6 +565,26 @@ def _add_phenotype_commands(commands: argparse._SubParsersAction) -> None:
     attribution.set_defaults(run=run_attribution)
 
 
+def add_preprocessing_flags(group: argparse._ActionsContainer, size_help: str, size_required: bool = False) -> None:
+    """The flags of ``Preprocessing``'s settings, shared by the commands that read images."""
+    group.add_argument("--image-size", type=int, nargs="+", required=size_required, help=size_help)
+    group.add_argument("--channels", type=int, dest="in_channels", help="input channels (default 1)")
+    group.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
+    group.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
+    group.add_argument("--volume-index", type=int, help="which volume of a 4D NIfTI (default 0)")
+    group.add_argument(
+        "--time-axis",
+        action=argparse.BooleanOptionalAction,
+        help="read each row as a time series (cine DICOM, 4D NIfTI with a time unit): frames x channels x image size",
+    )
+    group.add_argument("--phases", type=int, help="resample each time series to this many phases over its cycle")
+    group.add_argument(
+        "--geometry",
+        choices=GEOMETRY_OPTIONS,
+        help="a DICOM series with missing slices, uneven spacing or a gantry tilt: strict (default) skips it, resample regrids it (recorded in corrected.csv)",
+    )
+
+
 def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -583,18 +596,7 @@ def _add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         "feeds the monitor); required",
     )
     data.add_argument("--out", type=Path, help="run folder: checkpoints, logs, encoder.pt, skipped.csv; required")
-    data.add_argument(
-        "--image-size", type=int, nargs="+", help="model input size, 2 values (2D) or 3 (3D); .npz default: native"
-    )
-    data.add_argument("--channels", type=int, dest="in_channels", help="input channels (default 1)")
-    data.add_argument("--modality", help="intensity normalisation: auto (from DICOM), CT, MR or XR")
-    data.add_argument("--spacing", type=float, nargs="+", help="resample to this voxel spacing (mm) before pad/crop")
-    data.add_argument("--volume-index", type=int, help="which volume of a 4D NIfTI (default 0)")
-    data.add_argument(
-        "--geometry",
-        choices=GEOMETRY_OPTIONS,
-        help="a DICOM series with missing slices, uneven spacing or a gantry tilt: strict (default) skips it, resample regrids it (recorded in corrected.csv)",
-    )
+    add_preprocessing_flags(data, "model input size, 2 values (2D) or 3 (3D); .npz default: native")
     data.add_argument("--strict", action="store_true", help="fail if any input is skipped")
     model = parser.add_argument_group("method and model")
     model.add_argument("--method", default="simclr", help="see `medssl methods`")
@@ -628,14 +630,14 @@ def run_scan(args: argparse.Namespace) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> None:
+    from medssl.data.preprocess import Preprocessing
     from medssl.data.shards import prepare_shards
     from medssl.training import preprocessing_from
 
-    keys = ("image_size", "in_channels", "modality", "spacing", "geometry", "volume_index")
     index = prepare_shards(
         args.manifest,
         args.out,
-        preprocessing_from({k: getattr(args, k) for k in keys}),
+        preprocessing_from({k: getattr(args, k, None) for k in Preprocessing.settings()}),
         shard_size=args.shard_size,
         workers=args.workers,
         verify=args.verify,
@@ -959,6 +961,7 @@ def run_simulate(args: argparse.Namespace) -> None:
         mri_size=args.mri_size,
         xray_format=args.xray_format,
         genotypes=str(args.genotypes) if args.genotypes else None,
+        **{k: v for k in ("cine_size", "cine_phases") if (v := getattr(args, k)) is not None},
     )
     for name, path in simulate_cohort(args.out, config).items():
         print(f"{name}: {path}")
@@ -980,10 +983,10 @@ def run_report(args: argparse.Namespace) -> None:
 def run_methods(args: argparse.Namespace) -> None:
     from medssl.methods import METHODS
 
-    print("| method | 2D | 3D | description |\n|---|---|---|---|")
+    print("| method | 2D | 3D | learns from | description |\n|---|---|---|---|---|")
     for name, cls in sorted(METHODS.items()):
         dims = " | ".join("yes" if d in cls.supported_dims else "no" for d in (2, 3))
-        print(f"| {name} | {dims} | {cls.description} |")
+        print(f"| {name} | {dims} | {'time series' if cls.temporal else 'images'} | {cls.description} |")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from medssl.methods import get_method
 from medssl.methods.base import SSLMethod
 from medssl.models.checkpoint import save_encoder
 from medssl.models.encoders import EncoderConfig
+from medssl.models.numerics import native_bf16_isas
 from medssl.report.figures import image_rows
 
 # Lightning's advertisement and notes about its own internals tell a user nothing about their run
@@ -123,6 +124,8 @@ def pretrain(
     encoder_config = EncoderConfig(**encoder)
     encoder_config.validate()  # errors about the input size come before any training
     method_cls.check_input(image_size, encoder_config, **config.get("method_args", {}))
+    if method_cls.temporal:
+        method_cls.check_frames(training_data.frames, **config.get("method_args", {}))
     loader = _loader(training_data, train, method_cls, trainer.world_size)
     model = method_cls(
         encoder=encoder,
@@ -219,6 +222,7 @@ class TrainingData:
     examples: torch.Tensor  # a few images for the figures saved after training
     method_args: dict = field(default_factory=dict)  # set from the data by the method's ``pair``
     monitor: MonitorData | None = None  # the labelled validation split, when the data has one
+    frames: int | None = None  # frames per time series, for a temporal method
 
 
 def _training_data(
@@ -238,6 +242,10 @@ def _training_data(
             )
         return _streamed_data(Path(sources[0]), config["data"], method_cls, strict, trainer, seed, train)
     table, validation = _load_training_images(sources, out_dir, config["data"], write=trainer.is_global_zero)
+    _check_time_axis(method_cls, table.time_axis, sources[0])
+    frames = table.images.shape[1] if table.time_axis else None
+    if not method_cls.temporal:
+        table = table.frames()
     paired, data_args = None, {}
     if method_cls.paired_input:
         table, paired, data_args = method_cls.pair(table, config["method_args"])
@@ -246,17 +254,30 @@ def _training_data(
     table.skips.check(strict)
     return TrainingData(
         dataset=ImageDataset(table.images, train.samples_per_subject, paired),
-        image_size=tuple(table.images.shape[2:]),
+        image_size=tuple(table.images.shape[2 + table.time_axis :]),
         in_channels=table.in_channels,
         preprocessing=table.preprocessing,
         subjects=len(table),
         skipped=len(table.skips),
         skip_summary=table.skips.summary(),
         skip_report=out_dir / "skipped.csv",
-        examples=table.images[:8],
+        examples=table.frames().images[:8],
         method_args=data_args,
         monitor=validation,
+        frames=frames,
     )
+
+
+def _check_time_axis(method_cls: type[SSLMethod], time_axis: bool, source: str, streamed: bool = False) -> None:
+    """A temporal method needs time series; a shard cache of them streams whole series only."""
+    if method_cls.temporal and not time_axis:
+        raise ValueError(
+            f"{method_cls.name} learns from motion over time: give it time series (--time-axis on a cine or 4D source); {source} holds still images"
+        )
+    if streamed and time_axis and not method_cls.temporal:
+        raise ValueError(
+            f"{source} holds time series, which a shard cache streams whole: use a temporal method, or pretrain {method_cls.name} on the frames from a manifest"
+        )
 
 
 def _streamed_data(
@@ -294,6 +315,8 @@ def _streamed_data(
         )
     examples = [image for image, _ in itertools.islice(ShardDataset(cache, shuffle_buffer=0, rank=0, world_size=1), 8)]
     index = dataset.index
+    time_axis = bool(index["preprocessing"].get("time_axis"))
+    _check_time_axis(method_cls, time_axis, str(cache), streamed=True)
     return TrainingData(
         dataset=dataset,
         image_size=tuple(index["image_size"]),
@@ -303,7 +326,8 @@ def _streamed_data(
         skipped=index["skipped"],
         skip_summary=f"{index['skipped']} input(s) skipped when the cache was prepared",
         skip_report=cache / "skipped.csv",
-        examples=torch.stack(examples),
+        examples=torch.cat(examples) if time_axis else torch.stack(examples),
+        frames=len(examples[0]) if time_axis else None,
     )
 
 
@@ -385,12 +409,7 @@ def resolve_precision(requested: str, accelerator: str = "auto") -> PrecisionCho
         if torch.cuda.is_bf16_supported():
             return PrecisionChoice("bf16-mixed", f"auto: {torch.cuda.get_device_name()} computes bf16")
         return PrecisionChoice("32", f"auto: {torch.cuda.get_device_name()} has no bf16")
-    native = [
-        isa
-        for isa, check in (("AMX", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported"))
-        if getattr(torch.cpu, check, lambda: False)()
-    ]
-    if native:
+    if native := native_bf16_isas():
         return PrecisionChoice(
             "bf16-mixed",
             f"auto: this CPU computes bf16 ({', '.join(native)}); convolutions over maps with a side below 3 run in float32, see medssl.models.numerics",

@@ -45,6 +45,13 @@ def test_multiclass_auc_is_macro_one_vs_rest():
     assert classification_metrics(y, perfect, np.arange(3)) == {"acc": 1.0, "auc": 1.0}
 
 
+def test_a_split_holding_two_of_several_classes_gets_their_auc():
+    y = np.array([1, 3, 1, 3])  # four classes in the model, two in this small split
+    proba = np.array([[0.1, 0.6, 0.1, 0.2], [0.1, 0.2, 0.1, 0.6], [0.4, 0.3, 0.2, 0.1], [0.3, 0.3, 0.1, 0.3]])
+    metrics = classification_metrics(y, proba, np.arange(4))
+    assert metrics == {"acc": 0.5, "auc": 1.0}  # between classes 1 and 3 the ranking is right
+
+
 def test_default_split_is_stratified():
     labels = np.array([0] * 50 + [1] * 50)
     splits = stratified_splits(labels, seed=0)

@@ -123,3 +123,59 @@ def test_real_plink_genotypes_can_drive_the_cohort(tmp_path, shared_data):
 def test_nonsense_parameters_are_clear_errors(tmp_path, bad, message):
     with pytest.raises(ValueError, match=message):
         simulate_cohort(tmp_path, CohortConfig(**bad))
+
+
+@pytest.fixture(scope="module")
+def cine_cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cine")
+    config = CohortConfig(
+        n_subjects=60, n_snps=200, modalities=("cine",), cine_size=32, cine_phases=12, n_disease_groups=4, seed=3
+    )
+    return out, simulate_cohort(out, config)
+
+
+def test_cine_is_a_beating_heart_read_as_a_time_series(cine_cohort):
+    from medssl.data.sequences import read_sequence
+
+    out, outputs = cine_cohort
+    row = read_csv(outputs["cine_manifest"])[0]
+    measures = {m["subject_id"]: m for m in read_csv(outputs["cine_measures"])}
+    series, masks = read_sequence(out / row["path"]), read_sequence(out / row["mask"])
+    assert series.frames.shape == masks.frames.shape == (12, 1, 32, 32, 1)  # one short-axis slice over time
+    step = float(measures[row["subject_id"]]["cycle_ms"]) / 12
+    assert series.times == pytest.approx([k * step for k in range(12)], abs=0.01)
+    blood = (masks.frames == 1).sum(axis=(1, 2, 3, 4))
+    assert blood.argmax() == 0 and 3 <= blood.argmin() <= 5  # end-diastole first, end-systole ~35% in
+    assert 100 * (1 - blood.min() / blood[0]) == pytest.approx(
+        float(measures[row["subject_id"]]["lv_ef_percent"]), abs=1e-3
+    )
+    inside = series.frames[masks.frames == 1].mean()
+    assert inside > series.frames[masks.frames == 2].mean() + 50  # bright blood, dark myocardium
+
+
+def test_cine_traits_drive_the_measured_beat_and_leave_other_traits_alone(cine_cohort, tmp_path):
+    out, outputs = cine_cohort
+    subjects = read_csv(outputs["subjects"])
+    measures = {m["subject_id"]: m for m in read_csv(outputs["cine_measures"])}
+    healthy = [s for s in subjects if s["group"] != "cardiomegaly"]
+    ef = np.array([float(measures[s["subject_id"]]["lv_ef_percent"]) for s in healthy])
+    assert np.corrcoef([float(s["lv_ef"]) for s in healthy], ef)[0, 1] > 0.8
+    edv = np.array([float(measures[s["subject_id"]]["lv_ed_area_mm2"]) for s in healthy])
+    assert np.corrcoef([float(s["lv_edv"]) for s in healthy], edv)[0, 1] > 0.6
+    dilated = [float(measures[s["subject_id"]]["lv_ef_percent"]) for s in subjects if s["group"] == "cardiomegaly"]
+    assert dilated and max(dilated) < ef.mean() - 15  # reduced ejection fraction
+    assert {t["trait"] for t in read_csv(outputs["causal_snps"])} == {*TRAITS, "lv_edv", "lv_ef", "lv_wall"}
+    without = simulate_cohort(
+        tmp_path, CohortConfig(n_subjects=60, n_snps=200, modalities=("mri",), mri_size=16, n_disease_groups=4, seed=3)
+    )
+    for name in ("subjects", "causal_snps"):
+        kept = [
+            {k: v for k, v in row.items() if k not in ("lv_edv", "lv_ef", "lv_wall")} for row in read_csv(outputs[name])
+        ]
+        assert [r for r in kept if r.get("trait") in (None, *TRAITS)] == read_csv(without[name])
+
+
+def test_cine_cohort_loads_as_a_table_of_series(cine_cohort):
+    out, outputs = cine_cohort
+    table = load_table(outputs["cine_manifest"], Preprocessing(image_size=(32, 32), time_axis=True))
+    assert table.images.shape == (60, 12, 1, 32, 32) and table.time_axis and not table.skips.entries

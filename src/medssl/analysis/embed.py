@@ -24,12 +24,12 @@ from tqdm.auto import tqdm
 from medssl.analysis.columns import FEATURE_PREFIX, PC_PREFIX, feature_columns, numbered_columns
 from medssl.config import ViewConfig
 from medssl.data.datasets import load_table
-from medssl.data.manifest import Manifest, ManifestError, read_manifest, read_row, scan_folder
-from medssl.data.preprocess import Preprocessing
+from medssl.data.manifest import Manifest, ManifestError, read_manifest, scan_folder
+from medssl.data.preprocess import Preprocessing, prepared
 from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
 from medssl.data.tables import read_table
-from medssl.evaluation.embeddings import embed
+from medssl.evaluation.embeddings import embed, spatial_dims
 from medssl.methods.views import BatchViews
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import Encoder, best_device
@@ -52,8 +52,7 @@ class ManifestImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray | str, tuple[str, ...]]:
         try:
-            image = read_row(self.rows[index], self.preprocessing.volume_index, self.preprocessing.geometry)
-            return index, self.preprocessing(image), image.corrections
+            return index, *prepared(self.rows[index], self.preprocessing)
         except UnreadableImageError as error:
             return index, error.reason, ()
 
@@ -100,11 +99,16 @@ def _metadata(row: dict) -> dict:
 
 @torch.no_grad()
 def embed_with_tta(encoder: Encoder, images: torch.Tensor, tta: int) -> np.ndarray:
-    """The embedding of the image itself, averaged with that of ``tta`` mild random views."""
+    """The embedding of the image itself, averaged with that of ``tta`` mild random views (a time
+    series: one view for all its frames)."""
     features = embed(encoder, images)
     if tta:
-        views = BatchViews(TTA_VIEWS, images.ndim - 2)
-        features = (features + sum(embed(encoder, views(images).clamp(0, 1)) for _ in range(tta))) / (tta + 1)
+        dims = spatial_dims(encoder, images)
+        views = BatchViews(TTA_VIEWS, dims)
+        channels = images.flatten(1, -dims - 1)  # a series' frames become channels
+        features = (features + sum(embed(encoder, views(channels).view_as(images).clamp(0, 1)) for _ in range(tta))) / (
+            tta + 1
+        )
     return features
 
 

@@ -7,6 +7,8 @@ SeriesInstanceUID; each group becomes manifest rows:
 - a multi-frame file: one volume (its own row);
 - single-frame slices of a cross-sectional modality with positions and orientations, at more than
   one position: one volume, a row that names the folder and the series (``series_uid``);
+- such slices at several trigger times (a cine): one time series, 2D+t at one position, 3D+t at
+  several; a multi-frame file with frame times: 2D+t;
 - anything else (CR/DX/MG radiographs, secondary captures, instances without geometry, a lone
   slice): one 2D row per instance.
 """
@@ -43,6 +45,9 @@ _TAGS = [
     "ImagePositionPatient",
     "ImageOrientationPatient",
     "InstanceNumber",
+    "TriggerTime",
+    "FrameTime",
+    "FrameTimeVector",
 ]
 # the manifest columns a DICOM row fills (identifiers and the acquisition fields researchers filter on)
 COLUMNS = [
@@ -74,6 +79,8 @@ class Header:
     frames: int
     position: tuple[float, ...] | None  # ImagePositionPatient, when ImageOrientationPatient is given too
     orientation: tuple[float, ...] | None  # ImageOrientationPatient, rounded
+    time: float | None = None  # TriggerTime (ms), for the slices of a cine
+    timed_frames: bool = False  # a multi-frame file with FrameTime or FrameTimeVector: frames over time
 
 
 def read_header(path: Path) -> Header | None:
@@ -107,7 +114,17 @@ def read_header(path: Path) -> Header | None:
         orientation = position = None
     else:
         orientation, position = tuple(round(float(v), 3) for v in orientation), tuple(float(v) for v in position)
-    return Header(path, series, fields, int(ds.get("NumberOfFrames") or 1), position, orientation)
+    trigger = ds.get("TriggerTime")
+    return Header(
+        path,
+        series,
+        fields,
+        int(ds.get("NumberOfFrames") or 1),
+        position,
+        orientation,
+        None if trigger in (None, "") else float(trigger),
+        bool(ds.get("FrameTime") or ds.get("FrameTimeVector")),
+    )
 
 
 def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
@@ -119,13 +136,40 @@ def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
     for members in groups.values():
         members.sort(key=lambda h: str(h.path))
         singles = [h for h in members if h.frames == 1]
-        rows += [_row(h.path, h, "3D", slices=h.frames) for h in members if h.frames > 1]
-        if _is_volume(singles):
+        rows += [_multiframe_row(h) for h in members if h.frames > 1]
+        if phases := _phases(singles):
+            folder = _common_folder([h.path for h in singles])
+            positions = len(singles) // phases
+            kind = "2D+t" if positions == 1 else "3D+t"
+            row = _row(folder, singles[0], kind, slices=positions, series_uid=singles[0].series)
+            rows.append(row | {"files": str(len(singles)), "volumes": str(phases)})
+        elif _is_volume(singles):
             folder = _common_folder([h.path for h in singles])
             rows.append(_row(folder, singles[0], "3D", slices=len(singles), series_uid=singles[0].series))
         else:
             rows += [_row(h.path, h, "2D", slices=1) for h in singles]
     return rows
+
+
+def _multiframe_row(header: Header) -> dict[str, str]:
+    if header.timed_frames:
+        return _row(header.path, header, "2D+t", slices=1) | {"volumes": str(header.frames)}
+    return _row(header.path, header, "3D", slices=header.frames)
+
+
+def _phases(slices: list[Header]) -> int:
+    """The phases of a cine (slices of one geometry at two or more trigger times at each of their
+    positions), else 0. A cine whose positions differ in phase count is still one: reading it
+    names the position that lacks some."""
+    if len(slices) < 2 or any(h.position is None or h.time is None for h in slices):
+        return 0
+    if len({(h.orientation, h.fields["rows"], h.fields["columns"]) for h in slices}) > 1:
+        return 0
+    per_position: dict[tuple, int] = {}
+    for h in slices:
+        per_position[h.position] = per_position.get(h.position, 0) + 1
+    phases = max(per_position.values())
+    return phases if phases > 1 and len({h.time for h in slices}) > 1 else 0
 
 
 def _is_volume(slices: list[Header]) -> bool:

@@ -15,31 +15,32 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from medssl.data.manifest import SPLITS, Manifest, ManifestError, read_manifest, read_row, scan_folder
-from medssl.data.preprocess import Preprocessing, resize
+from medssl.data.preprocess import Preprocessing, prepared, resize
 from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
 
 
 @dataclass
 class ImageTable:
-    images: torch.Tensor  # (N, C, *spatial), float32 in [0, 1]
+    images: torch.Tensor  # (N, C, *spatial), float32 in [0, 1]; time series: (N, T, C, *spatial)
     subject_ids: list[str]
     splits: np.ndarray  # "train" / "val" / "test", or "" when the source has none
     labels: np.ndarray | None = None  # int class index per subject, -1 where unknown
     class_names: list[str] = field(default_factory=list)
     preprocessing: dict = field(default_factory=dict)
     skips: SkipReport = field(default_factory=SkipReport)
+    time_axis: bool = False  # images are time series, (N, T, C, *spatial)
 
     def __len__(self) -> int:
         return len(self.subject_ids)
 
     @property
     def spatial_dims(self) -> int:
-        return self.images.ndim - 2
+        return self.images.ndim - 2 - self.time_axis
 
     @property
     def in_channels(self) -> int:
-        return self.images.shape[1]
+        return self.images.shape[1 + self.time_axis]
 
     def select(self, mask: np.ndarray) -> ImageTable:
         index = np.flatnonzero(mask)
@@ -53,6 +54,20 @@ class ImageTable:
 
     def split(self, name: str) -> ImageTable:
         return self.select(self.splits == name)
+
+    def frames(self) -> ImageTable:
+        """Every frame of every time series as a still image of its subject."""
+        if not self.time_axis:
+            return self
+        repeats = self.images.shape[1]
+        return replace(
+            self,
+            images=self.images.flatten(0, 1),
+            subject_ids=[s for s in self.subject_ids for _ in range(repeats)],
+            splits=np.repeat(self.splits, repeats),
+            labels=None if self.labels is None else np.repeat(self.labels, repeats),
+            time_axis=False,
+        )
 
 
 def pooled(tables: list[ImageTable], names: list[str]) -> ImageTable:
@@ -71,6 +86,7 @@ def pooled(tables: list[ImageTable], names: list[str]) -> ImageTable:
         subject_ids=[f"{name}:{s}" for name, t in zip(names, tables) for s in t.subject_ids],
         splits=np.concatenate([t.splits for t in tables]),
         preprocessing=tables[0].preprocessing,
+        time_axis=tables[0].time_axis,
         skips=SkipReport([e for t in tables for e in t.skips.entries], [c for t in tables for c in t.skips.corrected]),
     )
 
@@ -130,15 +146,21 @@ def _load_manifest(manifest: Manifest, preprocessing: Preprocessing) -> ImageTab
     images, kept = [], []
     for row in tqdm(manifest.rows, desc="reading images", unit="file", leave=False):
         try:
-            image = read_row(row, preprocessing.volume_index, preprocessing.geometry)
-            images.append(preprocessing(image))
+            image, corrections = prepared(row, preprocessing)
+            images.append(image)
             kept.append(row)
-            if image.corrections:
-                skips.correct(row["path"], "; ".join(image.corrections))
+            if corrections:
+                skips.correct(row["path"], "; ".join(corrections))
         except UnreadableImageError as error:
             skips.add(row["path"], error.reason)
     if not kept:
         raise ManifestError(f"no readable images: {skips.summary()}")
+    if len(frames := {len(image) for image in images}) > 1 and preprocessing.time_axis:
+        odd = next(row["path"] for row, image in zip(kept, images) if len(image) != len(images[0]))
+        raise ManifestError(
+            f"the time series differ in length ({len(images[0])} frames in {kept[0]['path']}, {sorted(frames)} in all, e.g. {odd}): "
+            "set data.phases (--phases) to resample each one to the same number of phases"
+        )
     raw_labels = [row.get("label", "") or "" for row in kept]
     class_names = sorted({label for label in raw_labels if label})
     labels = None
@@ -152,6 +174,7 @@ def _load_manifest(manifest: Manifest, preprocessing: Preprocessing) -> ImageTab
         class_names=class_names,
         preprocessing=preprocessing.to_dict(),
         skips=skips,
+        time_axis=preprocessing.time_axis,
     )
 
 

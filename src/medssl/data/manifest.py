@@ -21,6 +21,7 @@ from medssl.data.readers import (
     read_image,
     reading,
 )
+from medssl.data.sequences import Sequence, nifti_time_step, read_sequence
 from medssl.data.skips import SkipReport
 
 REQUIRED_COLUMNS = ("subject_id", "path")
@@ -136,12 +137,17 @@ def _checked_row(csv_path: Path, line: int, row: dict) -> dict[str, str]:
     return row | {"path": str(path if path.is_absolute() else csv_path.parent.absolute() / path)}
 
 
-def read_row(row: dict[str, str], volume_index: int = 0, geometry: str = "strict") -> Image:
-    """The image a manifest row names: a file, or a folder and the ``series_uid`` in it. A
-    ``modality`` in the row is the image's (CT gets the HU window), whatever the file says."""
-    image = read_image(
-        row["path"], volume_index=volume_index, series_uid=row.get("series_uid") or None, geometry=geometry
-    )
+def read_row(
+    row: dict[str, str], volume_index: int = 0, geometry: str = "strict", time_axis: bool = False
+) -> Image | Sequence:
+    """The image a manifest row names: a file, or a folder and the ``series_uid`` in it; with
+    ``time_axis``, the time series. A ``modality`` in the row is the image's (CT gets the HU
+    window), whatever the file says."""
+    series_uid = row.get("series_uid") or None
+    if time_axis:
+        image = read_sequence(row["path"], series_uid=series_uid, geometry=geometry)
+    else:
+        image = read_image(row["path"], volume_index=volume_index, series_uid=series_uid, geometry=geometry)
     return replace(image, modality=row["modality"]) if row.get("modality") else image
 
 
@@ -189,10 +195,16 @@ def scan_folder(root: str | Path, labels_from_folders: bool = False, progress: b
     if labels_from_folders:
         for row in rows:
             row["label"] = Path(row["path"]).relative_to(root).parts[0]
-    if four_d := [r for r in rows if int(r.get("volumes") or 1) > 1]:
+    four_d = [r for r in rows if int(r.get("volumes") or 1) > 1]
+    if volumes := [r for r in four_d if not r["kind"].endswith("+t")]:
         notes.append(
-            f"{len(four_d)} 4D file(s) (e.g. {Path(four_d[0]['path']).name}, {four_d[0]['volumes']} volumes): "
+            f"{len(volumes)} 4D file(s) (e.g. {Path(volumes[0]['path']).name}, {volumes[0]['volumes']} volumes): "
             "each row reads volume_index 0 unless told otherwise"
+        )
+    if series := [r for r in rows if r["kind"].endswith("+t")]:
+        notes.append(
+            f"{len(series)} time series (cine, 4D with a time unit; e.g. {Path(series[0]['path']).name}): "
+            "--time-axis reads them over time (--phases resamples them alike), else each row reads one volume"
         )
     if bids:
         notes.append(
@@ -226,13 +238,15 @@ def scan_summary(manifest: Manifest) -> str:
 
 
 def _nifti_row(path: Path) -> dict[str, str]:
+    """A 4D file whose header gives a time unit is a time series (2D+t for one slice over time),
+    any other 4D file volumes of another kind (diffusion directions, echoes)."""
     with reading(path):
-        shape = nib.load(path).shape
-    return {
-        "path": str(path),
-        "kind": "2D" if len(shape) == 2 else "3D",
-        "volumes": str(shape[3]) if len(shape) == 4 else "",
-    }
+        image = nib.load(path)
+    shape = image.shape
+    kind = "2D" if len(shape) == 2 else "3D"
+    if len(shape) == 4 and nifti_time_step(image.header)[0]:
+        kind = "2D+t" if shape[2] == 1 else "3D+t"
+    return {"path": str(path), "kind": kind, "volumes": str(shape[3]) if len(shape) == 4 else ""}
 
 
 def _class_folders(rows: list[dict], root: Path) -> set[str]:

@@ -74,11 +74,11 @@ def read_image(
             raise UnreadableImageError(path, "no such file or directory")
         name = path.name.lower()
         if path.is_dir():
-            array, spacing, modality, corrections = _read_dicom_dir(path, series_uid, geometry)
+            array, spacing, modality, corrections = _read_dicom(dicom_series_files(path, series_uid), geometry)
         elif path.stat().st_size == 0:
             raise UnreadableImageError(path, "empty file (0 bytes)")
         elif name.endswith(NIFTI_SUFFIXES):
-            return _finish(path, *_read_nifti(path, volume_index), "")
+            return finished(path, *_read_nifti(path, volume_index), "")
         elif name.endswith(PILLOW_SUFFIXES):
             array, spacing, modality, corrections = _read_pillow(path), (1.0, 1.0), "", []
         elif looks_like_dicom(path):
@@ -91,7 +91,7 @@ def read_image(
                 "or a folder holding one DICOM series",
             )
         _check_volume_index(path, volume_index, 1)
-        return _finish(path, array, spacing, modality, tuple(corrections))
+        return finished(path, array, spacing, modality, tuple(corrections))
 
 
 # --- shared helpers ---------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def _check_volume_index(path: Path, volume_index: int, n_volumes: int) -> None:
         raise UnreadableImageError(path, f"volume_index {volume_index} out of range: the image has {volumes}")
 
 
-def _finish(
+def finished(
     path: Path, array: np.ndarray, spacing: tuple[float, ...], modality: str, corrections: tuple[str, ...] = ()
 ) -> Image:
     array = np.asarray(array, dtype=np.float32)  # cast first: values beyond float32's range become inf
@@ -214,9 +214,8 @@ def _series_index(folder: str) -> tuple[dict[str, list[Path]], list[UnreadableIm
     return series, broken
 
 
-def _read_dicom_dir(
-    folder: Path, series_uid: str | None, geometry: str
-) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
+def dicom_series_files(folder: Path, series_uid: str | None) -> list[Path]:
+    """The files of the series ``series_uid`` under ``folder``, or of its only series."""
     series, broken = _series_index(str(folder))
     if series_uid is None and broken:  # reading the rest would silently leave a gap in the volume
         raise broken[0]  # (a named series: the scan reported the broken files, the geometry check finds a gap)
@@ -227,29 +226,32 @@ def _read_dicom_dir(
             raise UnreadableImageError(
                 folder, f"no DICOM series {series_uid} in this folder; it holds {', '.join(series)}"
             )
-        return _read_dicom(series[series_uid], geometry)
+        return series[series_uid]
     if len(series) > 1:
         listing = "; ".join(f"{uid} ({len(files)} file(s))" for uid, files in series.items())
         raise UnreadableImageError(
             folder,
             f"folder holds {len(series)} DICOM series: name one in a series_uid column of the manifest (`medssl scan` writes one row per series): {listing}",
         )
-    return _read_dicom(next(iter(series.values())), geometry)
+    return next(iter(series.values()))
 
 
 @dataclass
-class _Slice:
+class DicomSlice:
     pixels: np.ndarray  # (rows, columns, channels), rescaled
     position: np.ndarray | None  # ImagePositionPatient (LPS, mm)
     orientation: np.ndarray | None  # ImageOrientationPatient: row, then column direction cosines
     instance: int
     source: Path
+    time: float | None = None  # ms from the cycle's start (see ``frame_time``)
+    temporal_index: int | None = None  # TemporalPositionIndex / TemporalPositionIdentifier
 
 
-def _read_dicom(paths: list[Path], geometry: str) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
-    """Reads single-frame files (one per slice) or one multi-frame file into a 2D image or 3D volume."""
-    slices: list[_Slice] = []
-    first = None  # geometry, modality and photometry come from the first file
+def dicom_slices(paths: list[Path]) -> tuple[list[DicomSlice], pydicom.Dataset]:
+    """Every frame of single-frame files (one per slice or phase) or of one multi-frame file, with
+    its place in space and time, and the first file's dataset (geometry, modality, photometry)."""
+    slices: list[DicomSlice] = []
+    first = None
     for path in paths:
         with reading(path):
             ds = pydicom.dcmread(path, force=True)  # force: older .dcm files lack the 'DICM' preamble
@@ -266,15 +268,46 @@ def _read_dicom(paths: list[Path], geometry: str) -> tuple[np.ndarray, tuple[flo
             for index, frame in enumerate(frames):  # (rows, columns, channels)
                 position = _attribute(ds, "ImagePositionPatient", "PlanePositionSequence", index)
                 orientation = _attribute(ds, "ImageOrientationPatient", "PlaneOrientationSequence", index)
+                temporal_index = _attribute(ds, "TemporalPositionIndex", "FrameContentSequence", index)
+                temporal_index = temporal_index or ds.get("TemporalPositionIdentifier")
                 slices.append(
-                    _Slice(
+                    DicomSlice(
                         _rescale(frame, ds, index),
                         None if position is None else np.array(position, dtype=float),
                         None if orientation is None else np.array(orientation, dtype=float),
                         int(ds.get("InstanceNumber") or 0),
                         path,
+                        frame_time(ds, index),
+                        None if temporal_index in (None, "") else int(temporal_index),
                     )
                 )
+    return slices, first
+
+
+def frame_time(ds: pydicom.Dataset, index: int) -> float | None:
+    """Milliseconds from the cycle's start (the R wave, for cardiac cine) of frame ``index``: an
+    enhanced file's trigger delay, a multi-frame file's frame times, or a slice's TriggerTime."""
+    delay = _attribute(ds, "NominalCardiacTriggerDelayTime", "CardiacSynchronizationSequence", index)
+    if delay is not None:
+        return float(delay)
+    if int(ds.get("NumberOfFrames") or 1) > 1:
+        if vector := ds.get("FrameTimeVector"):  # increments: the first entry is 0, frame k at their sum
+            return float(np.sum(np.asarray(vector, dtype=float)[: index + 1]))
+        if ds.get("FrameTime"):
+            return index * float(ds.FrameTime)
+    trigger = ds.get("TriggerTime")
+    return None if trigger in (None, "") else float(trigger)
+
+
+def _read_dicom(paths: list[Path], geometry: str) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
+    """Reads single-frame files (one per slice) or one multi-frame file into a 2D image or 3D volume."""
+    slices, first = dicom_slices(paths)
+    check_slice_shapes(slices)
+    return dicom_array(slices, first, geometry)
+
+
+def check_slice_shapes(slices: list[DicomSlice]) -> None:
+    """Refuses a series whose slices differ in size, naming the odd file."""
     shapes = Counter(s.pixels.shape for s in slices)
     if len(shapes) > 1:
         usual = shapes.most_common(1)[0][0]
@@ -283,6 +316,11 @@ def _read_dicom(paths: list[Path], geometry: str) -> tuple[np.ndarray, tuple[flo
             odd.source, f"slice shape {odd.pixels.shape[:2]} differs from the series' {usual[:2]}"
         )
 
+
+def dicom_array(
+    slices: list[DicomSlice], first: pydicom.Dataset, geometry: str
+) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
+    """One slice as a 2D image, several as a RAS+ volume: (array, spacing, modality, corrections)."""
     spacing = _attribute(first, "PixelSpacing", "PixelMeasuresSequence")
     spacing = spacing or first.get("ImagerPixelSpacing")  # X-ray detectors often give only this
     row_step, column_step = (float(s) for s in spacing) if spacing else (1.0, 1.0)
@@ -340,7 +378,7 @@ def _rescale(frame: np.ndarray, ds: pydicom.Dataset, index: int) -> np.ndarray:
 
 
 def _stack(
-    slices: list[_Slice], first: pydicom.Dataset, column_step: float, row_step: float, geometry: str
+    slices: list[DicomSlice], first: pydicom.Dataset, column_step: float, row_step: float, geometry: str
 ) -> tuple[np.ndarray, tuple[float, ...], list[str]]:
     """Sorts slices into a (C, X, Y, Z) volume, reoriented to RAS+ when the geometry is known;
     a geometry that is no regular grid is refused or regridded, as ``geometry`` says."""
@@ -365,7 +403,7 @@ def _stack(
         raise UnreadableImageError(
             slices[0].source,
             f"{len(slices)} slices at only {n_positions} distinct positions: several volumes "
-            "(e.g. time points or echoes) in one series are not supported",
+            "(time points or echoes) in one series; a cine or other time series reads with data.time_axis=true",
         )
     stack = Slices(
         np.stack([slices[i].pixels for i in order], axis=2),

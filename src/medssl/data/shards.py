@@ -50,8 +50,8 @@ import torch.distributed as dist
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from medssl.data.manifest import count_rows, key_name, manifest_rows, read_row, row_key
-from medssl.data.preprocess import Preprocessing
+from medssl.data.manifest import count_rows, key_name, manifest_rows, row_key
+from medssl.data.preprocess import Preprocessing, prepared
 from medssl.data.readers import UnreadableImageError
 from medssl.data.skips import SkipReport
 
@@ -206,13 +206,12 @@ def _convert_shard(job: _ShardJob) -> dict:
         with tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for index, row in enumerate(job.rows, start=job.first_row):
                 try:
-                    read = read_row(row, job.preprocessing.volume_index, job.preprocessing.geometry)
-                    image = job.preprocessing(read)
+                    image, corrections = prepared(row, job.preprocessing)
                 except UnreadableImageError as error:
                     skipped.append([row["path"], error.reason])
                     continue
-                if read.corrections:
-                    corrected.append([row["path"], "; ".join(read.corrections)])
+                if corrections:
+                    corrected.append([row["path"], "; ".join(corrections)])
                 key = f"{index:0{KEY_DIGITS}d}"
                 _add_member(tar, f"{key}.json", json.dumps(row | {"index": index}, sort_keys=True).encode())
                 _add_member(tar, f"{key}.npy", _npy_bytes(image.astype(np.float16)))

@@ -30,6 +30,7 @@ from medssl.data.datasets import load_native_size
 from medssl.evaluation.selection import Schedule, train_with_selection
 from medssl.models.encoders import STEMS, Encoder, EncoderConfig
 from medssl.models.inference import map_batches
+from medssl.models.numerics import fast_autocast
 
 SIZE_WEIGHT, OFFSET_WEIGHT = 0.1, 1.0  # CenterNet's loss weights
 HEATMAP_PRIOR = 0.1  # initial peak probability: keeps the focal loss of the first steps finite
@@ -396,7 +397,7 @@ def train_detector(
         if flip:
             images, boxes = random_hflip(images, boxes)
         targets = encode_targets(boxes, [train.classes[i] for i in batch.tolist()], model.n_classes, grid, stride)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with fast_autocast(device):
             outputs = model(images.to(device))
         return detection_loss(outputs, {k: v.to(device) for k, v in targets.items()})["loss"]
 

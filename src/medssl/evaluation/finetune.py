@@ -1,8 +1,8 @@
 """End-to-end training of an encoder + linear head, with model selection on validation.
 
 With a random-init encoder this is the supervised-from-scratch baseline; with a pretrained one it
-is fine-tuning. Both use the same augmentation, bf16 autocast and schedule, so that a gap between
-them is the pretraining's doing.
+is fine-tuning. Both use the same augmentation, precision (bf16 where the hardware computes it)
+and schedule, so that a gap between them is the pretraining's doing.
 
 Given a pool of unlabelled images and a ``FixMatchConfig``, the same loop runs FixMatch (Sohn et
 al., NeurIPS 2020): a confident prediction on a weak view of an unlabelled image becomes the hard
@@ -29,6 +29,7 @@ from medssl.evaluation.selection import Schedule, train_with_selection
 from medssl.methods.views import BatchViews
 from medssl.models.encoders import Encoder
 from medssl.models.inference import map_batches
+from medssl.models.numerics import fast_autocast
 
 # milder than SSL views: the label must survive the augmentation
 SUPERVISED_VIEWS = ViewConfig(
@@ -116,12 +117,12 @@ class FixMatchTerm:
         with self.stream.active():
             batch = self.pool[torch.randint(len(self.pool), (self.batch_size,))].to(device)
             weak, strong = self.weak(batch), self.strong(batch)
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.no_grad(), fast_autocast(device):
             confidence, pseudo_labels = F.softmax(model(weak).float(), 1).max(1)
         mask = (confidence > self.config.threshold).float()
         if not mask.any():  # nothing to learn from: skip the costly strong pass, its gradient would be zero
             return torch.zeros((), device=device), 0.0
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with fast_autocast(device):
             losses = F.cross_entropy(model(strong).float(), pseudo_labels, reduction="none")
         return (losses * mask).mean(), mask.mean().item()
 
@@ -163,7 +164,7 @@ def finetune(
 
     def batch_loss() -> torch.Tensor:
         batch = torch.randint(len(images), (batch_size,))
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with fast_autocast(device):
             loss = F.cross_entropy(model(views(images[batch].to(device))).float(), labels[batch].to(device))
         if unlabelled_term is None:
             return loss

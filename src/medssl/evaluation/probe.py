@@ -43,7 +43,10 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, classes: np.nd
         full = np.zeros((len(y_true), int(max(classes.max(), y_true.max())) + 1))
         full[:, classes] = proba
         full = full[:, present] / np.clip(full[:, present].sum(1, keepdims=True), 1e-12, None)
-        auc = roc_auc_score(y_true, full, multi_class="ovr", average="macro", labels=present)
+        if len(present) == 2:  # a small split holding two of the classes: the AUC between those two
+            auc = roc_auc_score(y_true == present[1], full[:, 1])
+        else:
+            auc = roc_auc_score(y_true, full, multi_class="ovr", average="macro", labels=present)
     return {"acc": float(accuracy), "auc": float(auc)}
 
 

@@ -29,6 +29,7 @@ from medssl.evaluation.selection import Schedule, train_with_selection
 from medssl.models.dims import resize
 from medssl.models.encoders import Encoder
 from medssl.models.inference import map_batches
+from medssl.models.numerics import fast_autocast
 
 CHEST_STRUCTURES = ["background", "lungs", "heart", "lesion"]
 BRAIN_STRUCTURES = ["background", "brain", "ventricles", "lesion"]
@@ -332,7 +333,7 @@ def train_segmentation(
         batch = torch.randint(len(images), (batch_size,))
         # intensity jitter only: geometry carries the anatomy (the heart's side, the axial axis),
         # and a transform that leaves the mask alone cannot misalign it
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with fast_autocast(device):
             logits = model(jitter_intensity(images[batch].to(device)))
         return criterion(logits.float(), masks[batch].unsqueeze(1).to(device))
 

@@ -37,6 +37,9 @@ class SSLMethod(L.LightningModule):
     # what the method needs beside images (None: images only), prepared by ``pair``; each batch
     # then carries it third, and compute_loss gets it second
     paired_input: ClassVar[str | None] = None
+    # learns from motion: batches are time series (B, T, C, *spatial); a method that is not
+    # temporal takes every frame of a series as a still image
+    temporal: ClassVar[bool] = False
 
     def __init__(self, encoder: dict, optimizer: dict | None = None, views: dict | None = None) -> None:
         super().__init__()
@@ -61,6 +64,11 @@ class SSLMethod(L.LightningModule):
         called before training starts."""
 
     @classmethod
+    def check_frames(cls, frames: int, **method_args) -> None:
+        """For a temporal method: raises ValueError, naming the minimum, when series of ``frames``
+        frames are too short for it."""
+
+    @classmethod
     def pair(cls, table: ImageTable, method_args: dict) -> tuple[ImageTable, torch.Tensor, dict]:
         """For a method with a ``paired_input``: the training images it keeps, one row per image
         of what it pairs them with, and the method arguments that follow from it (its width);
@@ -74,6 +82,16 @@ class SSLMethod(L.LightningModule):
         """Two random views of every scan as one batch (all first views, then all second views),
         so that the encoder runs once, with BatchNorm statistics over both."""
         return torch.cat([self.views(images), self.views(images)])
+
+    def series_views(self, series: torch.Tensor) -> torch.Tensor:
+        """One random view per series (B, T, C, *spatial), the same for all its frames (as video
+        methods augment a clip), so that the change between frames is the motion, not the views'."""
+        return self.views(series.flatten(1, 2)).view_as(series)
+
+    def encode_frames(self, series: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, *spatial) -> (B, T, out_dim): the encoder on every frame, in one batch."""
+        frames = series.flatten(0, 1).contiguous(memory_format=memory_format(self.spatial_dims))
+        return self.encoder(frames).view(*series.shape[:2], -1)
 
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """The model's reconstruction of ``images`` (same shape): methods with a decoder define it,
@@ -89,7 +107,7 @@ class SSLMethod(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         """``batch``: images, their subject indices, then any paired per-subject inputs."""
-        images = batch[0].contiguous(memory_format=memory_format(self.spatial_dims))
+        images = batch[0] if self.temporal else batch[0].contiguous(memory_format=memory_format(self.spatial_dims))
         loss = self.compute_loss(images, *batch[2:])
         # a non-finite loss is logged as it is; training.NonFiniteSteps skips its update
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(images))

@@ -1,6 +1,7 @@
 """Slice coherence: time-contrastive learning (Sermanet et al., ICRA 2018, "Time-Contrastive
-Networks") along the slice or time axis, taken to be the last spatial axis (cine frames, 4D
-NIfTI time points, neighbouring slices of a volume).
+Networks") along the slice axis of a volume, its last spatial axis: neighbouring slices share
+anatomy as neighbouring frames share a pose. Time series have their own axis and their own
+methods (``time_contrastive``, ``order_verification``, ``temporal_cpc``).
 
 Each scan gives three thin slabs along that axis: an anchor, a positive 1..``window`` slices away
 and a negative at least ``margin`` slices away. The anchor must pick out its positive among its own

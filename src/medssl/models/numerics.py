@@ -16,6 +16,25 @@ from torch import nn
 
 REDUCED = (torch.bfloat16, torch.float16)
 SMALLEST_SAFE_SIDE = 3  # every input and output side of a reduced-precision CPU convolution
+BF16_ISAS = (("AMX", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported"))
+
+
+def native_bf16_isas() -> list[str]:
+    """The instruction sets with which this CPU computes bf16; none: bf16 is emulated there, and
+    several times slower than float32 (an AMD EPYC before Zen 4, most laptops)."""
+    return [isa for isa, check in BF16_ISAS if getattr(torch.cpu, check, lambda: False)()]
+
+
+def computes_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(native_bf16_isas())
+
+
+def fast_autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast where ``device`` computes bf16, float32 elsewhere: what downstream training
+    and inference run under, so that a CPU without bf16 is not slowed by emulating it."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=computes_bf16(device))
 
 
 class _Float32WhenSmall:

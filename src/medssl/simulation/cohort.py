@@ -20,12 +20,14 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from medssl.simulation.genotypes import BedWriter, GenotypeModel, GenotypeSource, PlinkGenotypes, SimulatedGenotypes
-from medssl.simulation.phantoms import Subject, render_brain, render_chest
+from medssl.simulation.phantoms import Subject, render_brain, render_chest, render_cine
 
 TRAITS = ("heart_size", "lung_size", "ventricle_size", "brain_size")
+CINE_TRAITS = ("lv_edv", "lv_ef", "lv_wall")  # end-diastolic size, ejection fraction, wall thickness
 DISEASE_GROUPS = ("nodules", "fibrosis", "neuro", "cardiomegaly")
-MODALITIES = ("xray", "mri")
+MODALITIES = ("xray", "mri", "cine")
 HEAD_MM = 192.0  # field of view of the brain volumes
+CINE_MM = (86.0, 8.0)  # in-plane field of view of the cardiac cine, and its slice thickness
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,11 @@ class CohortConfig:
     causal_share: float = 0.6  # of the genetic variance; the rest is polygenic background
     n_disease_groups: int = 3
     disease_share: float = 0.45  # of subjects in a disease group, split evenly
-    modalities: tuple[str, ...] = MODALITIES
+    modalities: tuple[str, ...] = ("xray", "mri")  # "cine" adds the cardiac cine and its traits
     xray_size: int = 64
     mri_size: int = 32
+    cine_size: int = 48
+    cine_phases: int = 20
     xray_format: str = "png"  # or "dicom"
     genotypes: str | None = None  # a real PLINK .bed to use instead of simulated genotypes
 
@@ -58,8 +62,8 @@ class CohortConfig:
             raise ValueError("disease_share must be in (0, 1) and causal_share in [0, 1]")
         if self.xray_format not in ("png", "dicom"):
             raise ValueError(f"xray_format must be 'png' or 'dicom', got {self.xray_format!r}")
-        if min(self.xray_size, self.mri_size) < 16:
-            raise ValueError("image sizes must be at least 16")
+        if min(self.xray_size, self.mri_size, self.cine_size) < 16 or self.cine_phases < 8:
+            raise ValueError("image sizes must be at least 16, and a cine needs at least 8 phases")
 
 
 def simulate_cohort(out_dir: str | Path, config: CohortConfig) -> dict:
@@ -82,14 +86,21 @@ def simulate_cohort(out_dir: str | Path, config: CohortConfig) -> dict:
     splits = np.array(["train", "train", "train", "train", "train", "train", "train", "val", "test", "test"])[
         np.arange(n) % 10
     ]
-    traits, causal = _heritable_traits(source, config, rng, sex, out / "genotypes")
+    writer = BedWriter(out / "genotypes", source, sex)
+    traits, causal = _heritable_traits(source, config, rng, TRAITS, writer)
+    names = TRAITS
+    if "cine" in config.modalities:  # their own random stream: the other traits stay as without cine
+        cine_traits, cine_causal = _heritable_traits(
+            source, config, np.random.default_rng([config.seed, 5]), CINE_TRAITS
+        )
+        traits, causal, names = np.hstack([traits, cine_traits]), causal + cine_causal, TRAITS + CINE_TRAITS
     ids = source.sample_ids
-    subjects = [Subject(dict(zip(TRAITS, traits[i])), (age[i] - 60) / 11.5, sex[i] == "M", groups[i]) for i in range(n)]
+    subjects = [Subject(dict(zip(names, traits[i])), (age[i] - 60) / 11.5, sex[i] == "M", groups[i]) for i in range(n)]
     truth = out / "ground_truth"
     truth.mkdir(exist_ok=True)
     _write_rows(
         truth / "subjects.csv",
-        ["subject_id", "group", "age", "sex", "split", *TRAITS],
+        ["subject_id", "group", "age", "sex", "split", *names],
         [[ids[i], groups[i], age[i], sex[i], splits[i], *np.round(traits[i], 5)] for i in range(n)],
     )
     _write_rows(
@@ -110,8 +121,12 @@ def simulate_cohort(out_dir: str | Path, config: CohortConfig) -> dict:
         )
     if "mri" in config.modalities:
         outputs["mri_manifest"] = _write_mris(out, config, ids, subjects, groups, splits, covariates)
+    if "cine" in config.modalities:
+        outputs["cine_manifest"], outputs["cine_measures"] = _write_cines(
+            out, config, ids, subjects, groups, splits, covariates
+        )
     (out / "simulation.json").write_text(
-        json.dumps({"config": asdict(config), "outputs": outputs, "traits": TRAITS}, indent=2)
+        json.dumps({"config": asdict(config), "outputs": outputs, "traits": names}, indent=2)
     )
     return outputs
 
@@ -122,25 +137,29 @@ def _assign_groups(rng: np.random.Generator, n: int, config: CohortConfig) -> np
     return rng.choice(names, size=n, p=[1 - config.disease_share] + [share] * config.n_disease_groups)
 
 
-def _heritable_traits(source: GenotypeSource, config: CohortConfig, rng, sex, prefix: Path) -> tuple[np.ndarray, list]:
-    """Streams genotypes to PLINK while accumulating each trait's causal and polygenic values."""
-    n_traits = len(TRAITS)
-    causal_index = [rng.choice(source.n_snps, config.causal_snps_per_trait, replace=False) for _ in TRAITS]
+def _heritable_traits(
+    source: GenotypeSource, config: CohortConfig, rng, names: tuple[str, ...], writer: BedWriter | None = None
+) -> tuple[np.ndarray, list]:
+    """Streams genotypes (to PLINK, with a ``writer``) while accumulating each trait's causal and
+    polygenic values."""
+    n_traits = len(names)
+    causal_index = [rng.choice(source.n_snps, config.causal_snps_per_trait, replace=False) for _ in names]
     causal_beta = np.zeros((source.n_snps, n_traits))
     for t, index in enumerate(causal_index):
         causal_beta[index, t] = rng.standard_normal(len(index))
     poly_beta = rng.standard_normal((source.n_snps, n_traits))
     causal_value, poly_value = np.zeros((source.n_samples, n_traits)), np.zeros((source.n_samples, n_traits))
-    writer = BedWriter(prefix, source, sex)
     for start, dosage in tqdm(
         source.chunks(500), total=-(-source.n_snps // 500), desc="genotypes", unit="chunk", leave=False
     ):
-        writer.write(dosage)
+        if writer is not None:
+            writer.write(dosage)
         p = source.frequencies[start : start + dosage.shape[1]]
         standardised = np.nan_to_num((dosage - 2 * p) / np.sqrt(2 * p * (1 - p)))  # missing -> mean
         causal_value += standardised @ causal_beta[start : start + dosage.shape[1]]
         poly_value += standardised @ poly_beta[start : start + dosage.shape[1]]
-    writer.close()
+    if writer is not None:
+        writer.close()
     causal_sd, poly_sd = causal_value.std(0) + 1e-12, poly_value.std(0) + 1e-12
     h2, share = config.heritability, config.causal_share
     genetic = np.sqrt(share) * causal_value / causal_sd + np.sqrt(1 - share) * poly_value / poly_sd
@@ -151,7 +170,7 @@ def _heritable_traits(source: GenotypeSource, config: CohortConfig, rng, sex, pr
             chrom, sid, bp, a1, a2 = source.snp_table[j]
             p = source.frequencies[j]
             effect = np.sqrt(h2 * share) * causal_beta[j, t] / causal_sd[t] / np.sqrt(2 * p * (1 - p))
-            rows.append([TRAITS[t], sid, chrom, bp, a1, a2, round(float(effect), 6)])
+            rows.append([names[t], sid, chrom, bp, a1, a2, round(float(effect), 6)])
     return traits, rows
 
 
@@ -186,6 +205,39 @@ def _write_mris(out: Path, config: CohortConfig, ids, subjects, groups, splits, 
         nib.save(nib.Nifti1Image(mask, affine), mask_path)
         rows.append(_manifest_row(ids[i], path, mask_path, groups[i], splits[i], covariates, i, out))
     return str(_write_rows(out / "mri_manifest.csv", list(rows[0]), [list(r.values()) for r in rows]))
+
+
+def _write_cines(out: Path, config: CohortConfig, ids, subjects, groups, splits, covariates) -> tuple[str, str]:
+    """2D+t NIfTI (x, y, 1, t) with the time unit ms, as cardiac pipelines convert short-axis
+    cine; masks of every frame beside them; the true geometry of every beat."""
+    pixel = CINE_MM[0] / config.cine_size
+    rows, measures = [], []
+    for i, subject in enumerate(tqdm(subjects, desc="cardiac cines", unit="subject", leave=False)):
+        beat = render_cine(np.random.default_rng([config.seed, 6, i]), config.cine_size, config.cine_phases, subject)
+        path, mask_path = out / "cine" / f"{ids[i]}.nii.gz", out / "cine_masks" / f"{ids[i]}.nii.gz"
+        for target, frames in ((path, beat.frames), (mask_path, beat.masks)):
+            target.parent.mkdir(exist_ok=True)
+            image = nib.Nifti1Image(frames.transpose(1, 2, 0)[:, :, None], np.diag([pixel, pixel, CINE_MM[1], 1.0]))
+            image.header.set_xyzt_units("mm", "msec")
+            image.header["pixdim"][4] = beat.cycle_ms / config.cine_phases
+            nib.save(image, target)
+        blood = (beat.masks == 1).sum(axis=(1, 2)) * pixel**2
+        measures.append(
+            [
+                ids[i],
+                round(blood[0], 2),
+                round(blood.min(), 2),
+                round(100 * (1 - blood.min() / blood[0]), 3),
+                round(beat.wall * CINE_MM[0] / 2, 3),
+                round(beat.cycle_ms, 1),
+            ]
+        )
+        rows.append(_manifest_row(ids[i], path, mask_path, groups[i], splits[i], covariates, i, out))
+    header = ["subject_id", "lv_ed_area_mm2", "lv_es_area_mm2", "lv_ef_percent", "lv_wall_mm", "cycle_ms"]
+    measure_file = _write_rows(out / "ground_truth" / "cine_measures.csv", header, measures)
+    return str(_write_rows(out / "cine_manifest.csv", list(rows[0]), [list(r.values()) for r in rows])), str(
+        measure_file
+    )
 
 
 def _manifest_row(subject_id, path: Path, mask_path: Path, group, split, covariates, i, out: Path) -> dict:

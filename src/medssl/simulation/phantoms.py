@@ -4,9 +4,13 @@ Chest radiograph (2D): lung fields, a heart shadow whose size is a trait, spine 
 (with bounding boxes) or lower-zone fibrosis for two disease groups, a large heart for a third.
 Brain MRI (3D, T1-like, RAS+): scalp, skull, grey and white matter, ventricles whose size is a
 trait; periventricular lesions and enlarged ventricles for the neurological group.
-Every scan also varies as real acquisitions do (positioning, gain, bias field, noise), so that an
-encoder must learn what is anatomy and what is not.
-Mask labels: chest 1 lungs, 2 heart, 3 lesion; brain 1 brain, 2 ventricles, 3 lesion.
+Cardiac cine (2D+t, bSSFP-like short axis over one heartbeat): bright blood in the left and right
+ventricles, dark myocardium around the left one; its end-diastolic size, ejection fraction and wall
+thickness are traits, and the cardiomegaly group has a dilated, weakly contracting left ventricle.
+Every scan also varies as real acquisitions do (positioning, gain, bias field, noise; for cine the
+heart rate too), so that an encoder must learn what is anatomy and what is not.
+Mask labels: chest 1 lungs, 2 heart, 3 lesion; brain 1 brain, 2 ventricles, 3 lesion; cine 1 left
+ventricular blood pool, 2 left ventricular myocardium, 3 right ventricular blood pool.
 """
 
 from __future__ import annotations
@@ -120,6 +124,58 @@ def render_brain(rng: np.random.Generator, size: int, s: Subject) -> tuple[np.nd
             mask[lesion] = 3
     volume = gaussian_filter(_acquired(rng, volume, grid), 0.5)
     return _to_uint8(volume), mask
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A cine's frames and masks, (T, H, W) uint8, and the beat's true geometry."""
+
+    frames: np.ndarray
+    masks: np.ndarray
+    cycle_ms: float  # the R-R interval: frames are cycle_ms / T apart
+    ejection_fraction: float  # of the left ventricular blood pool's area (a mid-ventricular slice)
+    wall: float  # myocardial thickness at end-diastole, in field-of-view units (2 = the whole field)
+
+
+def render_cine(rng: np.random.Generator, size: int, phases: int, s: Subject) -> Heartbeat:
+    """A short-axis slice over one heartbeat: end-diastole at phase 0, end-systole ~35% into the
+    cycle. The myocardium keeps its area as it thickens in systole (it is incompressible)."""
+    grid = _grid(size, 2)
+    yy, xx = _positioned(rng, grid, shift=0.06, degrees=10)
+    dilated = s.group == "cardiomegaly"
+    ed_radius = 0.26 * _scale(s.traits["lv_edv"], 0.1) * (1.25 if dilated else 1.0)
+    ejection = float(np.clip(0.62 + 0.06 * s.traits["lv_ef"], 0.35, 0.8) * (0.55 if dilated else 1.0))
+    wall = 0.1 * _scale(s.traits["lv_wall"], 0.15)
+    myocardium_area = (ed_radius + wall) ** 2 - ed_radius**2
+    systole = rng.uniform(0.32, 0.38)  # of the cycle, until end-systole
+    body = _inside([yy, xx], (0, 0), (0.95, 0.9))
+    texture = gaussian_filter(rng.standard_normal((size, size)), 1.5) * 0.05
+    frames, masks = [], []
+    for t in range(phases):
+        phase = t / phases
+        squeeze = (
+            np.sin(np.pi / 2 * phase / systole)
+            if phase < systole
+            else np.cos(np.pi / 2 * (phase - systole) / (1 - systole))
+        )
+        cavity = ed_radius * np.sqrt(1 - ejection * squeeze**2)
+        outer = np.sqrt(cavity**2 + myocardium_area)
+        lv_blood = _inside([yy, xx], (0.05, 0.12), (cavity, cavity))
+        lv_wall = _inside([yy, xx], (0.05, 0.12), (outer, outer)) & ~lv_blood
+        rv_size = 1 - 0.4 * squeeze**2
+        rv = _inside(
+            [yy, xx], (0.0, -0.4), (0.38 * np.sqrt(rv_size), 0.17 * np.sqrt(rv_size))
+        )  # patient's right: the image's left & ~lv_wall & ~lv_blood
+        image = np.where(body, 0.45 + texture, 0.03)
+        image = np.where(lv_blood | rv, 0.85, np.where(lv_wall, 0.22, image))
+        mask = np.zeros((size, size), np.uint8)
+        mask[lv_blood], mask[lv_wall], mask[rv] = 1, 2, 3
+        frames.append(image)
+        masks.append(mask)
+    acquired = _acquired(rng, np.stack(frames), [c[None] for c in grid])  # one scanner for the whole cine
+    frames = _to_uint8(gaussian_filter(acquired, (0, 0.6, 0.6)))
+    cycle_ms = 60_000 / rng.uniform(55, 85)  # heart rate 55-85 beats per minute
+    return Heartbeat(frames, np.stack(masks), cycle_ms, ejection, wall)
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
