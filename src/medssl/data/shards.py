@@ -14,7 +14,7 @@ On-disk format (``out_dir``):
   first dot, so subject IDs, which may contain dots, are not used as keys):
   ``<key>.json``, the manifest row (every column, ``path`` made absolute) plus ``index``, the row number;
   then ``<key>.npy``, the preprocessed image (``np.save`` format), a float16 ``(C, *spatial)`` array in
-  [0, 1]: half the size of float32, and its 11-bit significand rounds by under 0.0005, far finer than
+  [0, 1] (a time series: ``(T, C, *spatial)``): half the size of float32, and its 11-bit significand rounds by under 0.0005, far finer than
   the 1/255 steps of an 8-bit image. The json comes first, so that a reader can skip an image of another split unread.
   Member headers carry fixed owner and time fields, so the same inputs give byte-identical shards.
 - ``shard-000000.json``: the shard's sidecar, written once its tar is complete: ``shard``, ``rows``
