@@ -155,7 +155,7 @@ def _load_manifest(manifest: Manifest, preprocessing: Preprocessing) -> ImageTab
             skips.add(row["path"], error.reason)
     if not kept:
         raise ManifestError(f"no readable images: {skips.summary()}")
-    if len(frames := {len(image) for image in images}) > 1 and preprocessing.time_axis:
+    if preprocessing.time_axis and len(frames := {len(image) for image in images}) > 1:
         odd = next(row["path"] for row, image in zip(kept, images) if len(image) != len(images[0]))
         raise ManifestError(
             f"the time series differ in length ({len(images[0])} frames in {kept[0]['path']}, {sorted(frames)} in all, e.g. {odd}): "

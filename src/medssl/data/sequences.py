@@ -49,10 +49,6 @@ class Sequence:
     path: str
     corrections: tuple[str, ...] = ()  # what reading changed (a time unit corrected, a grid resampled)
 
-    @property
-    def spatial_dims(self) -> int:
-        return self.frames.ndim - 2
-
 
 def read_sequence(path: str | Path, series_uid: str | None = None, geometry: str = "strict") -> Sequence:
     """Reads one time series; ``series_uid`` names the DICOM series of a folder holding several."""
