@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(run=run_simulate)
 
     demo = add_command(
-        commands, "demo", help="the whole journey on a simulated cohort, with an HTML report (~10 min on 2 CPU cores)"
+        commands, "demo", help="the whole journey on a simulated cohort, with an HTML report (~7-10 min on 2 CPU cores)"
     )
     demo.add_argument(
         "--out", type=Path, default=Path("runs/demo"), help="run folder; rerunning on it resumes finished stages"

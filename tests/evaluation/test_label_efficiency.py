@@ -12,6 +12,7 @@ from medssl.evaluation.label_efficiency import checks, crossing, labels_saved, r
 TINY = Budget(
     width=8,
     pretrain_epochs_2d=1,
+    pretrain_epochs_3d=1,
     pretrain_batch=16,
     monitor_every=1,
     finetune=Schedule.fixed(3),

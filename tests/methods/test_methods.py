@@ -52,7 +52,8 @@ def method_inputs(method: SSLMethod, n: int, spatial_dims: int, size: int) -> to
     return structured_series(n // 2, 2, size, 8) if spatial_dims == 2 else structured_series(n // 4, 3, size, 6)
 
 
-@pytest.mark.parametrize("spatial_dims", [2, 3])
+# learning in 3D costs 3 of CI's minutes on a CPU without AVX-512: `pytest -m slow` runs it
+@pytest.mark.parametrize("spatial_dims", [2, pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_loss_is_finite_and_falls(name, spatial_dims):
     method, size = tiny_method(name, spatial_dims)
@@ -69,6 +70,17 @@ def test_loss_is_finite_and_falls(name, spatial_dims):
         optimizer.step()
         method.on_train_batch_end(None, (images,), 0)  # what the Trainer calls: momentum updates
     assert loss_on_fixed_views(method, images, *paired) < before
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_a_3d_step_is_finite_and_reaches_every_trained_parameter(name):
+    method, size = tiny_method(name, 3)
+    images = method_inputs(method, 32, 3, size)
+    loss = method.compute_loss(images, *paired_inputs(method, images))
+    loss.backward()
+    trained = [n for n, p in method.named_parameters() if p.requires_grad]
+    assert torch.isfinite(loss) and trained
+    assert [n for n in trained if method.get_parameter(n).grad is None] == []
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -90,10 +102,18 @@ def tiny_method(name: str, spatial_dims: int) -> tuple[SSLMethod, int]:
     """The method with its YAML settings on a tiny encoder and heads, seeded; and the image side."""
     torch.manual_seed(0)  # the same initial weights whatever ran before
     config = default_config(name)
-    tiny_heads = {k: (64 if k.endswith("_dim") or k == "queue_size" else v) for k, v in config["method_args"].items()}
+    tiny_heads = {k: tiny_setting(k, v) for k, v in config["method_args"].items()}
     size = 16 if spatial_dims == 2 else 12
     tiny_heads |= dict.fromkeys(data_arguments(get_method(name)), PAIRED_WIDTH)
     return get_method(name)(encoder=tiny_encoder(config, spatial_dims, size), views=config["views"], **tiny_heads), size
+
+
+def tiny_setting(key: str, value):
+    """Heads and queues of 64, decoders and denoisers of width 8: the method's own code at a size
+    the suite can afford in 3D."""
+    if key.endswith("_dim") or key == "queue_size":
+        return 64
+    return 8 if key == "width" or key.endswith("_width") else value
 
 
 def data_arguments(method_cls: type[SSLMethod]) -> list[str]:

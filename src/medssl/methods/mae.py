@@ -19,7 +19,7 @@ from torch import nn
 
 from medssl.methods.base import SSLMethod
 from medssl.methods.registry import register
-from medssl.models.encoders import VITS, EncoderConfig
+from medssl.models.encoders import VITS, EncoderConfig, freeze_unused_cross_attention_norms
 
 # (B, C, *spatial) <-> (B, tokens, pixels per patch); tokens in the raster order of MONAI's patch
 # embedding (first spatial axis slowest), pixels of a patch channel-last.
@@ -84,6 +84,7 @@ class MAE(SSLMethod):
         self.decoder_blocks = nn.ModuleList(
             TransformerBlock(decoder_dim, 4 * decoder_dim, decoder_heads, qkv_bias=True) for _ in range(decoder_depth)
         )
+        freeze_unused_cross_attention_norms(self.decoder_blocks)
         self.decoder_norm = nn.LayerNorm(decoder_dim)
         self.decoder_pred = nn.Linear(decoder_dim, patch_pixels)
 

@@ -10,12 +10,22 @@ from dataclasses import asdict
 
 import torch
 from monai.networks import nets
+from monai.networks.blocks import TransformerBlock
 from torch import nn
 
 from medssl.models.numerics import guard_convolutions
 from medssl.models.specs import ENCODERS, EXPANSION, RESNETS, STEMS, VITS, EncoderConfig
 
 __all__ = ["ENCODERS", "RESNETS", "STEMS", "VITS", "Encoder", "EncoderConfig", "build_encoder", "monai_network"]
+
+
+def freeze_unused_cross_attention_norms(module: nn.Module) -> None:
+    """MONAI's TransformerBlock builds a cross-attention LayerNorm even without cross-attention. Its
+    parameters never get a gradient, which DDP refuses unless told to search for them each step;
+    frozen, they stay in the state dict, so MONAI's own ViT still loads the saved weights."""
+    for block in module.modules():
+        if isinstance(block, TransformerBlock) and not block.with_cross_attention:
+            block.norm_cross_attn.requires_grad_(False)
 
 
 def monai_network(config: EncoderConfig) -> tuple[str, dict]:
@@ -61,6 +71,7 @@ class Encoder(nn.Module):
         self.backbone = getattr(nets, network)(**kwargs)
         self.out_dim = config.width if config.is_vit else config.width * 8 * EXPANSION[RESNETS[config.name][0]]
         guard_convolutions(self)  # bf16 CPU kernels are wrong on its last, smallest feature maps
+        freeze_unused_cross_attention_norms(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.config.is_vit:
