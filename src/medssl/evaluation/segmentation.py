@@ -305,7 +305,7 @@ def predict_labels(model: nn.Module, images: torch.Tensor, batch_size: int = 64)
 
 
 def train_segmentation(
-    encoder: Encoder,
+    start: Encoder | UNet,
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
     *,
@@ -314,13 +314,14 @@ def train_segmentation(
     batch_size: int = 32,
     seed: int = 0,
 ) -> tuple[UNet, dict]:
-    """Trains a UNet on (images, masks) as ``schedule`` plans (AdamW, cosine) with Dice + CE;
-    returns the model of the best mean foreground Dice on ``val`` and a record: val_dice, step and
-    history (per-step loss; (step, val Dice) at each evaluation). Runs on the encoder's device."""
+    """Trains a UNet on (images, masks) as ``schedule`` plans (AdamW, cosine) with Dice + CE: a
+    new one on the ``start`` encoder, or ``start`` itself, further; returns the model of the best
+    mean foreground Dice on ``val`` and a record: val_dice, step and history (per-step loss; (step,
+    val Dice) at each evaluation). Runs on the start's device, which stays as it was."""
     torch.manual_seed(seed)
     images, masks = train
-    device = next(encoder.parameters()).device
-    model = UNet(copy.deepcopy(encoder), n_classes).to(device)  # the caller's encoder stays as it was
+    device = next(start.parameters()).device
+    model = copy.deepcopy(start) if isinstance(start, UNet) else UNet(copy.deepcopy(start), n_classes).to(device)
     # batch=True pools Dice over the batch, as the metric pools over the split: a structure absent
     # from one image (a lesion) then neither vanishes from nor dominates the loss
     criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
