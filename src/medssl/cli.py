@@ -258,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_gwas_command(commands)
 
+    _add_motion_command(commands)
+
     simulate = add_command(commands, "simulate", help="write a simulated population cohort with known ground truth")
     add_output(simulate, "folder for the simulated cohort")
     simulate.add_argument("--subjects", type=int, default=2000)
@@ -945,6 +947,67 @@ def _genotypes(args: argparse.Namespace):
             raise ValueError(f"--bgen {' '.join(args.bgen)}: give the file, then ref-first or ref-last")
         return open_genotypes(Path(path), args.sample, ref_first=mode != ["ref-last"])
     return open_genotypes(args.pfile.with_name(args.pfile.name + ".pgen") if args.pfile else args.bfile)
+
+
+MOTION_FLAG_GROUPS = {"": "", "registration": "registration-", "pseudo_masks": ""}  # settings -> flag prefix
+
+
+def _add_motion_command(commands: argparse._SubParsersAction) -> None:
+    from dataclasses import fields
+
+    from medssl.motion.settings import MotionSettings
+
+    motion = add_command(
+        commands,
+        "motion",
+        help="segment the beating heart in 2D+t cine from its motion, with no labels; ejection fraction per subject",
+        description="Learns the motion between each cine's first (end-diastolic) frame and the others, derives "
+        "masks of the blood pools and the left ventricular wall from the motion and intensity, trains a U-Net "
+        "on them and writes every frame's masks and each subject's ejection fraction (cardiac_phenotypes.csv, "
+        "which `medssl gwas --pheno` reads). The manifest's split column must give train and val cines.",
+    )
+    motion.add_argument("manifest", type=Path, help="manifest of 2D+t cines (e.g. simulate --modalities cine)")
+    motion.add_argument("--out", type=Path, required=True, help="run folder; rerunning on it resumes its last stage")
+    motion.add_argument("--seed", type=int, default=0)
+    for group, prefix in MOTION_FLAG_GROUPS.items():
+        settings = getattr(MotionSettings(), group) if group else MotionSettings()
+        for setting in (f for f in fields(settings) if "help" in f.metadata):
+            default = getattr(settings, setting.name)
+            motion.add_argument(
+                f"--{prefix}{setting.name.replace('_', '-')}",
+                dest=f"{group}.{setting.name}",
+                metavar=setting.name.upper(),
+                type=type(default),
+                default=default,
+                help=setting.metadata["help"],
+            )
+    motion.set_defaults(run=run_motion)
+
+
+def motion_settings(args: argparse.Namespace):
+    """The MotionSettings that ``medssl motion``'s flags give (a flag's dest: 'group.setting')."""
+    from dataclasses import replace
+
+    from medssl.motion.settings import MotionSettings
+
+    chosen = {key: value for key, value in vars(args).items() if "." in key}
+
+    def settings_of(group: str):
+        settings = getattr(MotionSettings(), group) if group else MotionSettings()
+        return replace(settings, **{k.split(".")[1]: v for k, v in chosen.items() if k.split(".")[0] == group})
+
+    return replace(settings_of(""), **{group: settings_of(group) for group in MOTION_FLAG_GROUPS if group})
+
+
+def run_motion(args: argparse.Namespace) -> None:
+    from medssl.motion.pipeline import segment_from_motion
+
+    settings = motion_settings(args)
+    summary = segment_from_motion(args.manifest, args.out, settings, seed=args.seed)
+    print(
+        f"segmentation, chosen on the validation cines' pseudo-masks: Dice {summary['segmentation']['val_dice_vs_pseudo_masks']:.3f}"
+    )
+    print(f"ejection fraction per subject -> {summary['phenotypes']}")
 
 
 def run_simulate(args: argparse.Namespace) -> None:

@@ -19,12 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from medssl import __version__
-from medssl.genetics import GENOME_WIDE
-from medssl.genetics.settings import Clumping
 
-# the demo asks whether imaging phenotypes find the causal SNPs: genome-wide significant leads, a
-# locus each (clumped by distance), not plink's suggestive p < 1e-4
-GENOME_WIDE_LEADS = Clumping(p1=GENOME_WIDE, p2=GENOME_WIDE, r2=None)
 MODALITY_TITLES = {"xray": "chest radiographs (2D)", "mri": "brain MRI (3D)"}
 
 
@@ -158,11 +153,9 @@ def _genetics(out: Path, simulated: dict, modalities: list[str], n_pcs: int = 5)
 
     from medssl.analysis.columns import pc_columns
     from medssl.genetics.gwas import run_gwas
-    from medssl.simulation.cohort import TRAITS
+    from medssl.simulation.cohort import GENOME_WIDE_LEADS, TRAITS, causal_leads, read_causal_snps
 
     bed = Path(simulated["genotypes"]).with_suffix("")
-    with open(simulated["causal_snps"], newline="") as handle:
-        causal = {row["snp"]: row["trait"] for row in csv.DictReader(handle, delimiter="\t")}
     runs = {"traits": (simulated["subjects"], list(TRAITS))}
     runs |= {
         m: (pcs := out / "phenotypes" / m / "embed" / "pcs.parquet", pc_columns(pq.read_schema(pcs).names)[:n_pcs])
@@ -181,19 +174,13 @@ def _genetics(out: Path, simulated: dict, modalities: list[str], n_pcs: int = 5)
             clumping=GENOME_WIDE_LEADS,
             progress=False,
         )
-        for phenotype, found in summary["results"].items():
-            hits = [lead["ID"] for lead in found["leads"] if lead["ID"] in causal]
-            results[f"{name}/{phenotype}"] = {
-                "lambda_gc": found["lambda_gc"],
-                "leads": len(found["leads"]),
-                "causal_leads": hits,
-                "traits_of_causal_leads": sorted({causal[h] for h in hits}),
-            }
+        found = causal_leads(summary, simulated["causal_snps"])
+        results |= {f"{name}/{phenotype}": leads for phenotype, leads in found.items()}
     return {
         "available": True,
         "samples": summary["samples"],
         "clumping": summary["clumping"],
-        "causal_snps": len(causal),
+        "causal_snps": len(read_causal_snps(simulated["causal_snps"])),
         "results": results,
     }
 

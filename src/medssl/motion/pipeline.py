@@ -10,35 +10,24 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from medssl.evaluation.budgets import Schedule
 from medssl.evaluation.segmentation import UNet, predict_labels, train_segmentation
 from medssl.models.encoders import Encoder, EncoderConfig
-from medssl.models.specs import setting
 from medssl.motion.cardiac import CINE_STRUCTURES, Cines, load_cines, ventricular_function
-from medssl.motion.pseudo_masks import PseudoMaskSettings, cine_pseudo_masks
-from medssl.motion.registration import MotionNet, RegistrationSettings, train_registration
+from medssl.motion.pseudo_masks import cine_pseudo_masks
+from medssl.motion.registration import MotionNet, train_registration
+from medssl.motion.settings import MotionSettings
 
 
-@dataclass(frozen=True)
-class MotionSettings:
-    registration: RegistrationSettings = RegistrationSettings()
-    pseudo_masks: PseudoMaskSettings = PseudoMaskSettings()
-    width: int = setting(16, "the segmentation U-Net's encoder: channels of its first stage (a ResNet-10)")
-    batch_size: int = 64
-    schedule: Schedule = field(
-        default_factory=lambda: Schedule(epochs=10, min_steps=300, max_steps=1500, evaluations=20, patience=5)
-    )
-
-    def segmentation_encoder(self) -> Encoder:
-        # a stride-1 stem without pooling: the wall is 2-4 pixels thick at a cine's resolution
-        return Encoder(EncoderConfig(name="resnet10", width=self.width, stem="small"))
+def segmentation_encoder(settings: MotionSettings) -> Encoder:
+    # a stride-1 stem without pooling: the wall is 2-4 pixels thick at a cine's resolution
+    return Encoder(EncoderConfig(name="resnet10", width=settings.width, stem="small"))
 
 
 def segment_from_motion(
@@ -116,7 +105,7 @@ def _segmentation(
     cines: Cines, pseudo: torch.Tensor, out: Path, settings: MotionSettings, seed: int
 ) -> tuple[UNet, dict]:
     path = out / "segmentation.pt"
-    model = UNet(settings.segmentation_encoder(), len(CINE_STRUCTURES))
+    model = UNet(segmentation_encoder(settings), len(CINE_STRUCTURES))
     if path.exists():
         saved = torch.load(path, weights_only=True)
         model.load_state_dict(saved["state"])

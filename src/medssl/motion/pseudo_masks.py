@@ -13,36 +13,28 @@ the blood pools' edges (carried edges lag where the field is smoother than the w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from scipy import ndimage
 
 from medssl.motion.cardiac import CINE_STRUCTURES
 from medssl.motion.registration import MotionNet, cycle_motion, jacobian_determinant, warp
+from medssl.motion.settings import PseudoMaskSettings
 
 LV_BLOOD, LV_WALL, RV_BLOOD = (CINE_STRUCTURES.index(s) for s in ("LV blood pool", "LV myocardium", "RV blood pool"))
 
 
-@dataclass(frozen=True)
-class PseudoMaskSettings:
-    moving_px: float = 0.8  # peak displacement over the cycle above which tissue moves, in pixels
-    contracting: float = 0.9  # a blood pool's mean smallest area ratio over the cycle is below this
-    ring_px: int = 2  # the width of the ring around a blood pool that tells the left ventricle
-    edge_px: int = 2  # how far a frame's own bright edge may lie from the carried blood pool
-
-
 def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
-    """The threshold that maximises the between-class variance of ``values`` (Otsu 1979)."""
+    """The threshold that maximises the between-class variance of ``values`` (Otsu 1979); where
+    empty bins make a plateau of maxima, its middle, halfway across the gap between the classes."""
     counts, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight = np.cumsum(counts)
-    mean = np.cumsum(counts * centres)
-    total, grand = weight[-1], mean[-1]
+    weight = np.cumsum(counts)[:-1]  # below each inner edge
+    mean = np.cumsum(counts * (edges[:-1] + edges[1:]) / 2)[:-1]
+    total, grand = counts.sum(), np.sum(counts * (edges[:-1] + edges[1:]) / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        between = (grand * weight / total - mean) ** 2 / (weight * (total - weight))
-    return float(centres[np.nanargmax(between[:-1])])
+        between = np.nan_to_num((grand * weight / total - mean) ** 2 / (weight * (total - weight)), nan=-1.0)
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float(edges[1:-1][best].mean())
 
 
 def _ring(region: np.ndarray, width: int) -> np.ndarray:

@@ -11,8 +11,6 @@ energy, which keeps the field smooth where the image is flat, as inside a blood 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from monai.losses import BendingEnergyLoss
@@ -20,18 +18,9 @@ from monai.networks.blocks import Warp
 from monai.networks.nets import LocalNet
 from torch import nn
 
-from medssl.evaluation.budgets import Schedule
 from medssl.evaluation.selection import train_with_selection
 from medssl.models.numerics import fast_autocast
-
-
-@dataclass(frozen=True)
-class RegistrationSettings:
-    width: int = 16  # LocalNet's channels at full resolution
-    levels: int = 3  # LocalNet's downsamplings: its field sees 2^levels pixels coarse
-    bending_weight: float = 0.5  # of the bending energy against the image term
-    batch_size: int = 32
-    schedule: Schedule = Schedule(epochs=4, min_steps=300, max_steps=1500, evaluations=20, patience=5)
+from medssl.motion.settings import RegistrationSettings
 
 
 class MotionNet(nn.Module):
@@ -46,6 +35,7 @@ class MotionNet(nn.Module):
             out_channels=2,
             num_channel_initial=settings.width,
             extract_levels=tuple(range(settings.levels + 1)),
+            out_kernel_initializer="zeros",  # training starts from no motion, not a random field
         )
         self.multiple = 2**settings.levels
 

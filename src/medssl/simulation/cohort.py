@@ -19,9 +19,14 @@ import numpy as np
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
+from medssl.genetics import GENOME_WIDE
+from medssl.genetics.settings import Clumping
 from medssl.simulation.genotypes import BedWriter, GenotypeModel, GenotypeSource, PlinkGenotypes, SimulatedGenotypes
 from medssl.simulation.phantoms import Subject, render_brain, render_chest, render_cine
 
+# does a phenotype find the causal SNPs? Its genome-wide significant leads, a locus each (clumped by
+# distance), not plink's suggestive p < 1e-4
+GENOME_WIDE_LEADS = Clumping(p1=GENOME_WIDE, p2=GENOME_WIDE, r2=None)
 TRAITS = ("heart_size", "lung_size", "ventricle_size", "brain_size")
 CINE_TRAITS = ("lv_edv", "lv_ef", "lv_wall")  # end-diastolic size, ejection fraction, wall thickness
 DISEASE_GROUPS = ("nodules", "fibrosis", "neuro", "cardiomegaly")
@@ -288,3 +293,25 @@ def _write_rows(path: Path, header: list[str], rows: list, delimiter: str = ",")
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def read_causal_snps(causal_tsv: str | Path) -> dict[str, str]:
+    """SNP -> the trait it causes, from the ground truth's causal_snps.tsv."""
+    with open(causal_tsv, newline="") as handle:
+        return {row["snp"]: row["trait"] for row in csv.DictReader(handle, delimiter="\t")}
+
+
+def causal_leads(gwas_summary: dict, causal_tsv: str | Path) -> dict:
+    """Per phenotype of a ``run_gwas`` summary: its lambda_GC, its number of leads, the leads that
+    are the simulation's causal SNPs and the traits those cause."""
+    causal = read_causal_snps(causal_tsv)
+    found = {}
+    for phenotype, result in gwas_summary["results"].items():
+        hits = [lead["ID"] for lead in result["leads"] if lead["ID"] in causal]
+        found[phenotype] = {
+            "lambda_gc": result["lambda_gc"],
+            "leads": len(result["leads"]),
+            "causal_leads": hits,
+            "traits_of_causal_leads": sorted({causal[h] for h in hits}),
+        }
+    return found
