@@ -108,3 +108,19 @@ def test_a_run_folder_refuses_other_settings(demo_run):
     out, _ = demo_run
     with pytest.raises(ValueError, match="holds a run with other settings"):
         run_demo(out, DemoConfig(subjects=81))
+
+
+@pytest.mark.slow
+def test_demo_with_cine_segments_the_heart_from_its_motion(tmp_path):
+    """`medssl demo --with-cine` (about 10 min more than the demo): its motion stage and report section."""
+    out = tmp_path / "demo"
+    done = subprocess.run(
+        [str(MEDSSL), "demo", "--out", str(out), "--with-cine"], capture_output=True, text=True, timeout=3600
+    )
+    assert done.returncode == 0, f"medssl demo --with-cine failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    motion = json.loads((out / "report.json").read_text())["motion"]
+    no_labels = next(row for row in motion["dice"] if row["fraction"] == 0)
+    assert no_labels["mean_dice"] > 0.8 and motion["ejection_fraction"]["r2"] > 0.8
+    assert motion["gwas"]["recovered"], "the GWAS of the motion-derived ejection fraction found none of its SNPs"
+    html = (out / "report.html").read_text()
+    assert 'id="motion"' in html and "cine_ef" not in html  # figures are embedded, not linked

@@ -290,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--subjects", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--with-cine",
+        action="store_true",
+        help="add the cardiac cine: segmentation from motion, ejection fraction and its GWAS (about 10 min more)",
+    )
     demo.set_defaults(run=run_demo)
 
     report = add_command(
@@ -1034,7 +1039,7 @@ def run_demo(args: argparse.Namespace) -> None:
     from medssl.demo import DemoConfig
     from medssl.demo import run_demo as demo
 
-    print(f"report -> {demo(args.out, DemoConfig(subjects=args.subjects, seed=args.seed))}")
+    print(f"report -> {demo(args.out, DemoConfig(subjects=args.subjects, seed=args.seed, with_cine=args.with_cine))}")
 
 
 def run_report(args: argparse.Namespace) -> None:

@@ -76,7 +76,8 @@ def dice_rows(
                 batch_size=settings.batch_size,
                 seed=seed,
             )
-            predicted = predict_labels(model, cines.frames.flatten(0, 1), settings.batch_size).view(cines.masks.shape)
+            test = cines.split("test")
+            predicted = predict_labels(model, test.frames.flatten(0, 1), settings.batch_size).view(test.masks.shape)
             rows.append(
                 {
                     "encoder": approach,
@@ -85,7 +86,7 @@ def dice_rows(
                     "n_labels": n_labelled,
                     "val_dice": record["val_dice"],
                     "step": record["step"],
-                    **_test_dice(predicted, cines),
+                    **_test_dice(predicted, test),
                 }
             )
     return [{**row, "seed": seed} for row in rows]
