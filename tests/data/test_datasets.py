@@ -114,3 +114,18 @@ def test_only_a_labelled_split_table_is_packed(tmp_path):
     )
     with pytest.raises(ValueError, match="split into"):
         save_npz(table, tmp_path / "packed.npz")
+
+
+def test_an_npz_of_time_series_reads_as_series(tmp_path):
+    rng = np.random.default_rng(0)
+    series = rng.integers(0, 256, (5, 6, 12, 12), dtype=np.uint8)  # 5 cines of 6 frames
+    path = tmp_path / "cines.npz"
+    np.savez(path, train_images=series, train_labels=np.zeros((5, 1), int))
+    table = load_table(path, Preprocessing(image_size=(12, 12), time_axis=True))
+    assert table.time_axis and table.images.shape == (5, 6, 1, 12, 12) and table.spatial_dims == 2
+    np.testing.assert_allclose(table.images[2, 4, 0].numpy(), series[2, 4] / 255, atol=1e-6)
+    table = load_table(path, Preprocessing(image_size=(8, 8), time_axis=True, phases=12))
+    assert table.images.shape == (5, 12, 1, 8, 8)
+    # the phase halfway between frames 1 and 2 is their mean
+    halfway = load_table(path, Preprocessing(image_size=(12, 12), time_axis=True, phases=12)).images[0, 3]
+    np.testing.assert_allclose(halfway[0].numpy(), (series[0, 1] + series[0, 2].astype(float)) / 2 / 255, atol=1e-5)

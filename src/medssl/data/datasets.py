@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from medssl.data.manifest import SPLITS, Manifest, ManifestError, read_manifest, read_row, scan_folder
 from medssl.data.preprocess import Preprocessing, prepared, resize
 from medssl.data.readers import UnreadableImageError
+from medssl.data.sequences import resample_phases
 from medssl.data.skips import SkipReport
 
 
@@ -179,7 +180,8 @@ def _load_manifest(manifest: Manifest, preprocessing: Preprocessing) -> ImageTab
 
 
 def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTable:
-    """MedMNIST npz: ``{split}_images`` uint8 (N, *spatial[, 3]) and ``{split}_labels`` (N, 1)."""
+    """MedMNIST npz: ``{split}_images`` uint8 (N, *spatial[, 3]) and ``{split}_labels`` (N, 1); with
+    ``preprocessing.time_axis``, time series (N, T, *spatial), grey."""
     try:
         archive = np.load(path)
         parts = [(s, archive[f"{s}_images"], archive[f"{s}_labels"]) for s in SPLITS if f"{s}_images" in archive]
@@ -192,8 +194,11 @@ def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTabl
             f"{path}: multi-label MedMNIST (labels of shape {parts[0][2].shape[1:]}) is not supported; one label per image is"
         )
     images = np.concatenate([p[1] for p in parts])
-    is_rgb = images.shape[-1] == 3 and images.ndim == 4 and images.shape[1] != 3
+    time_axis = preprocessing is not None and preprocessing.time_axis
+    is_rgb = images.shape[-1] == 3 and images.ndim == 4 and images.shape[1] != 3 and not time_axis
     tensor = torch.from_numpy(images).float().div_(255.0)
+    if time_axis:  # (N, T, *spatial): grey series, their frames evenly spaced over one cycle
+        tensor = tensor.flatten(0, 1)
     tensor = tensor.permute(0, 3, 1, 2) if is_rgb else tensor.unsqueeze(1)
     spatial_dims = tensor.ndim - 2
     if preprocessing is None:
@@ -205,6 +210,15 @@ def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTabl
     tensor = resize(tensor, preprocessing.image_size)  # as files are: anti-aliased in 2D and 3D
     if tensor.shape[1] != preprocessing.in_channels:
         tensor = tensor.mean(1, keepdim=True).expand(-1, preprocessing.in_channels, *tensor.shape[2:]).contiguous()
+    if time_axis:
+        tensor = tensor.view(len(images), images.shape[1], *tensor.shape[1:])
+        if preprocessing.phases is not None:
+            tensor = torch.stack(
+                [
+                    torch.from_numpy(resample_phases(series.numpy(), range(len(series)), preprocessing.phases))
+                    for series in tensor
+                ]
+            )
     labels = np.concatenate([p[2].reshape(len(p[2]), -1)[:, 0] for p in parts]).astype(int)
     # a packed table (``save_npz``) keeps its subject IDs and class names; MedMNIST files have neither
     ids = [
@@ -219,6 +233,7 @@ def _load_medmnist(path: Path, preprocessing: Preprocessing | None) -> ImageTabl
         labels=labels,
         class_names=[str(c) for c in class_names],
         preprocessing=preprocessing.to_dict() | {"source": "medmnist npz, uint8 / 255"},
+        time_axis=time_axis,
     )
 
 
