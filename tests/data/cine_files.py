@@ -7,6 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 MR_TEMPLATE = "dicom/pydicom/MR_small.dcm"
@@ -64,6 +65,34 @@ def write_multiframe_cine(shared_data: Path, path: Path, n_phases: int = 8, step
     ds.NumberOfFrames = n_phases
     ds.FrameTime = step_ms
     ds.FrameIncrementPointer = pydicom.tag.Tag("FrameTime")
+    del ds.ImagePositionPatient, ds.ImageOrientationPatient
+    ds.PixelData = frames.astype(np.int16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path)
+    return path
+
+
+def write_enhanced_cine(shared_data: Path, path: Path, n_phases: int = 8, step_ms: float = 40.0) -> Path:
+    """One enhanced MR file: every frame's trigger delay and position in its functional groups, as
+    scanners export cine; the top-level position and orientation are gone."""
+    ds = pydicom.dcmread(shared_data / MR_TEMPLATE)
+    frames = beating_disc(n_phases)[..., 0]
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.Rows, ds.Columns = frames.shape[1:]
+    ds.NumberOfFrames = n_phases
+    shared = Dataset()
+    shared.PlaneOrientationSequence = [Dataset()]
+    shared.PlaneOrientationSequence[0].ImageOrientationPatient = list(ds.ImageOrientationPatient)
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per_frame = []
+    for t in range(n_phases):
+        item = Dataset()
+        item.CardiacSynchronizationSequence = [Dataset()]
+        item.CardiacSynchronizationSequence[0].NominalCardiacTriggerDelayTime = t * step_ms
+        item.PlanePositionSequence = [Dataset()]
+        item.PlanePositionSequence[0].ImagePositionPatient = [-5.0, -5.0, 0.0]
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
     del ds.ImagePositionPatient, ds.ImageOrientationPatient
     ds.PixelData = frames.astype(np.int16).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from cine_files import beating_disc, write_cine_series, write_multiframe_cine, write_nifti_cine
+from cine_files import beating_disc, write_cine_series, write_enhanced_cine, write_multiframe_cine, write_nifti_cine
 from test_manifest import write_csv
 
 from medssl.data.datasets import load_table
@@ -86,6 +86,16 @@ def test_multiframe_cine_uses_frame_time(shared_data, tmp_path):
     series = read_sequence(write_multiframe_cine(shared_data, tmp_path / "us.dcm", n_phases=5, step_ms=33.0))
     assert series.frames.shape == (5, 1, 32, 32) and series.modality == "US"
     assert series.times == pytest.approx([0, 33, 66, 99, 132])
+
+
+def test_enhanced_cine_uses_its_trigger_delays_and_scan_lists_it_as_a_time_series(shared_data, tmp_path):
+    path = write_enhanced_cine(shared_data, tmp_path / "archive" / "cine.dcm", n_phases=6, step_ms=40.0)
+    series = read_sequence(path)
+    assert series.frames.shape == (6, 1, 32, 32) and series.times == pytest.approx([0, 40, 80, 120, 160, 200])
+    truth = beating_disc(6).astype(np.float32)[..., 0]
+    np.testing.assert_array_equal(disc_area(series.frames), disc_area(truth[:, None]))
+    (row,) = scan_folder(tmp_path / "archive", progress=False).rows
+    assert (row["kind"], row["volumes"]) == ("2D+t", "6")
 
 
 def _missing_middle_phase(shared_data, tmp_path):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import MediaStorageDirectoryStorage
 
-from medssl.data.readers import UnreadableImageError, reading
+from medssl.data.readers import UnreadableImageError, frame_attribute, frame_time, reading
 
 # modalities whose instances are independent 2D images even when they share a series
 PROJECTION_MODALITIES = {"CR", "DX", "MG", "XA", "RF", "IO", "PX", "OP", "SC", "XC", "OT", "US", "ES", "GM", "SM"}
@@ -48,6 +48,8 @@ _TAGS = [
     "TriggerTime",
     "FrameTime",
     "FrameTimeVector",
+    "PerFrameFunctionalGroupsSequence",  # an enhanced file's per-frame trigger delays and positions
+    "SharedFunctionalGroupsSequence",
 ]
 # the manifest columns a DICOM row fills (identifiers and the acquisition fields researchers filter on)
 COLUMNS = [
@@ -80,7 +82,8 @@ class Header:
     position: tuple[float, ...] | None  # ImagePositionPatient, when ImageOrientationPatient is given too
     orientation: tuple[float, ...] | None  # ImageOrientationPatient, rounded
     time: float | None = None  # TriggerTime (ms), for the slices of a cine
-    timed_frames: bool = False  # a multi-frame file with FrameTime or FrameTimeVector: frames over time
+    timed_frames: bool = False  # a multi-frame file whose frames differ in time (frame times, trigger delays)
+    frame_positions: int = 1  # the distinct positions of a multi-frame file's frames
 
 
 def read_header(path: Path) -> Header | None:
@@ -123,8 +126,20 @@ def read_header(path: Path) -> Header | None:
         position,
         orientation,
         None if trigger in (None, "") else float(trigger),
-        bool(ds.get("FrameTime") or ds.get("FrameTimeVector")),
+        *_frames_in_time_and_space(ds),
     )
+
+
+def _frames_in_time_and_space(ds: pydicom.Dataset) -> tuple[bool, int]:
+    """Whether a multi-frame file's frames lie at two or more times, and at how many positions."""
+    n = int(ds.get("NumberOfFrames") or 1)
+    if n == 1:
+        return False, 1
+    times = {frame_time(ds, i) for i in range(n)} - {None}
+    positions = {
+        tuple(p) for i in range(n) if (p := frame_attribute(ds, "ImagePositionPatient", "PlanePositionSequence", i))
+    }
+    return len(times) > 1, max(1, len(positions))
 
 
 def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
@@ -153,7 +168,8 @@ def index_series(headers: Iterable[Header]) -> list[dict[str, str]]:
 
 def _multiframe_row(header: Header) -> dict[str, str]:
     if header.timed_frames:
-        return _row(header.path, header, "2D+t", slices=1) | {"volumes": str(header.frames)}
+        kind, slices = ("2D+t", 1) if header.frame_positions == 1 else ("3D+t", header.frame_positions)
+        return _row(header.path, header, kind, slices=slices) | {"volumes": str(header.frames // slices)}
     return _row(header.path, header, "3D", slices=header.frames)
 
 

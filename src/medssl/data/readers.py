@@ -266,9 +266,9 @@ def dicom_slices(paths: list[Path]) -> tuple[list[DicomSlice], pydicom.Dataset]:
             if int(ds.get("NumberOfFrames") or 1) == 1:
                 frames = frames[None]
             for index, frame in enumerate(frames):  # (rows, columns, channels)
-                position = _attribute(ds, "ImagePositionPatient", "PlanePositionSequence", index)
-                orientation = _attribute(ds, "ImageOrientationPatient", "PlaneOrientationSequence", index)
-                temporal_index = _attribute(ds, "TemporalPositionIndex", "FrameContentSequence", index)
+                position = frame_attribute(ds, "ImagePositionPatient", "PlanePositionSequence", index)
+                orientation = frame_attribute(ds, "ImageOrientationPatient", "PlaneOrientationSequence", index)
+                temporal_index = frame_attribute(ds, "TemporalPositionIndex", "FrameContentSequence", index)
                 temporal_index = temporal_index or ds.get("TemporalPositionIdentifier")
                 slices.append(
                     DicomSlice(
@@ -287,7 +287,7 @@ def dicom_slices(paths: list[Path]) -> tuple[list[DicomSlice], pydicom.Dataset]:
 def frame_time(ds: pydicom.Dataset, index: int) -> float | None:
     """Milliseconds from the cycle's start (the R wave, for cardiac cine) of frame ``index``: an
     enhanced file's trigger delay, a multi-frame file's frame times, or a slice's TriggerTime."""
-    delay = _attribute(ds, "NominalCardiacTriggerDelayTime", "CardiacSynchronizationSequence", index)
+    delay = frame_attribute(ds, "NominalCardiacTriggerDelayTime", "CardiacSynchronizationSequence", index)
     if delay is not None:
         return float(delay)
     if int(ds.get("NumberOfFrames") or 1) > 1:
@@ -321,7 +321,7 @@ def dicom_array(
     slices: list[DicomSlice], first: pydicom.Dataset, geometry: str
 ) -> tuple[np.ndarray, tuple[float, ...], str, list[str]]:
     """One slice as a 2D image, several as a RAS+ volume: (array, spacing, modality, corrections)."""
-    spacing = _attribute(first, "PixelSpacing", "PixelMeasuresSequence")
+    spacing = frame_attribute(first, "PixelSpacing", "PixelMeasuresSequence")
     spacing = spacing or first.get("ImagerPixelSpacing")  # X-ray detectors often give only this
     row_step, column_step = (float(s) for s in spacing) if spacing else (1.0, 1.0)
     modality = str(first.get("Modality", ""))
@@ -351,7 +351,7 @@ def _decoded(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         ) from error
 
 
-def _attribute(ds: pydicom.Dataset, keyword: str, group: str, frame: int = 0) -> Any:
+def frame_attribute(ds: pydicom.Dataset, keyword: str, group: str, frame: int = 0) -> Any:
     """A value from the enhanced-DICOM functional groups (per-frame, then shared), else the top level."""
     places = (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0))
     for sequence, item in places:
@@ -370,8 +370,8 @@ def _rescale(frame: np.ndarray, ds: pydicom.Dataset, index: int) -> np.ndarray:
         return frame.astype(np.float32)
     if "ModalityLUTSequence" in ds:
         return apply_modality_lut(frame[..., 0], ds).astype(np.float32)[..., None]
-    slope = _attribute(ds, "RescaleSlope", "PixelValueTransformationSequence", index)
-    intercept = _attribute(ds, "RescaleIntercept", "PixelValueTransformationSequence", index)
+    slope = frame_attribute(ds, "RescaleSlope", "PixelValueTransformationSequence", index)
+    intercept = frame_attribute(ds, "RescaleIntercept", "PixelValueTransformationSequence", index)
     slope = 1.0 if slope is None else float(slope)
     intercept = 0.0 if intercept is None else float(intercept)
     return (frame.astype(np.float64) * slope + intercept).astype(np.float32)
@@ -382,7 +382,7 @@ def _stack(
 ) -> tuple[np.ndarray, tuple[float, ...], list[str]]:
     """Sorts slices into a (C, X, Y, Z) volume, reoriented to RAS+ when the geometry is known;
     a geometry that is no regular grid is refused or regridded, as ``geometry`` says."""
-    gap = _attribute(first, "SpacingBetweenSlices", "PixelMeasuresSequence") or _attribute(
+    gap = frame_attribute(first, "SpacingBetweenSlices", "PixelMeasuresSequence") or frame_attribute(
         first, "SliceThickness", "PixelMeasuresSequence"
     )
     if any(s.position is None or s.orientation is None for s in slices):
