@@ -8,7 +8,9 @@ and after fine-tuning on 1% and 10% of the training cines' true masks against tr
 scratch on the same masks (each choosing its step on as many validation masks); the ejection
 fraction's agreement with the truth (R², Bland-Altman) and a GWAS of it, its lead SNPs against the
 simulation's causal ones. A GWAS of the true ejection fraction is the positive control. Every
-stage is cached under --work, so a stopped run resumes. Writes results/motion.{json,md,png}.
+stage is cached under --work, so a stopped run resumes: the default --work is committed
+(benchmarks/stages/motion, its JSON records only), so a later checkout resumes at the first
+seed not yet scored. Writes results/motion.{json,md,png} and motion_cycle.png (the first seed's).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, mean_sd, write_json
+from benchmarks.common import RESULTS, STAGE_RECORDS, mean_sd, write_json
 from medssl.evaluation.evaluate import summarise, summary_cell
 from medssl.genetics.gwas import run_gwas
-from medssl.motion.cardiac import CINE_STRUCTURES, load_cines, ventricular_function
+from medssl.motion.cardiac import CINE_STRUCTURES, load_cines
 from medssl.motion.evaluate import (
     FINE_TUNED,
     FROM_MOTION,
@@ -33,7 +35,6 @@ from medssl.motion.evaluate import (
     ejection_fraction_agreement,
     ejection_fraction_figure,
     ejection_fraction_gwas,
-    read_measures,
     saved_masks,
 )
 from medssl.motion.pipeline import segment_from_motion
@@ -53,14 +54,22 @@ def cached(path: Path, work) -> dict:
     return result
 
 
-def seed_stages(simulated: dict, work: Path, seed: int) -> dict:
+def seed_stages(simulated: dict, work: Path, seed: int, figures: bool) -> dict:
+    """One seed's pipeline and scores; ``figures``: draw the results' figures from its masks."""
     run = work / f"seed{seed}"
     cines = load_cines(simulated["cine_manifest"])
     pipeline = cached(
         run / "pipeline_done.json", lambda: {"summary": segment_from_motion(simulated["cine_manifest"], run, seed=seed)}
     )
     rows = cached(run / "dice_rows.json", lambda: {"rows": dice_rows(cines, run, FRACTIONS, seed)})
-    ef = ejection_fraction_agreement(cines, run, Path(simulated["cine_measures"]))
+    ef = cached(run / "ef_done.json", lambda: ejection_fraction_agreement(cines, run, Path(simulated["cine_measures"])))
+    if figures and not (RESULTS / "motion_cycle.png").exists():
+        cycle_figure(
+            cines,
+            saved_masks(run / "pseudo_masks.npz"),
+            saved_masks(run / "predicted_masks.npz"),
+            RESULTS / "motion_cycle.png",
+        )
     gwas = cached(
         run / "gwas_done.json",
         lambda: ejection_fraction_gwas(
@@ -75,7 +84,8 @@ def seed_stages(simulated: dict, work: Path, seed: int) -> dict:
         "pipeline_seconds": pipeline["seconds"],
         "evaluation_seconds": rows["seconds"],
         "rows": rows["rows"],
-        "ef": ef,
+        "ef": {k: ef[k] for k in ("n", "r2", "pearson_r", "bias", "limits")},
+        "ef_values": ef["values"],
         "gwas": gwas,
     }
 
@@ -163,7 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subjects", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--work", type=Path, default=Path("runs/bench_motion"))
+    parser.add_argument("--work", type=Path, default=STAGE_RECORDS / "motion")
     args = parser.parse_args()
     cohort = args.work / "cohort"
     if not (cohort / "cine_manifest.csv").exists():
@@ -175,7 +185,7 @@ def main() -> None:
         "subjects": str(cohort / "ground_truth" / "subjects.csv"),
         "causal_snps": str(cohort / "ground_truth" / "causal_snps.tsv"),
     }
-    per_seed = [seed_stages(simulated, args.work, seed) for seed in args.seeds]
+    per_seed = [seed_stages(simulated, args.work, seed, figures=i == 0) for i, seed in enumerate(args.seeds)]
     control = cached(args.work / "true_ef_gwas.json", lambda: true_ef_gwas(simulated, args.work))
     cines = load_cines(simulated["cine_manifest"])
     rows = [row for s in per_seed for row in s["rows"]]
@@ -192,16 +202,8 @@ def main() -> None:
         "evaluation_seconds": [s["evaluation_seconds"] for s in per_seed],
     }
     path = write_json("motion", result)
-    first = args.work / f"seed{args.seeds[0]}"
-    predicted = saved_masks(first / "predicted_masks.npz")
-    test = np.flatnonzero(cines.splits == "test")
-    truth = read_measures(Path(simulated["cine_measures"]))
-    ejection_fraction_figure(
-        ventricular_function(predicted, cines.pixel_mm2)["lv_ef_percent"][test],
-        np.array([truth[cines.subject_ids[i]] for i in test]),
-        RESULTS / "motion.png",
-    )
-    cycle_figure(cines, saved_masks(first / "pseudo_masks.npz"), predicted, RESULTS / "motion_cycle.png")
+    first = per_seed[0]["ef_values"]
+    ejection_fraction_figure(np.array(first["estimated"]), np.array(first["true"]), RESULTS / "motion.png")
     (RESULTS / "motion.md").write_text(markdown(json.loads(path.read_text())))
     print(f"wrote {path} and motion.md")
 

@@ -217,16 +217,13 @@ def _motion(run: Path, simulated: dict, config: DemoConfig) -> dict:
 
 
 def _motion_html(out: Path, simulated: dict, motion: dict, figures: Path) -> str:
-    from medssl.motion.cardiac import load_cines, ventricular_function
-    from medssl.motion.evaluate import cycle_figure, ejection_fraction_figure, read_measures, saved_masks
+    from medssl.motion.cardiac import load_cines
+    from medssl.motion.evaluate import cycle_figure, ejection_fraction_figure, saved_masks
     from medssl.report.html import figure, paragraph, table
 
     cines, run = load_cines(simulated["cine_manifest"]), out / "motion"
     predicted = saved_masks(run / "predicted_masks.npz")
-    test = np.flatnonzero(cines.splits == "test")
-    truth = read_measures(Path(simulated["cine_measures"]))
-    ef = ventricular_function(predicted, cines.pixel_mm2)["lv_ef_percent"]
-    gwas = motion["gwas"]
+    ef, gwas = motion["ejection_fraction"]["values"], motion["gwas"]
     text = (
         "A registration network (MONAI's LocalNet, image similarity plus bending energy) learns each cine's motion "
         "without labels. The blood pools are the bright structures that contract; the left ventricle's is the one "
@@ -253,9 +250,7 @@ def _motion_html(out: Path, simulated: dict, motion: dict, figures: Path) -> str
             ],
         )
         + figure(
-            ejection_fraction_figure(
-                ef[test], np.array([truth[cines.subject_ids[i]] for i in test]), figures / "cine_ef.png"
-            ),
+            ejection_fraction_figure(np.array(ef["estimated"]), np.array(ef["true"]), figures / "cine_ef.png"),
             "Ejection fraction from the motion segmentation against the truth, test subjects",
         )
         + paragraph(

@@ -113,11 +113,13 @@ def agreement(estimated: np.ndarray, true: np.ndarray) -> dict:
 
 
 def ejection_fraction_agreement(cines: Cines, run: Path, measures_csv: Path) -> dict:
-    """On the test subjects: the segmentation's EF against the truth of the simulation."""
+    """On the test subjects: the segmentation's EF against the simulation's truth, and both values
+    per subject (``values``: estimated, true), from which the figure is drawn."""
     estimated = ventricular_function(saved_masks(run / "predicted_masks.npz"), cines.pixel_mm2)["lv_ef_percent"]
     truth = read_measures(measures_csv)
     test = np.flatnonzero(cines.splits == "test")
-    return agreement(estimated[test], np.array([truth[cines.subject_ids[i]] for i in test]))
+    values = {"estimated": estimated[test].tolist(), "true": [truth[cines.subject_ids[i]] for i in test]}
+    return {**agreement(np.array(values["estimated"]), np.array(values["true"])), "values": values}
 
 
 def ejection_fraction_gwas(
