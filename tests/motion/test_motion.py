@@ -65,7 +65,11 @@ def test_registration_learns_motion_that_beats_leaving_the_frames_unmoved(cine_c
 def test_pipeline_writes_masks_phenotypes_and_dice_rows(cine_cohort, tmp_path):
     tiny = Schedule.fixed(4, evaluations=2)
     settings = MotionSettings(
-        registration=RegistrationSettings(width=8, batch_size=8, schedule=tiny), width=8, batch_size=16, schedule=tiny
+        registration=RegistrationSettings(width=8, batch_size=8, schedule=tiny),
+        width=8,
+        batch_size=16,
+        schedule=tiny,
+        downstream=tiny,
     )
     summary = segment_from_motion(cine_cohort["cine_manifest"], tmp_path, settings)
     predicted = np.load(tmp_path / "predicted_masks.npz")["masks"]

@@ -72,7 +72,7 @@ def dice_rows(
                 tuple(train),
                 tuple(val),
                 n_classes=len(CINE_STRUCTURES),
-                schedule=settings.schedule,
+                schedule=settings.downstream,
                 batch_size=settings.batch_size,
                 seed=seed,
             )
