@@ -116,6 +116,11 @@ def markdown(result: dict) -> str:
         "Every setting is the code's default, fixed before the test split was scored; registration and the U-Net "
         "on pseudo-masks choose their step on validation cines without labels, the fine-tuned and scratch U-Nets on the "
         "true masks of the same fraction of validation cines as of training cines.",
+        *(
+            ["", f"**Partial: {len(seeds)} of 3 seeds so far; a spread of ± 0.000 means no spread measured.**"]
+            if len(seeds) < 3
+            else []
+        ),
         "",
         "## Dice on the test cines (mean ± SD over seeds)",
         "",
@@ -154,7 +159,7 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        f"Time per seed (this machine): pipeline {mean_sd(result['pipeline_seconds'])} s, Dice evaluation with its "
+        f"Time per seed (this machine; other work shared its cores at times): pipeline {mean_sd(result['pipeline_seconds'])} s, Dice evaluation with its "
         f"{2 * len(FRACTIONS)} trainings {mean_sd(result['evaluation_seconds'])} s.",
         "",
         "![ejection fraction](motion.png)",
