@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from medssl.evaluation.probe import label_subset
-from medssl.evaluation.segmentation import UNet, dice_per_structure, predict_labels, train_segmentation
+from medssl.evaluation.segmentation import dice_per_structure, predict_labels, train_segmentation
 from medssl.motion.cardiac import CINE_STRUCTURES, Cines, ventricular_function
-from medssl.motion.pipeline import segmentation_encoder
+from medssl.motion.pipeline import load_segmentation, segmentation_encoder
 from medssl.motion.settings import MotionSettings
 from medssl.simulation.cohort import GENOME_WIDE_LEADS, causal_leads, read_causal_snps
 
@@ -61,8 +61,7 @@ def dice_rows(
             **_test_dice(saved_masks(run / "predicted_masks.npz"), cines),
         }
     ]
-    from_motion = UNet(segmentation_encoder(settings), len(CINE_STRUCTURES))
-    from_motion.load_state_dict(torch.load(run / "segmentation.pt", weights_only=True)["state"])
+    from_motion = load_segmentation(run, settings)
     for fraction in fractions:
         *train, n_labelled = _labelled(cines, "train", fraction, seed)
         *val, _ = _labelled(cines, "val", fraction, seed)

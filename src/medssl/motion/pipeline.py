@@ -30,6 +30,13 @@ def segmentation_encoder(settings: MotionSettings) -> Encoder:
     return Encoder(EncoderConfig(name="resnet10", width=settings.width, stem="small"))
 
 
+def load_segmentation(run: Path, settings: MotionSettings) -> UNet:
+    """The U-Net a run trained on its pseudo-masks."""
+    model = UNet(segmentation_encoder(settings), len(CINE_STRUCTURES))
+    model.load_state_dict(torch.load(run / "segmentation.pt", weights_only=True)["state"])
+    return model
+
+
 def segment_from_motion(
     manifest: str | Path, out: str | Path, settings: MotionSettings = MotionSettings(), seed: int = 0
 ) -> dict:
@@ -105,11 +112,9 @@ def _segmentation(
     cines: Cines, pseudo: torch.Tensor, out: Path, settings: MotionSettings, seed: int
 ) -> tuple[UNet, dict]:
     path = out / "segmentation.pt"
-    model = UNet(segmentation_encoder(settings), len(CINE_STRUCTURES))
     if path.exists():
-        saved = torch.load(path, weights_only=True)
-        model.load_state_dict(saved["state"])
-        return model, saved["record"]
+        return load_segmentation(out, settings), torch.load(path, weights_only=True)["record"]
+    model = UNet(segmentation_encoder(settings), len(CINE_STRUCTURES))
     task = cines.as_task(pseudo)
     train, val = task.split("train"), task.split("val")
     model, record = train_segmentation(
