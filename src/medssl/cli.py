@@ -957,10 +957,15 @@ def _genotypes(args: argparse.Namespace):
 MOTION_FLAG_GROUPS = {"": "", "registration": "registration-", "pseudo_masks": ""}  # settings -> flag prefix
 
 
+def _motion_group(group: str):
+    """The default settings of one of MOTION_FLAG_GROUPS ('' is MotionSettings' own)."""
+    from medssl.motion.settings import MotionSettings
+
+    return getattr(MotionSettings(), group) if group else MotionSettings()
+
+
 def _add_motion_command(commands: argparse._SubParsersAction) -> None:
     from dataclasses import fields
-
-    from medssl.motion.settings import MotionSettings
 
     motion = add_command(
         commands,
@@ -975,7 +980,7 @@ def _add_motion_command(commands: argparse._SubParsersAction) -> None:
     motion.add_argument("--out", type=Path, required=True, help="run folder; rerunning on it resumes its last stage")
     motion.add_argument("--seed", type=int, default=0)
     for group, prefix in MOTION_FLAG_GROUPS.items():
-        settings = getattr(MotionSettings(), group) if group else MotionSettings()
+        settings = _motion_group(group)
         for setting in (f for f in fields(settings) if "help" in f.metadata):
             default = getattr(settings, setting.name)
             motion.add_argument(
@@ -993,13 +998,12 @@ def motion_settings(args: argparse.Namespace):
     """The MotionSettings that ``medssl motion``'s flags give (a flag's dest: 'group.setting')."""
     from dataclasses import replace
 
-    from medssl.motion.settings import MotionSettings
-
     chosen = {key: value for key, value in vars(args).items() if "." in key}
 
     def settings_of(group: str):
-        settings = getattr(MotionSettings(), group) if group else MotionSettings()
-        return replace(settings, **{k.split(".")[1]: v for k, v in chosen.items() if k.split(".")[0] == group})
+        return replace(
+            _motion_group(group), **{k.split(".")[1]: v for k, v in chosen.items() if k.split(".")[0] == group}
+        )
 
     return replace(settings_of(""), **{group: settings_of(group) for group in MOTION_FLAG_GROUPS if group})
 
