@@ -112,7 +112,7 @@ def test_a_run_folder_refuses_other_settings(demo_run):
 
 @pytest.mark.slow
 def test_demo_with_cine_segments_the_heart_from_its_motion(tmp_path):
-    """`medssl demo --with-cine` (about 10 min more than the demo): its motion stage and report section."""
+    """`medssl demo --with-cine` (about 30 min more than the demo on 2 cores): its motion stage and report section."""
     out = tmp_path / "demo"
     done = subprocess.run(
         [str(MEDSSL), "demo", "--out", str(out), "--with-cine"], capture_output=True, text=True, timeout=3600

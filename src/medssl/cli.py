@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--with-cine",
         action="store_true",
-        help="add the cardiac cine: segmentation from motion, ejection fraction and its GWAS (about 10 min more)",
+        help="add the cardiac cine: segmentation from motion, ejection fraction and its GWAS (about 30 min more on 2 CPU cores)",
     )
     demo.set_defaults(run=run_demo)
 
