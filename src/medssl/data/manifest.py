@@ -22,15 +22,11 @@ from medssl.data.readers import (
     reading,
 )
 from medssl.data.sequences import Sequence, nifti_time_step, read_sequence
-from medssl.data.skips import SkipReport
+from medssl.data.skips import ManifestError, SkipReport
 
 REQUIRED_COLUMNS = ("subject_id", "path")
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be used at all; raised before any training starts."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ import tarfile
 import urllib.request
 from pathlib import Path
 
-from medssl.data.manifest import ManifestError
+from medssl.data.skips import ManifestError
 
 # name -> (MedMNIST flag, size suffix of the file: "" for 28 px)
 MEDMNIST = {

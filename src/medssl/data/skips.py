@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class ManifestError(ValueError):
+    """A manifest that cannot be used at all; raised before any training starts."""
+
+
 class SkippedInputError(RuntimeError):
     """Raised under ``--strict`` when any input was skipped."""
 
