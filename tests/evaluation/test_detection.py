@@ -4,6 +4,8 @@ targets that decode back to their boxes, a detector that learns, and the cohort'
 from __future__ import annotations
 
 import csv
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -14,13 +16,11 @@ from medssl.evaluation.budgets import Schedule
 from medssl.evaluation.detection import (
     DetectionTask,
     Detector,
-    average_precision,
+    coco_metrics,
     cohort_detection_task,
     decode,
     detect,
     encode_targets,
-    mean_average_precision,
-    precision_recall,
     random_hflip,
     train_detector,
 )
@@ -34,7 +34,88 @@ def pred(box, score, cls=None):
     return box + [score] + ([] if cls is None else [cls])
 
 
-# --- average precision --------------------------------------------------------------------------
+# --- average precision: our own matching, an oracle for MONAI's COCO metric ---------------------
+
+
+def _rows(array, columns: int) -> np.ndarray:
+    array = np.asarray(array, np.float64)
+    return array.reshape(len(array), -1) if array.size else np.zeros((0, columns))
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[..., 2:] - boxes[..., :2]).clip(min=0).prod(-1)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) IoU of x0, y0, x1, y1 boxes (x1/y1 exclusive: area = width x height)."""
+    a, b = np.asarray(a, np.float64)[:, None, :4], np.asarray(b, np.float64)[None, :, :4]
+    overlap = (np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2])).clip(min=0).prod(-1)
+    union = _area(a) + _area(b) - overlap
+    return np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
+
+
+def precision_recall(
+    predictions: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall after each prediction, all images pooled and ranked by score.
+
+    ``predictions[i]``: (k, 5+) rows x0, y0, x1, y1, score (further columns ignored) of image i;
+    ``ground_truth[i]``: (g, 4) boxes of image i. As in COCO, each prediction in turn takes the
+    unmatched ground truth box of its image it overlaps most, if IoU >= ``iou_threshold``; a second
+    detection of a matched box and any detection on an image without boxes are false positives."""
+    if len(predictions) != len(ground_truth):
+        raise ValueError(f"{len(predictions)} images of predictions but {len(ground_truth)} of ground truth")
+    predictions, ground_truth = [_rows(p, 5) for p in predictions], [_rows(g, 4) for g in ground_truth]
+    image = np.concatenate([np.full(len(p), i) for i, p in enumerate(predictions)] + [np.zeros(0, int)])
+    row = np.concatenate([np.arange(len(p)) for p in predictions] + [np.zeros(0, int)])
+    scores = np.concatenate([p[:, 4] for p in predictions] + [np.zeros(0)])
+    ious = [box_iou(p, g) for p, g in zip(predictions, ground_truth)]
+    matched = [np.zeros(len(g), bool) for g in ground_truth]
+    hit = np.zeros(len(scores), bool)
+    for rank, j in enumerate(np.argsort(-scores, kind="mergesort")):  # stable: ties keep image order, as COCO
+        overlaps = np.where(matched[image[j]], -1.0, ious[image[j]][row[j]])
+        if overlaps.size and overlaps.max() >= iou_threshold:
+            matched[image[j]][overlaps.argmax()] = hit[rank] = True
+    true_positives = np.cumsum(hit)
+    n_truth = max(sum(len(g) for g in ground_truth), 1)
+    return true_positives / np.arange(1, len(hit) + 1), true_positives / n_truth
+
+
+def average_precision(
+    predictions: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5
+) -> float:
+    """AP of one class: the area under the all-point interpolated precision envelope (VOC2010+;
+    COCO samples the same envelope at 101 recalls); NaN when there is no ground truth box at all."""
+    if sum(len(_rows(g, 4)) for g in ground_truth) == 0:
+        return float("nan")
+    precision, recall = precision_recall(predictions, ground_truth, iou_threshold)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # best precision at this recall or beyond
+    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * envelope))
+
+
+def mean_average_precision(
+    predictions: Sequence[np.ndarray],
+    ground_truth: Sequence[np.ndarray],
+    ground_truth_classes: Sequence[np.ndarray],
+    iou_threshold: float = 0.5,
+    n_classes: int | None = None,
+) -> float:
+    """Mean over classes of ``average_precision``; predictions carry their class in column 5.
+    Classes without ground truth are left out (their AP is undefined); NaN if none has any."""
+    predictions, ground_truth = [_rows(p, 6) for p in predictions], [_rows(g, 4) for g in ground_truth]
+    truth_classes = [np.asarray(c, int).reshape(-1) for c in ground_truth_classes]
+    n_classes = n_classes or int(max((c.max() + 1 for c in truth_classes if len(c)), default=0))
+    aps = [
+        average_precision(
+            [p[p[:, 5] == k] for p in predictions],
+            [g[c == k] for g, c in zip(ground_truth, truth_classes)],
+            iou_threshold,
+        )
+        for k in range(n_classes)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: no ground truth anywhere
+        return float(np.nanmean(aps)) if aps else float("nan")
 
 
 def test_ap_of_perfect_and_of_all_wrong_predictions():
@@ -86,40 +167,36 @@ def random_boxes(rng: np.random.Generator, n: int, size: int = 32) -> np.ndarray
     return np.concatenate([corner, corner + rng.uniform(3, 8, (n, 2))], 1)
 
 
-def test_matching_and_precision_agree_with_monai_coco_metric():
+def test_coco_metrics_agree_with_our_matching_as_an_oracle():
     """MONAI's COCO metric samples the precision envelope at 101 recalls; from our curve the same
     sampling must give its AP@0.5 exactly (same matching), and our all-point AP must be close."""
-    coco = pytest.importorskip("monai.apps.detection.metrics.coco")
-    matching = pytest.importorskip("monai.apps.detection.metrics.matching")
-    from monai.data.box_utils import box_iou
-
     rng = np.random.default_rng(0)
     truth = [random_boxes(rng, int(rng.integers(0, 4))) for _ in range(30)]
     predictions = []
     for boxes in truth:  # jittered copies of the truth (some hit, some miss) plus clutter
         jittered = boxes + rng.normal(0, 1.2, boxes.shape)
         candidates = np.concatenate([jittered, random_boxes(rng, int(rng.integers(0, 3)))])
-        predictions.append(np.concatenate([candidates, rng.random((len(candidates), 1))], 1))
-    metric = coco.COCOMetric(
-        classes=["lesion"], iou_list=[0.5], iou_range=(0.5, 0.5, 0.05), max_detection=[100], verbose=False
-    )
-    results = matching.matching_batch(
-        box_iou,
-        metric.iou_thresholds,
-        [p[:, :4] for p in predictions],
-        [np.zeros(len(p), int) for p in predictions],
-        [p[:, 4] for p in predictions],
-        truth,
-        [np.zeros(len(t), int) for t in truth],
-    )
-    monai_ap = metric(results)[0]["AP_IoU_0.50_MaxDet_100"]
+        predictions.append(
+            np.concatenate([candidates, rng.random((len(candidates), 1)), np.zeros((len(candidates), 1))], 1)
+        )
+    scores = coco_metrics(predictions, truth, [np.zeros(len(t), int) for t in truth], ["lesion"])
     precision, recall = precision_recall(predictions, truth)
     envelope = np.maximum.accumulate(precision[::-1])[::-1]
     at = np.searchsorted(recall, np.linspace(0, 1, 101), side="left")
     sampled = np.where(at < len(envelope), envelope[np.minimum(at, len(envelope) - 1)], 0.0).mean()
-    assert 0.2 < monai_ap < 0.95  # a mixed case, not a trivial one
-    assert sampled == pytest.approx(monai_ap, abs=1e-6)
-    assert average_precision(predictions, truth) == pytest.approx(monai_ap, abs=0.02)
+    assert 0.2 < scores["ap50"] < 0.95  # a mixed case, not a trivial one
+    assert sampled == pytest.approx(scores["ap50"], abs=1e-6)
+    assert average_precision(predictions, truth) == pytest.approx(scores["ap50"], abs=0.02)
+    assert scores["map"] < scores["ap50"] and 0 < scores["recall"] <= recall[-1]
+
+
+def test_coco_metrics_of_3d_boxes():
+    """One cube found at IoU 10/11 (so at 9 of the 10 COCO thresholds), and a false positive on
+    an image without boxes ranked below it: mAP 0.9, AP@0.5 1, recall 0.9."""
+    truth = [np.array([[0, 0, 0, 10, 10, 10.0]]), np.zeros((0, 6))]
+    predictions = [np.array([[0, 0, 0, 10, 11, 10, 0.9, 0]]), np.array([[1, 1, 1, 4, 4, 4, 0.8, 0]])]
+    scores = coco_metrics(predictions, truth, [np.zeros(1, int), np.zeros(0, int)], ["lesion"], spatial_dims=3)
+    assert scores == pytest.approx({"map": 0.9, "ap50": 1.0, "recall": 0.9})
 
 
 # --- model, targets, decoding -------------------------------------------------------------------
@@ -215,7 +292,7 @@ def test_the_detector_learns_to_find_squares():
     before = encoder.state_dict()["backbone.conv1.weight"].clone()
     train, val = squares_task(96, seed=1), squares_task(32, seed=2)
     _, record = train_detector(encoder, train, val, schedule=Schedule.fixed(60, evaluations=3, lr=3e-3), batch_size=16)
-    assert record["val_ap"] > 0.4, record  # 0.67 here; a blind detector scores ~0
+    assert record["val_map"] > 0.15, record  # mAP@[.5:.95] 0.32 here (AP@0.5 0.67); a blind detector scores ~0
     assert record["step"] in (20, 40, 60) and len(record["history"]["loss"]) == 60
     assert record["history"]["loss"][-1] < record["history"]["loss"][0]
     assert torch.equal(encoder.state_dict()["backbone.conv1.weight"], before)  # the caller's encoder is untouched

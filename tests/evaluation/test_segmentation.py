@@ -1,4 +1,4 @@
-"""Segmentation downstream: U-Net shapes, pooled Dice, training, and the cohort / MNI152 tasks."""
+"""Segmentation downstream: U-Net shapes, pooled and per-case metrics, training, and the cohort / MNI152 tasks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from medssl.evaluation.segmentation import (
     BRAIN_STRUCTURES,
     CHEST_STRUCTURES,
     UNet,
+    case_metrics,
     cohort_segmentation_task,
     dice_per_structure,
     mni152_tissue_task,
@@ -68,6 +69,30 @@ def test_dice_per_structure_exact_values():
     scores = dice_per_structure(torch.from_numpy(pred), torch.from_numpy(target), names)
     assert set(scores) == {"a", "b", "c"}
     assert scores["a"] == pytest.approx(2 / 5) and scores["b"] == pytest.approx(4 / 5) and math.isnan(scores["c"])
+
+
+def test_case_metrics_per_case_and_structure():
+    names = ["background", "square", "dot"]
+    target = torch.zeros(3, 12, 12, dtype=torch.long)
+    target[:, 2:8, 2:8] = 1
+    target[:2, 10, 10] = 2  # case 2 has no dot
+    pred = target.clone()
+    pred[0] = pred[0].roll(1, 0)  # case 0: the square and the dot one row down
+    pred[1, 2:8, 2:8] = 0  # case 1: the square missed
+    metrics = case_metrics(pred, target, names)
+    assert set(metrics) == {f"{m} {s}" for m in ("dice", "hd95", "surface_dice") for s in ("square", "dot")}
+    assert all(v.shape == (3,) for v in metrics.values())
+    # case 0: 30 of 36 pixels overlap -> 60/72; every boundary pixel within one pixel of the other's
+    assert metrics["dice square"][0] == pytest.approx(60 / 72) and metrics["hd95 square"][0] == pytest.approx(1)
+    assert metrics["surface_dice square"][0] == pytest.approx(1)
+    assert case_metrics(pred[:1], target[:1], names, tolerance=0.5)["surface_dice square"][0] < 1
+    # case 1: missed -> Dice 0, its distance undefined; case 2: identical
+    assert metrics["dice square"][1] == 0 and math.isnan(metrics["hd95 square"][1])
+    assert metrics["dice square"][2] == 1 and metrics["hd95 square"][2] == 0
+    # a structure absent from the target: Dice undefined (MONAI's ignore_empty), not 1
+    assert math.isnan(metrics["dice dot"][2]) and metrics["dice dot"][1] == 1
+    # one case: its Dice is the pooled Dice
+    assert metrics["dice square"][0] == pytest.approx(dice_per_structure(pred[:1], target[:1], names)["square"])
 
 
 def test_training_learns_a_bright_blob_in_2d():

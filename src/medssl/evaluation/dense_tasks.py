@@ -2,14 +2,16 @@
 architecture at random init, both trained by the same recipe with the step chosen on validation.
 
 Tasks (``DENSE_TASKS``): the simulated cohort's chest masks (2D) and brain masks (3D) and its
-lesion boxes (2D detection, mAP@0.5), and grey/white matter of the real MNI152 template on axial
-slices (2D) or cubes (3D), split by position. Each task's encoder is pretrained on that task's
+lesion boxes (2D detection), and grey/white matter of the real MNI152 template on axial slices
+(2D) or cubes (3D), split by position. Test scores are the field's: per-case Dice, HD95 and
+surface Dice per structure (mean and SD over the test cases), COCO mAP@[.5:.95], AP@0.5 and recall. Each task's encoder is pretrained on that task's
 own training images without their labels; a cohort's x-ray tasks share one pretraining.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +25,8 @@ from medssl.evaluation.evaluate import summarise, summary_cell
 from medssl.evaluation.probe import label_subset
 from medssl.evaluation.segmentation import (
     SegmentationTask,
+    case_metrics,
     cohort_segmentation_task,
-    dice_per_structure,
     mni152_tissue_task,
     predict_labels,
     train_segmentation,
@@ -42,7 +44,7 @@ class DenseTask:
     name: str
     data: SegmentationTask | DetectionTask
     unlabelled: Path  # the images pretraining reads (its training split only)
-    metric: str  # the summary metric: mean_dice or map50
+    metric: str  # the summary metric: mean_dice or map (mAP@[.5:.95])
 
 
 def build_task(name: str, work: Path, cohort_subjects: int) -> DenseTask:
@@ -51,7 +53,7 @@ def build_task(name: str, work: Path, cohort_subjects: int) -> DenseTask:
         xray, mri = cohort / "xray_manifest.csv", cohort / "mri_manifest.csv"
         if name == "cohort-xray-detection":
             return DenseTask(
-                name, cohort_detection_task(xray, cohort / "ground_truth" / "lesion_boxes.csv"), xray, "map50"
+                name, cohort_detection_task(xray, cohort / "ground_truth" / "lesion_boxes.csv"), xray, "map"
             )
         manifest = xray if name == "cohort-xray-segmentation" else mri
         return DenseTask(name, cohort_segmentation_task(manifest), manifest, "mean_dice")
@@ -92,7 +94,7 @@ def _scores(task: DenseTask, encoder: Encoder, subset: np.ndarray, budget, seed:
     settings = {"schedule": budget.dense, "batch_size": budget.dense_batch, "seed": seed}
     if isinstance(train, DetectionTask):
         model, record = train_detector(encoder, train.select(subset), val, **settings)
-        return {"val": record["val_ap"], "step": record["step"], "map50": evaluate_detector(model, test)}
+        return {"val": record["val_map"], "step": record["step"], **evaluate_detector(model, test)}
     index = torch.from_numpy(subset)
     model, record = train_segmentation(
         encoder,
@@ -101,13 +103,22 @@ def _scores(task: DenseTask, encoder: Encoder, subset: np.ndarray, budget, seed:
         n_classes=train.n_classes,
         **settings,
     )
-    dice = dice_per_structure(predict_labels(model, test.images, settings["batch_size"]), test.masks, train.structures)
+    cases = case_metrics(predict_labels(model, test.images, settings["batch_size"]), test.masks, train.structures)
+    means = {key: _defined(v, np.mean) for key, v in cases.items()}
     return {
         "val": record["val_dice"],
         "step": record["step"],
-        "mean_dice": float(np.nanmean(list(dice.values()))),
-        **{f"dice {k}": v for k, v in dice.items()},
+        "mean_dice": _defined(np.array([v for key, v in means.items() if key.startswith("dice ")]), np.mean),
+        **means,
+        **{f"{key} case_sd": _defined(v, np.std) for key, v in cases.items()},
     }
+
+
+def _defined(values: np.ndarray, statistic) -> float:
+    """``statistic`` over the cases where a metric is defined (a structure absent from every test
+    case has none: NaN)."""
+    values = values[np.isfinite(values)]
+    return float(statistic(values)) if len(values) else math.nan
 
 
 def task_rows(
@@ -143,7 +154,8 @@ def task_rows(
 
 
 def task_result(task: DenseTask, rows: list[dict], out_dir: Path) -> dict:
-    metrics = [task.metric, *sorted({k for row in rows for k in row if k.startswith("dice ")})]
+    reported = ("dice ", "hd95 ", "surface_dice ", "ap50", "recall")
+    metrics = [task.metric, *sorted({k for row in rows for k in row if k.startswith(reported) and "case_sd" not in k})]
     summary = summarise(rows, tuple(metrics))
     figure = label_efficiency(
         summary, task.name, out_dir / f"label_efficiency_{task.name}.png", probes=("finetune",), metrics=(task.metric,)

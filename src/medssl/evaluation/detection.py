@@ -1,4 +1,4 @@
-"""Detection downstream: lesion boxes, a CenterNet head on any encoder, and AP@IoU.
+"""Detection downstream: lesion boxes, a CenterNet head on any encoder, and COCO's metrics.
 
 The detector is CenterNet ("Objects as Points", Zhou et al. 2019): every object is the peak of a
 class heatmap at its centre, plus its size and the sub-cell offset of its centre read at that
@@ -7,8 +7,7 @@ grid) with a few convolutions, and nothing in it is tuned to the object sizes of
 
 Boxes are (x0, y0, x1, y1) in input pixels, x along columns and y along rows as displayed, x1/y1
 exclusive, so a box's centre is ((x0 + x1) / 2, (y0 + y1) / 2) in continuous coordinates where
-pixel p spans [p, p + 1). AP follows COCO's matching and the all-point interpolated precision
-envelope of VOC2010+.
+pixel p spans [p, p + 1). mAP@[.5:.95], AP@0.5 and recall are MONAI's ``COCOMetric``'s.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import copy
 import csv
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +238,7 @@ def decode(
     at_peaks = cell[:, None].expand(-1, 2, -1)  # (B, 2, k): x and y at each peak
     (sw, sh), (ox, oy) = size.flatten(2).gather(2, at_peaks).unbind(1), offset.flatten(2).gather(2, at_peaks).unbind(1)
     cx, cy = (cols + ox) * stride, (rows + oy) * stride
-    half_w, half_h = sw * stride / 2, sh * stride / 2
+    half_w, half_h = sw.clamp(min=0) * stride / 2, sh.clamp(min=0) * stride / 2  # a negative size is no box
     boxes = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], -1)
     boxes = torch.minimum(boxes.clamp(min=0), torch.tensor([w, h, w, h], dtype=boxes.dtype) * stride)
     out = torch.cat([boxes, scores[..., None], cls[..., None].float()], -1).float().cpu().numpy()
@@ -261,19 +259,7 @@ def detect(
     return [boxes for batch in map_batches(model, images, batch_size, read) for boxes in batch]
 
 
-# --- average precision --------------------------------------------------------------------------
-
-
-def _area(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[..., 2:] - boxes[..., :2]).clip(min=0).prod(-1)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) IoU of x0, y0, x1, y1 boxes (x1/y1 exclusive: area = width x height)."""
-    a, b = np.asarray(a, np.float64)[:, None, :4], np.asarray(b, np.float64)[None, :, :4]
-    overlap = (np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2])).clip(min=0).prod(-1)
-    union = _area(a) + _area(b) - overlap
-    return np.divide(overlap, union, out=np.zeros_like(overlap), where=union > 0)
+# --- COCO metrics -----------------------------------------------------------------------------
 
 
 def _rows(array: np.ndarray | Sequence, columns: int) -> np.ndarray:
@@ -282,68 +268,46 @@ def _rows(array: np.ndarray | Sequence, columns: int) -> np.ndarray:
     return array.reshape(len(array), -1) if array.size else np.zeros((0, columns))
 
 
-def precision_recall(
-    predictions: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5
-) -> tuple[np.ndarray, np.ndarray]:
-    """Precision and recall after each prediction, all images pooled and ranked by score.
-
-    ``predictions[i]``: (k, 5+) rows x0, y0, x1, y1, score (further columns ignored) of image i;
-    ``ground_truth[i]``: (g, 4) boxes of image i. As in COCO, each prediction in turn takes the
-    unmatched ground truth box of its image it overlaps most, if IoU >= ``iou_threshold``; a second
-    detection of a matched box and any detection on an image without boxes are false positives."""
-    if len(predictions) != len(ground_truth):
-        raise ValueError(f"{len(predictions)} images of predictions but {len(ground_truth)} of ground truth")
-    predictions, ground_truth = [_rows(p, 5) for p in predictions], [_rows(g, 4) for g in ground_truth]
-    image = np.concatenate([np.full(len(p), i) for i, p in enumerate(predictions)] + [np.zeros(0, int)])
-    row = np.concatenate([np.arange(len(p)) for p in predictions] + [np.zeros(0, int)])
-    scores = np.concatenate([p[:, 4] for p in predictions] + [np.zeros(0)])
-    ious = [box_iou(p, g) for p, g in zip(predictions, ground_truth)]
-    matched = [np.zeros(len(g), bool) for g in ground_truth]
-    hit = np.zeros(len(scores), bool)
-    for rank, j in enumerate(np.argsort(-scores, kind="mergesort")):  # stable: ties keep image order, as COCO
-        overlaps = np.where(matched[image[j]], -1.0, ious[image[j]][row[j]])
-        if overlaps.size and overlaps.max() >= iou_threshold:
-            matched[image[j]][overlaps.argmax()] = hit[rank] = True
-    true_positives = np.cumsum(hit)
-    n_truth = max(sum(len(g) for g in ground_truth), 1)
-    return true_positives / np.arange(1, len(hit) + 1), true_positives / n_truth
+COCO_IOUS = (0.5, 0.95, 0.05)  # COCO's IoU thresholds 0.50:0.05:0.95, as mAP@[.5:.95] averages them
 
 
-def average_precision(
-    predictions: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], iou_threshold: float = 0.5
-) -> float:
-    """AP of one class: the area under the all-point interpolated precision envelope (VOC2010+;
-    COCO samples the same envelope at 101 recalls); NaN when there is no ground truth box at all."""
-    if sum(len(_rows(g, 4)) for g in ground_truth) == 0:
-        return float("nan")
-    precision, recall = precision_recall(predictions, ground_truth, iou_threshold)
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # best precision at this recall or beyond
-    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * envelope))
-
-
-def mean_average_precision(
+def coco_metrics(
     predictions: Sequence[np.ndarray],
     ground_truth: Sequence[np.ndarray],
     ground_truth_classes: Sequence[np.ndarray],
-    iou_threshold: float = 0.5,
-    n_classes: int | None = None,
-) -> float:
-    """Mean over classes of ``average_precision``; predictions carry their class in column 5.
-    Classes without ground truth are left out (their AP is undefined); NaN if none has any."""
-    predictions, ground_truth = [_rows(p, 6) for p in predictions], [_rows(g, 4) for g in ground_truth]
-    truth_classes = [np.asarray(c, int).reshape(-1) for c in ground_truth_classes]
-    n_classes = n_classes or int(max((c.max() + 1 for c in truth_classes if len(c)), default=0))
-    aps = [
-        average_precision(
-            [p[p[:, 5] == k] for p in predictions],
-            [g[c == k] for g, c in zip(ground_truth, truth_classes)],
-            iou_threshold,
-        )
-        for k in range(n_classes)
-    ]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all NaN: no ground truth anywhere
-        return float(np.nanmean(aps)) if aps else float("nan")
+    class_names: Sequence[str],
+    spatial_dims: int = 2,
+    max_detections: int = 100,
+) -> dict[str, float]:
+    """COCO's 'map' (mAP@[.5:.95]), 'ap50' (AP@0.5) and 'recall' (mean recall over the same IoUs)
+    with up to ``max_detections`` per image, through MONAI's matching and ``COCOMetric``. Boxes are
+    2D (x0, y0, x1, y1) or 3D (x0, y0, z0, x1, y1, z1); a prediction row adds score and class."""
+    from monai.apps.detection.metrics.coco import COCOMetric
+    from monai.apps.detection.metrics.matching import matching_batch
+    from monai.data.box_utils import box_iou as monai_box_iou
+
+    corners = 2 * spatial_dims
+    predictions = [_rows(p, corners + 2) for p in predictions]
+    metric = COCOMetric(
+        class_names, iou_list=(0.5,), iou_range=COCO_IOUS, max_detection=(max_detections,), verbose=False
+    )
+    matches = matching_batch(
+        monai_box_iou,
+        metric.iou_thresholds,
+        pred_boxes=[p[:, :corners] for p in predictions],
+        pred_classes=[p[:, corners + 1].astype(int) for p in predictions],
+        pred_scores=[p[:, corners] for p in predictions],
+        gt_boxes=[_rows(g, corners) for g in ground_truth],
+        gt_classes=[np.asarray(c, int).reshape(-1) for c in ground_truth_classes],
+        max_detections=max_detections,
+    )
+    scores = metric(matches)[0]
+    iou_range = "_".join(f"{t:.2f}" for t in COCO_IOUS)
+    return {
+        "map": float(scores[f"mAP_IoU_{iou_range}_MaxDet_{max_detections}"]),
+        "ap50": float(scores[f"AP_IoU_0.50_MaxDet_{max_detections}"]),
+        "recall": float(scores[f"mAR_IoU_{iou_range}_MaxDet_{max_detections}"]),
+    }
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -359,10 +323,9 @@ def random_hflip(images: torch.Tensor, boxes: Sequence[np.ndarray]) -> tuple[tor
     return images, [m if flip else b for b, m, flip in zip(boxes, mirrored, mirror.tolist())]
 
 
-def evaluate_detector(model: Detector, task: DetectionTask, iou_threshold: float = 0.5, batch_size: int = 256) -> float:
-    """mAP@``iou_threshold`` of ``model`` on ``task``."""
-    predictions = detect(model, task.images, batch_size)
-    return mean_average_precision(predictions, task.boxes, task.classes, iou_threshold, n_classes=model.n_classes)
+def evaluate_detector(model: Detector, task: DetectionTask, batch_size: int = 256) -> dict[str, float]:
+    """``coco_metrics`` of ``model`` on ``task``."""
+    return coco_metrics(detect(model, task.images, batch_size), task.boxes, task.classes, task.class_names)
 
 
 def train_detector(
@@ -377,7 +340,7 @@ def train_detector(
     flip: bool = True,
 ) -> tuple[Detector, dict]:
     """Trains a CenterNet on (a copy of) ``encoder`` as ``schedule`` plans (AdamW, cosine);
-    returns the model of the best val AP@0.5 and a record: val_ap, step, history (per-step loss,
+    returns the model of the best val mAP@[.5:.95] and a record: val_map, step, history (per-step loss,
     (step, val AP) pairs).
 
     ``flip``: random left-right mirroring of images and boxes together. A lesion is a lesion on
@@ -402,6 +365,11 @@ def train_detector(
         return detection_loss(outputs, {k: v.to(device) for k, v in targets.items()})["loss"]
 
     record = train_with_selection(
-        model, batch_loss, lambda: evaluate_detector(model, val), schedule, n_samples=len(train), batch_size=batch_size
+        model,
+        batch_loss,
+        lambda: evaluate_detector(model, val)["map"],
+        schedule,
+        n_samples=len(train),
+        batch_size=batch_size,
     )
-    return model, {"val_ap": record["score"], "step": record["step"], "history": record["history"]}
+    return model, {"val_map": record["score"], "step": record["step"], "history": record["history"]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
+from monai.metrics import DiceMetric, HausdorffDistanceMetric, SurfaceDiceMetric
 from monai.networks.blocks import Convolution, UnetResBlock
+from monai.networks.utils import one_hot
 from monai.transforms import DivisiblePad
 from torch import nn
 
@@ -34,6 +37,7 @@ from medssl.models.numerics import fast_autocast
 CHEST_STRUCTURES = ["background", "lungs", "heart", "lesion"]
 BRAIN_STRUCTURES = ["background", "brain", "ventricles", "lesion"]
 TISSUE_STRUCTURES = ["background", "grey matter", "white matter"]
+SURFACE_TOLERANCE = 1.0  # pixels (voxels) within which a boundary counts as found (surface Dice)
 MNI152_FILES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
     "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
@@ -286,6 +290,32 @@ def dice_per_structure(
         for c, name in enumerate(structure_names)
         if c > 0
     }
+
+
+def case_metrics(
+    pred_labels: torch.Tensor | np.ndarray,
+    target_labels: torch.Tensor | np.ndarray,
+    structure_names: list[str],
+    tolerance: float = SURFACE_TOLERANCE,
+) -> dict[str, np.ndarray]:
+    """Per case (image or volume) and structure but the background, as MONAI computes them and
+    published tables average them: 'dice S' (NaN where the target lacks S: MONAI's ignore_empty),
+    'hd95 S' (95th-percentile Hausdorff distance in pixels; NaN where the prediction or the target
+    lacks S) and 'surface_dice S' (share of both boundaries within ``tolerance`` pixels of the
+    other's; 0 where only one of them has S). Each (N,) over the cases."""
+    pred, target = (torch.as_tensor(a).cpu().long()[:, None] for a in (pred_labels, target_labels))
+    k = len(structure_names)
+    pred, target = one_hot(pred, k), one_hot(target, k)
+    metrics = {
+        "dice": DiceMetric(include_background=False, reduction="none"),
+        "hd95": HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none"),
+        "surface_dice": SurfaceDiceMetric([tolerance] * (k - 1), include_background=False, reduction="none"),
+    }
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(all 0|nan/inf)", category=UserWarning)  # the NaNs above
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy", category=FutureWarning)  # MONAI's own
+        values = {name: metric(pred, target).numpy() for name, metric in metrics.items()}  # (N, k - 1) each
+    return {f"{name} {s}": v[:, c] for name, v in values.items() for c, s in enumerate(structure_names[1:])}
 
 
 # --- training -----------------------------------------------------------------------------------
