@@ -9,7 +9,12 @@ from medssl.evaluation.label_efficiency import run_benchmark
 
 # detection needs lesion boxes in its val and test splits: 300 subjects hold a few nodule cases there
 @pytest.mark.parametrize(
-    "task, metric, subjects", [("cohort-xray-detection", "map", 300), ("cohort-mri-segmentation", "mean_dice", 20)]
+    "task, metric, subjects",
+    [
+        ("cohort-xray-detection", "map", 300),
+        ("cohort-mri-detection", "ap10", 40),
+        ("cohort-mri-segmentation", "mean_dice", 20),
+    ],
 )
 def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metric, subjects):
     record = run_benchmark(

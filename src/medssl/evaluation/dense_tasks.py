@@ -1,11 +1,13 @@
 """Segmentation and detection at fractions of the labels: the pretrained encoder against the same
 architecture at random init, both trained by the same recipe with the step chosen on validation.
 
-Tasks (``DENSE_TASKS``): the simulated cohort's chest masks (2D) and brain masks (3D) and its
-lesion boxes (2D detection), and grey/white matter of the real MNI152 template on axial slices
-(2D) or cubes (3D), split by position. Test scores are the field's: per-case Dice, HD95 and
-surface Dice per structure (mean and SD over the test cases), COCO mAP@[.5:.95], AP@0.5 and recall. Each task's encoder is pretrained on that task's
-own training images without their labels; a cohort's x-ray tasks share one pretraining.
+Tasks (``DENSE_TASKS``): the simulated cohort's chest masks (2D), brain masks (3D), chest lesion
+boxes (2D detection) and the boxes of its brain lesions' masks (3D detection), and grey/white
+matter of the real MNI152 template on axial slices (2D) or cubes (3D), split by position. Test
+scores are the field's: per-case Dice, HD95 and surface Dice per structure (mean and SD over the
+test cases); COCO mAP@[.5:.95], AP@0.5, AP@0.1 and recall. Each task's encoder is pretrained on
+that task's own training images without their labels; a cohort's x-ray tasks share one
+pretraining.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import torch
 
 from medssl.data.public import data_root
 from medssl.evaluation import DENSE_TASKS
-from medssl.evaluation.detection import DetectionTask, cohort_detection_task, evaluate_detector, train_detector
+from medssl.evaluation.detection import (
+    DetectionTask,
+    cohort_detection_task,
+    evaluate_detector,
+    mask_detection_task,
+    train_detector,
+)
 from medssl.evaluation.evaluate import summarise, summary_cell
 from medssl.evaluation.probe import label_subset
 from medssl.evaluation.segmentation import (
@@ -44,7 +52,7 @@ class DenseTask:
     name: str
     data: SegmentationTask | DetectionTask
     unlabelled: Path  # the images pretraining reads (its training split only)
-    metric: str  # the summary metric: mean_dice or map (mAP@[.5:.95])
+    metric: str  # the summary metric: mean_dice, or the detector's SELECTION_METRIC
 
 
 def build_task(name: str, work: Path, cohort_subjects: int) -> DenseTask:
@@ -55,6 +63,8 @@ def build_task(name: str, work: Path, cohort_subjects: int) -> DenseTask:
             return DenseTask(
                 name, cohort_detection_task(xray, cohort / "ground_truth" / "lesion_boxes.csv"), xray, "map"
             )
+        if name == "cohort-mri-detection":  # the lesions' 3D boxes, from their masks
+            return DenseTask(name, mask_detection_task(cohort_segmentation_task(mri), "lesion"), mri, "ap10")
         manifest = xray if name == "cohort-xray-segmentation" else mri
         return DenseTask(name, cohort_segmentation_task(manifest), manifest, "mean_dice")
     if name in ("mni152-2d", "mni152-3d"):
@@ -94,7 +104,7 @@ def _scores(task: DenseTask, encoder: Encoder, subset: np.ndarray, budget, seed:
     settings = {"schedule": budget.dense, "batch_size": budget.dense_batch, "seed": seed}
     if isinstance(train, DetectionTask):
         model, record = train_detector(encoder, train.select(subset), val, **settings)
-        return {"val": record["val_map"], "step": record["step"], **evaluate_detector(model, test)}
+        return {"val": record["val_score"], "step": record["step"], **evaluate_detector(model, test)}
     index = torch.from_numpy(subset)
     model, record = train_segmentation(
         encoder,
@@ -154,8 +164,9 @@ def task_rows(
 
 
 def task_result(task: DenseTask, rows: list[dict], out_dir: Path) -> dict:
-    reported = ("dice ", "hd95 ", "surface_dice ", "ap50", "recall")
-    metrics = [task.metric, *sorted({k for row in rows for k in row if k.startswith(reported) and "case_sd" not in k})]
+    reported = ("dice ", "hd95 ", "surface_dice ", "map", "ap50", "ap10", "recall")
+    found = {k for row in rows for k in row if k.startswith(reported) and "case_sd" not in k} - {task.metric}
+    metrics = [task.metric, *sorted(found)]
     summary = summarise(rows, tuple(metrics))
     figure = label_efficiency(
         summary, task.name, out_dir / f"label_efficiency_{task.name}.png", probes=("finetune",), metrics=(task.metric,)

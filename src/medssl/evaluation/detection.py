@@ -7,7 +7,8 @@ grid) with a few convolutions, and nothing in it is tuned to the object sizes of
 
 Boxes are (x0, y0, x1, y1) in input pixels, x along columns and y along rows as displayed, x1/y1
 exclusive, so a box's centre is ((x0 + x1) / 2, (y0 + y1) / 2) in continuous coordinates where
-pixel p spans [p, p + 1). mAP@[.5:.95], AP@0.5 and recall are MONAI's ``COCOMetric``'s.
+pixel p spans [p, p + 1); in 3D (x0, y0, z0, x1, y1, z1), z along the first axis of the volume.
+So coordinate j runs along the image's axis -1 - j, in 2D and 3D alike. mAP@[.5:.95], AP@0.5 and recall are MONAI's ``COCOMetric``'s.
 """
 
 from __future__ import annotations
@@ -22,16 +23,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.networks.layers import Conv, Norm, Pool
 from torch import nn
 
 from medssl.data.datasets import load_native_size
+from medssl.evaluation.segmentation import SegmentationTask
 from medssl.evaluation.selection import Schedule, train_with_selection
+from medssl.models.dims import resize
 from medssl.models.encoders import STEMS, Encoder, EncoderConfig
 from medssl.models.inference import map_batches
 from medssl.models.numerics import fast_autocast
 
 SIZE_WEIGHT, OFFSET_WEIGHT = 0.1, 1.0  # CenterNet's loss weights
 HEATMAP_PRIOR = 0.1  # initial peak probability: keeps the focal loss of the first steps finite
+# the validation score a detector is chosen on: COCO's mAP in 2D, AP@0.1 in 3D (see coco_metrics)
+SELECTION_METRIC = {2: "map", 3: "ap10"}
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -39,12 +45,13 @@ HEATMAP_PRIOR = 0.1  # initial peak probability: keeps the focal loss of the fir
 
 @dataclass
 class DetectionTask:
-    images: torch.Tensor  # (N, C, H, W), float32 in [0, 1]
-    boxes: list[np.ndarray]  # per image, (k, 4) float32 x0, y0, x1, y1 in pixels; k may be 0
+    images: torch.Tensor  # (N, C, *spatial), float32 in [0, 1]
+    boxes: list[np.ndarray]  # per image, (k, 2 dims) float32 corners in pixels (module docstring); k may be 0
     classes: list[np.ndarray]  # per image, (k,) int index into class_names
     splits: np.ndarray  # "train" / "val" / "test" per image
     subject_ids: list[str]
     class_names: list[str]
+    left_right_axis: int | None = -1  # the image axis that mirrors left and right (RAS+ volumes: -3)
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -53,6 +60,10 @@ class DetectionTask:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.images.ndim - 2
 
     @property
     def n_boxes(self) -> int:
@@ -68,6 +79,7 @@ class DetectionTask:
             splits=self.splits[index],
             subject_ids=[self.subject_ids[i] for i in index],
             class_names=self.class_names,
+            left_right_axis=self.left_right_axis,
         )
 
     def split(self, name: str) -> DetectionTask:
@@ -100,6 +112,32 @@ def cohort_detection_task(manifest_csv: str | Path, boxes_csv: str | Path) -> De
     )
 
 
+def mask_detection_task(task: SegmentationTask, structure: str) -> DetectionTask:
+    """Detection of ``structure`` in a segmentation task: one box per connected component of its
+    mask (6-connected in 3D, 4 in 2D), so a 3D cohort's lesions become 3D boxes. Volumes read as
+    RAS+ (the readers' orientation) mirror left-right along their first axis."""
+    label = task.structures.index(structure)
+    boxes = [_component_boxes(mask == label) for mask in task.masks.numpy()]
+    return DetectionTask(
+        images=task.images,
+        boxes=boxes,
+        classes=[np.zeros(len(b), np.int64) for b in boxes],
+        splits=task.splits,
+        subject_ids=task.ids,
+        class_names=[structure],
+        left_right_axis=-3 if task.spatial_dims == 3 else -1,
+    )
+
+
+def _component_boxes(mask: np.ndarray) -> np.ndarray:
+    """(k, 2 dims) boxes of a boolean mask's connected components, x first (module docstring)."""
+    from scipy import ndimage
+
+    components, _ = ndimage.label(mask)
+    corners = [[s.start for s in c[::-1]] + [s.stop for s in c[::-1]] for c in ndimage.find_objects(components)]
+    return np.array(corners, np.float32).reshape(-1, 2 * mask.ndim)
+
+
 # --- model --------------------------------------------------------------------------------------
 
 
@@ -112,52 +150,49 @@ def _stage_strides(config: EncoderConfig) -> list[int]:
     return [stem_stride, first, 2 * first, 4 * first, 8 * first]
 
 
-def _head(channels: int, out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, out, 1)
-    )
+def _head(dims: int, channels: int, out: int) -> nn.Sequential:
+    conv = Conv[Conv.CONV, dims]
+    return nn.Sequential(conv(channels, channels, 3, padding=1), nn.ReLU(inplace=True), conv(channels, out, 1))
 
 
 class Detector(nn.Module):
-    """Encoder -> neck at ``stride`` -> heads: centre heatmap logits (B, n_classes, h, w), box size
-    (B, 2, h, w) and centre offset (B, 2, h, w), both (x, y) in grid cells.
+    """Encoder -> neck at ``stride`` -> heads: centre heatmap logits (B, n_classes, *grid), box size
+    (B, dims, *grid) and centre offset (B, dims, *grid), both in grid cells, coordinates (x, y[, z]).
 
     The neck sums 1x1 projections of every stage map at ``stride`` or coarser, upsampled onto the
     ``stride`` grid (a one-step FPN: the coarse maps bring context, the finest one position); a ViT's
-    single token grid is resampled onto it."""
+    single token grid is resampled onto it. 2D or 3D, as the encoder is."""
 
     def __init__(self, encoder: Encoder, n_classes: int = 1, stride: int = 4, channels: int = 64) -> None:
         super().__init__()
-        if encoder.config.spatial_dims != 2:
-            raise ValueError(
-                f"detection needs a 2D encoder (boxes are 2D here); got a {encoder.config.spatial_dims}D one"
-            )
         if n_classes < 1 or stride < 1:
             raise ValueError(f"n_classes and stride must be positive, got {n_classes} and {stride}")
         self.encoder, self.n_classes, self.stride = encoder, n_classes, stride
+        self.dims = dims = encoder.config.spatial_dims
         strides = _stage_strides(encoder.config)
         used = [i for i, s in enumerate(strides) if s >= stride] or [len(strides) - 1]
         self.used = used
-        self.lateral = nn.ModuleList(nn.Conv2d(encoder.stage_channels()[i], channels, 1) for i in used)
+        conv = Conv[Conv.CONV, dims]
+        self.lateral = nn.ModuleList(conv(encoder.stage_channels()[i], channels, 1) for i in used)
         self.neck = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
+            conv(channels, channels, 3, padding=1, bias=False), Norm[Norm.BATCH, dims](channels), nn.ReLU(inplace=True)
         )
-        self.heatmap, self.size, self.offset = _head(channels, n_classes), _head(channels, 2), _head(channels, 2)
+        self.heatmap = _head(dims, channels, n_classes)
+        self.size, self.offset = _head(dims, channels, dims), _head(dims, channels, dims)
         nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR))
 
-    def grid(self, image_shape: Sequence[int]) -> tuple[int, int]:
-        height, width = image_shape[-2:]
-        if height % self.stride or width % self.stride:
-            raise ValueError(f"image size {height}x{width} is not a multiple of the detector's stride {self.stride}")
-        return height // self.stride, width // self.stride
+    def grid(self, image_shape: Sequence[int]) -> tuple[int, ...]:
+        """The heads' grid (image axes order) for images of ``image_shape`` (..., *spatial)."""
+        spatial = tuple(image_shape[-self.dims :])
+        if any(side % self.stride for side in spatial):
+            size = "x".join(map(str, spatial))
+            raise ValueError(f"image size {size} is not a multiple of the detector's stride {self.stride}")
+        return tuple(side // self.stride for side in spatial)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         grid = self.grid(images.shape)
         maps = self.encoder.stage_maps(images)
-        fused = sum(
-            F.interpolate(lateral(maps[i]), size=grid, mode="bilinear", align_corners=False)
-            for i, lateral in zip(self.used, self.lateral)
-        )
+        fused = sum(resize(lateral(maps[i]), grid) for i, lateral in zip(self.used, self.lateral))
         x = self.neck(fused)
         return {"heatmap": self.heatmap(x), "size": self.size(x), "offset": self.offset(x)}
 
@@ -178,23 +213,29 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
 
 
 def encode_targets(
-    boxes: Sequence[np.ndarray], classes: Sequence[np.ndarray], n_classes: int, grid: tuple[int, int], stride: int
+    boxes: Sequence[np.ndarray], classes: Sequence[np.ndarray], n_classes: int, grid: tuple[int, ...], stride: int
 ) -> dict[str, torch.Tensor]:
-    """Dense targets of a batch: Gaussian heatmaps (B, n_classes, h, w) peaking at 1 on each centre's
-    cell, and size / offset (B, 2, h, w) in cells with a mask (B, 1, h, w) of the centre cells."""
-    h, w = grid
-    heatmap = np.zeros((len(boxes), n_classes, h, w), np.float32)
-    size, offset = np.zeros((len(boxes), 2, h, w), np.float32), np.zeros((len(boxes), 2, h, w), np.float32)
-    mask = np.zeros((len(boxes), 1, h, w), np.float32)
-    ys, xs = np.arange(h)[:, None], np.arange(w)[None, :]
+    """Dense targets of a batch: Gaussian heatmaps (B, n_classes, *grid) peaking at 1 on each
+    centre's cell, and size / offset (B, dims, *grid) in cells with a mask (B, 1, *grid) of the
+    centre cells. The Gaussian's radius is CenterNet's, from a box's two smallest sides (in 2D its
+    height and width, as the paper's)."""
+    dims = len(grid)
+    bounds = np.array(grid[::-1])  # per coordinate (x, y[, z])
+    heatmap = np.zeros((len(boxes), n_classes, *grid), np.float32)
+    size, offset = (np.zeros((len(boxes), dims, *grid), np.float32) for _ in range(2))
+    mask = np.zeros((len(boxes), 1, *grid), np.float32)
+    cells = np.indices(grid)[::-1]  # (dims, *grid): each cell's coordinates, x first
     for b, (image_boxes, image_classes) in enumerate(zip(boxes, classes)):
-        for (x0, y0, x1, y1), k in zip(np.asarray(image_boxes, np.float64) / stride, image_classes):
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            ix, iy = min(max(int(cx), 0), w - 1), min(max(int(cy), 0), h - 1)
-            sigma = (2 * max(0, int(gaussian_radius(math.ceil(y1 - y0), math.ceil(x1 - x0)))) + 1) / 6
-            peak = np.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2 * sigma**2))
-            heatmap[b, k] = np.maximum(heatmap[b, k], peak)
-            size[b, :, iy, ix], offset[b, :, iy, ix], mask[b, 0, iy, ix] = (x1 - x0, y1 - y0), (cx - ix, cy - iy), 1
+        for box, k in zip(np.asarray(image_boxes, np.float64).reshape(-1, 2 * dims) / stride, image_classes):
+            low, high = box[:dims], box[dims:]
+            centre = (low + high) / 2
+            cell = np.minimum(np.maximum(centre.astype(int), 0), bounds - 1)
+            radius = gaussian_radius(*sorted(np.ceil(high - low))[:2])
+            sigma = (2 * max(0, int(radius)) + 1) / 6
+            distance = ((cells - cell.reshape(-1, *[1] * dims)) ** 2).sum(0)
+            heatmap[b, k] = np.maximum(heatmap[b, k], np.exp(-distance / (2 * sigma**2)))
+            at = (b, slice(None), *cell[::-1])
+            size[at], offset[at], mask[at] = high - low, centre - cell, 1
     return {
         name: torch.from_numpy(a)
         for name, a in (("heatmap", heatmap), ("size", size), ("offset", offset), ("mask", mask))
@@ -226,29 +267,33 @@ def decode(
     top_k: int = 20,
     score_threshold: float = 0.05,
 ) -> list[np.ndarray]:
-    """Per image, (k, 6) float32 rows x0, y0, x1, y1, score, class in input pixels, best first.
+    """Per image, (k, 2 dims + 2) float32 rows: the box's corners, score and class, in input
+    pixels, best first.
 
-    ``heatmap`` holds probabilities. A peak is a cell no lower than its 3x3 neighbours (max-pooling
-    stands in for NMS); the top ``top_k`` peaks over all classes with a score >= ``score_threshold``."""
-    _, n_classes, h, w = heatmap.shape
-    peaks = heatmap * (heatmap == F.max_pool2d(heatmap, 3, stride=1, padding=1))
-    scores, index = peaks.flatten(1).topk(min(top_k, n_classes * h * w))
-    cls, cell = index // (h * w), index % (h * w)
-    rows, cols = (cell // w).float(), (cell % w).float()
-    at_peaks = cell[:, None].expand(-1, 2, -1)  # (B, 2, k): x and y at each peak
-    (sw, sh), (ox, oy) = size.flatten(2).gather(2, at_peaks).unbind(1), offset.flatten(2).gather(2, at_peaks).unbind(1)
-    cx, cy = (cols + ox) * stride, (rows + oy) * stride
-    half_w, half_h = sw.clamp(min=0) * stride / 2, sh.clamp(min=0) * stride / 2  # a negative size is no box
-    boxes = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], -1)
-    boxes = torch.minimum(boxes.clamp(min=0), torch.tensor([w, h, w, h], dtype=boxes.dtype) * stride)
+    ``heatmap`` holds probabilities. A peak is a cell no lower than its 3x3(x3) neighbours
+    (max-pooling stands in for NMS); the top ``top_k`` peaks over all classes with a score >=
+    ``score_threshold``."""
+    n_classes, grid = heatmap.shape[1], heatmap.shape[2:]
+    dims, cells = len(grid), math.prod(grid)
+    peaks = heatmap * (heatmap == Pool[Pool.MAX, dims](3, stride=1, padding=1)(heatmap))
+    scores, index = peaks.flatten(1).topk(min(top_k, n_classes * cells))
+    cls, cell = index // cells, index % cells
+    at_peaks = cell[:, None].expand(-1, dims, -1)  # (B, dims, k)
+    sides = size.flatten(2).gather(2, at_peaks).clamp(min=0)  # a negative size is no box
+    shifts = offset.flatten(2).gather(2, at_peaks)
+    position = torch.stack(torch.unravel_index(cell, tuple(grid))[::-1], 1).float()  # (B, dims, k), x first
+    centre, half = (position + shifts) * stride, sides * stride / 2
+    boxes = torch.cat([centre - half, centre + half], 1).transpose(1, 2)  # (B, k, 2 dims)
+    upper = torch.tensor(list(grid[::-1]) * 2, dtype=boxes.dtype) * stride
+    boxes = torch.minimum(boxes.clamp(min=0), upper)
     out = torch.cat([boxes, scores[..., None], cls[..., None].float()], -1).float().cpu().numpy()
-    return [rows_[rows_[:, 4] >= score_threshold] for rows_ in out]
+    return [rows_[rows_[:, 2 * dims] >= score_threshold] for rows_ in out]
 
 
 def detect(
     model: Detector, images: torch.Tensor, batch_size: int = 256, *, score_threshold: float = 0.05, top_k: int = 20
 ) -> list[np.ndarray]:
-    """Per image, (k, 6) rows x0, y0, x1, y1, score, class in input pixels, best first."""
+    """Per image, (k, 2 dims + 2) rows: corners, score and class in input pixels, best first."""
 
     def read(out: dict) -> list[np.ndarray]:
         heatmap, size, offset = torch.sigmoid(out["heatmap"].float()), out["size"].float(), out["offset"].float()
@@ -280,52 +325,71 @@ def coco_metrics(
     max_detections: int = 100,
 ) -> dict[str, float]:
     """COCO's 'map' (mAP@[.5:.95]), 'ap50' (AP@0.5) and 'recall' (mean recall over the same IoUs)
-    with up to ``max_detections`` per image, through MONAI's matching and ``COCOMetric``. Boxes are
-    2D (x0, y0, x1, y1) or 3D (x0, y0, z0, x1, y1, z1); a prediction row adds score and class."""
+    with up to ``max_detections`` per image, and 'ap10' (AP@0.1, the threshold of 3D medical
+    detection: LUNA16's and nnDetection's, as a 3D IoU of 0.5 needs ~80% overlap along each axis),
+    through MONAI's matching and ``COCOMetric``. Boxes are 2D (x0, y0, x1, y1) or 3D (x0, y0, z0,
+    x1, y1, z1); a prediction row adds score and class."""
     from monai.apps.detection.metrics.coco import COCOMetric
     from monai.apps.detection.metrics.matching import matching_batch
     from monai.data.box_utils import box_iou as monai_box_iou
 
     corners = 2 * spatial_dims
     predictions = [_rows(p, corners + 2) for p in predictions]
-    metric = COCOMetric(
-        class_names, iou_list=(0.5,), iou_range=COCO_IOUS, max_detection=(max_detections,), verbose=False
+    boxes, classes = (
+        [_rows(g, corners) for g in ground_truth],
+        [np.asarray(c, int).reshape(-1) for c in ground_truth_classes],
     )
-    matches = matching_batch(
-        monai_box_iou,
-        metric.iou_thresholds,
-        pred_boxes=[p[:, :corners] for p in predictions],
-        pred_classes=[p[:, corners + 1].astype(int) for p in predictions],
-        pred_scores=[p[:, corners] for p in predictions],
-        gt_boxes=[_rows(g, corners) for g in ground_truth],
-        gt_classes=[np.asarray(c, int).reshape(-1) for c in ground_truth_classes],
-        max_detections=max_detections,
-    )
-    scores = metric(matches)[0]
+
+    def scores(iou_list: tuple[float, ...], iou_range: tuple[float, float, float]) -> dict[str, float]:
+        # one metric per range: MONAI's mAR averages over every threshold it was given, not the range's
+        metric = COCOMetric(class_names, iou_list, iou_range, max_detection=(max_detections,), verbose=False)
+        matches = matching_batch(
+            monai_box_iou,
+            metric.iou_thresholds,
+            pred_boxes=[p[:, :corners] for p in predictions],
+            pred_classes=[p[:, corners + 1].astype(int) for p in predictions],
+            pred_scores=[p[:, corners] for p in predictions],
+            gt_boxes=boxes,
+            gt_classes=classes,
+            max_detections=max_detections,
+        )
+        return metric(matches)[0]
+
+    coco, luna = scores((0.5,), COCO_IOUS), scores((0.1,), (0.1, 0.1, 0.05))
     iou_range = "_".join(f"{t:.2f}" for t in COCO_IOUS)
     return {
-        "map": float(scores[f"mAP_IoU_{iou_range}_MaxDet_{max_detections}"]),
-        "ap50": float(scores[f"AP_IoU_0.50_MaxDet_{max_detections}"]),
-        "recall": float(scores[f"mAR_IoU_{iou_range}_MaxDet_{max_detections}"]),
+        "map": float(coco[f"mAP_IoU_{iou_range}_MaxDet_{max_detections}"]),
+        "ap50": float(coco[f"AP_IoU_0.50_MaxDet_{max_detections}"]),
+        "ap10": float(luna[f"AP_IoU_0.10_MaxDet_{max_detections}"]),
+        "recall": float(coco[f"mAR_IoU_{iou_range}_MaxDet_{max_detections}"]),
     }
 
 
 # --- training -----------------------------------------------------------------------------------
 
 
-def random_hflip(images: torch.Tensor, boxes: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[np.ndarray]]:
-    """Mirrors each image left-right with probability 1/2, and its boxes with it: x -> W - x, so
-    x0 and x1 swap roles."""
-    width = images.shape[-1]
+def random_flip(
+    images: torch.Tensor, boxes: Sequence[np.ndarray], axis: int = -1
+) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """Mirrors each image along its ``axis`` (negative: -1 the last) with probability 1/2, and its
+    boxes with it: along that coordinate u -> side - u, so the low and high corners swap roles."""
+    dims, side = images.ndim - 2, images.shape[axis]
+    j = -1 - axis  # the boxes' coordinate along that axis
     mirror = torch.rand(len(images)) < 0.5
-    images = torch.where(mirror.to(images.device)[:, None, None, None], images.flip(-1), images)
-    mirrored = [np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], 1).astype(b.dtype) for b in boxes]
-    return images, [m if flip else b for b, m, flip in zip(boxes, mirrored, mirror.tolist())]
+    flipped = torch.where(mirror.to(images.device).view(-1, *[1] * (dims + 1)), images.flip(axis), images)
+
+    def mirrored(b: np.ndarray) -> np.ndarray:
+        out = b.copy()
+        out[:, j], out[:, dims + j] = side - b[:, dims + j], side - b[:, j]
+        return out
+
+    return flipped, [mirrored(b) if flip else b for b, flip in zip(boxes, mirror.tolist())]
 
 
 def evaluate_detector(model: Detector, task: DetectionTask, batch_size: int = 256) -> dict[str, float]:
     """``coco_metrics`` of ``model`` on ``task``."""
-    return coco_metrics(detect(model, task.images, batch_size), task.boxes, task.classes, task.class_names)
+    predictions = detect(model, task.images, batch_size)
+    return coco_metrics(predictions, task.boxes, task.classes, task.class_names, task.spatial_dims)
 
 
 def train_detector(
@@ -340,12 +404,13 @@ def train_detector(
     flip: bool = True,
 ) -> tuple[Detector, dict]:
     """Trains a CenterNet on (a copy of) ``encoder`` as ``schedule`` plans (AdamW, cosine);
-    returns the model of the best val mAP@[.5:.95] and a record: val_map, step, history (per-step loss,
-    (step, val AP) pairs).
+    returns the model of the best validation ``SELECTION_METRIC`` and a record: val_score (that
+    metric's name in 'selected_on'), step, history (per-step loss, (step, val score) pairs).
 
-    ``flip``: random left-right mirroring of images and boxes together. A lesion is a lesion on
-    either side, the boxes follow the image exactly, and the project's SSL and fine-tuning views
-    flip too, so a pretrained encoder has seen mirrored chests already."""
+    ``flip``: random left-right mirroring of images and boxes together (along the task's
+    ``left_right_axis``). A lesion is a lesion on either side, the boxes follow the image exactly,
+    and the project's SSL and fine-tuning views flip too, so a pretrained encoder has seen
+    mirrored images already."""
     if train.n_boxes == 0 or val.n_boxes == 0:
         raise ValueError(f"detection needs boxes in both splits; train has {train.n_boxes}, val {val.n_boxes}")
     torch.manual_seed(seed)
@@ -353,12 +418,13 @@ def train_detector(
     model = Detector(copy.deepcopy(encoder), n_classes=len(train.class_names), stride=stride).to(device)
     grid = model.grid(train.images.shape)
     batch_size = min(batch_size, len(train))
+    metric = SELECTION_METRIC[train.spatial_dims]
 
     def batch_loss() -> torch.Tensor:
         batch = torch.randint(len(train), (batch_size,))
         images, boxes = train.images[batch], [train.boxes[i] for i in batch.tolist()]
-        if flip:
-            images, boxes = random_hflip(images, boxes)
+        if flip and train.left_right_axis is not None:
+            images, boxes = random_flip(images, boxes, train.left_right_axis)
         targets = encode_targets(boxes, [train.classes[i] for i in batch.tolist()], model.n_classes, grid, stride)
         with fast_autocast(device):
             outputs = model(images.to(device))
@@ -367,9 +433,10 @@ def train_detector(
     record = train_with_selection(
         model,
         batch_loss,
-        lambda: evaluate_detector(model, val)["map"],
+        lambda: evaluate_detector(model, val)[metric],
         schedule,
         n_samples=len(train),
         batch_size=batch_size,
     )
-    return model, {"val_map": record["score"], "step": record["step"], "history": record["history"]}
+    record = {"val_score": record["score"], "step": record["step"], "history": record["history"]}
+    return model, record | {"selected_on": metric}
