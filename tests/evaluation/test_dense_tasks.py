@@ -25,7 +25,10 @@ def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metri
         (a, f) for a in APPROACHES.values() for f in (0.5, 1.0)
     }
     assert all(0 <= r[metric] <= 1 for r in result["rows"]) and result["metric"] == metric
-    assert (tmp_path / result["figure"]).exists() and f"## {task}" in (tmp_path / "benchmark.md").read_text()
+    report = (tmp_path / "benchmark.md").read_text()
+    assert (tmp_path / result["figure"]).exists() and f"## {task}" in report
+    # one seed: labels saved is said to need two, not guessed
+    assert result["labels_saved"]["SSL + fine-tuning"]["fraction"] is None and f"Labels saved ({metric}" in report
 
 
 def test_the_mni152_task_pretrains_on_its_own_unlabelled_slices(tmp_path, shared_data, monkeypatch):

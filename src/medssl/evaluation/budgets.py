@@ -48,7 +48,11 @@ APPROACHES = {
     ("random", "linear"): "random-init linear probe",
     ("random", "knn"): "random-init kNN",
 }
-SCRATCH = APPROACHES[("random", "finetune")]
+SCRATCH, FINE_TUNED, LINEAR_PROBE = (
+    APPROACHES["random", "finetune"],
+    APPROACHES["ssl", "finetune"],
+    APPROACHES["ssl", "linear"],
+)
 PUBLIC_IMAGE_SIZES = {"mednist": [64, 64]}  # sources without a native size (folders of files)
 
 

@@ -22,6 +22,7 @@ import torch
 
 from medssl.data.public import data_root
 from medssl.evaluation import DENSE_TASKS
+from medssl.evaluation.budgets import FINE_TUNED, SCRATCH
 from medssl.evaluation.detection import (
     DetectionTask,
     cohort_detection_task,
@@ -44,7 +45,7 @@ from medssl.models.encoders import Encoder, EncoderConfig, best_device
 from medssl.report.figures import label_efficiency
 from medssl.simulation.cohort import CohortConfig, simulate_cohort
 
-APPROACHES = {"pretrained": "SSL + fine-tuning", "random": "supervised from scratch"}
+APPROACHES = {"pretrained": FINE_TUNED, "random": SCRATCH}
 
 
 @dataclass

@@ -26,7 +26,9 @@ from medssl.data.public import resolve_dataset
 from medssl.evaluation.budgets import (
     APPROACHES,
     CANDIDATES,
+    FINE_TUNED,
     FRACTIONS,
+    LINEAR_PROBE,
     PUBLIC_IMAGE_SIZES,
     SCRATCH,
     SEEDS,
@@ -210,7 +212,9 @@ def _dense_task(
             task.unlabelled, pretraining / f"seed{seed}", method, budget, seed, size, monitored=False
         )  # masks are no class labels
         rows += task_rows(task, encoder_path, out_dir / name / f"seed{seed}", budget, seed, fractions)
-    return task_result(task, rows, out_dir)
+    by_approach = [{**row, "approach": row["encoder"]} for row in rows]
+    saved = {FINE_TUNED: labels_saved(by_approach, FINE_TUNED, task.metric)}
+    return task_result(task, rows, out_dir) | {"labels_saved": saved}
 
 
 def pretrained_encoder(
@@ -271,7 +275,7 @@ def dataset_result(key: str, rows: list[dict], out_dir: Path) -> dict:
         metrics=("auc", "acc"),
         references=published[:1],
     )
-    saved = {approach: labels_saved(rows, approach) for approach in ("SSL + fine-tuning", "SSL linear probe")}
+    saved = {approach: labels_saved(rows, approach) for approach in (FINE_TUNED, LINEAR_PROBE)}
     return {
         "rows": rows,
         "summary": summary,
@@ -320,7 +324,7 @@ def checks(rows: list[dict], published: list[dict]) -> list[dict]:
         found.append(
             {
                 "check": f"SSL + fine-tuning beats supervised from scratch at {fraction:.0%} (AUC, gap > spread)",
-                **_gap(rows, "SSL + fine-tuning", SCRATCH, fraction),
+                **_gap(rows, FINE_TUNED, SCRATCH, fraction),
             }
         )
     return found
@@ -423,6 +427,11 @@ def markdown_report(record: dict) -> str:
         lines += ["", f"![{key}]({result['figure']})", ""]
     for name, result in record.get("tasks", {}).items():
         lines += markdown_section(name, result, fractions)
+        for approach, saved in result.get("labels_saved", {}).items():
+            lines += [
+                f"Labels saved ({result['metric']}, as for the classification sets): {approach}: {saved_text(saved)}",
+                "",
+            ]
     return "\n".join(lines)
 
 
