@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from test_label_efficiency import TINY
 
-from medssl.evaluation.dense_tasks import APPROACHES
+from medssl.evaluation.dense_tasks import APPROACHES, MONAI_REFERENCE
 from medssl.evaluation.label_efficiency import run_benchmark
 
 
@@ -21,12 +21,14 @@ def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metri
         [], tmp_path, TINY, seeds=(0,), fractions=(0.5, 1.0), tasks=(task,), cohort_subjects=subjects
     )
     result = record["tasks"][task]
+    reference = {(MONAI_REFERENCE, 1.0)} if "segmentation" in task else set()  # MONAI's U-Net on every mask
     assert {(r["encoder"], r["fraction"]) for r in result["rows"]} == {
         (a, f) for a in APPROACHES.values() for f in (0.5, 1.0)
-    }
+    } | reference
     assert all(0 <= r[metric] <= 1 for r in result["rows"]) and result["metric"] == metric
     report = (tmp_path / "benchmark.md").read_text()
     assert (tmp_path / result["figure"]).exists() and f"## {task}" in report
+    assert (f"| {MONAI_REFERENCE} |" in report) == bool(reference)
     # one seed: labels saved is said to need two, not guessed
     assert result["labels_saved"]["SSL + fine-tuning"]["fraction"] is None and f"Labels saved ({metric}" in report
 

@@ -18,6 +18,7 @@ from medssl.evaluation.segmentation import (
     cohort_segmentation_task,
     dice_per_structure,
     mni152_tissue_task,
+    monai_unet,
     predict_labels,
     train_segmentation,
 )
@@ -55,6 +56,14 @@ def blobs(n: int, size: int, dims: int, seed: int) -> tuple[torch.Tensor, torch.
 def test_unet_returns_logits_at_the_input_size(dims, size, overrides):
     model = UNet(tiny_encoder(dims, **overrides), n_classes=3)
     assert model(torch.rand(2, 1, *size)).shape == (2, 3, *size)
+
+
+@pytest.mark.parametrize("size", [(28, 28), (20, 27), (16, 16, 16), (12, 20, 18)])
+def test_monai_reference_unet_takes_any_size(size):
+    """MONAI's UNet needs sides divisible by 2^levels: padded and cropped back, fewer levels for
+    small inputs (instance norm needs more than one value per map)."""
+    torch.manual_seed(0)
+    assert monai_unet(size, n_classes=3)(torch.rand(2, 1, *size)).shape == (2, 3, *size)
 
 
 def test_dice_per_structure_exact_values():

@@ -37,6 +37,7 @@ from medssl.evaluation.segmentation import (
     case_metrics,
     cohort_segmentation_task,
     mni152_tissue_task,
+    monai_unet,
     predict_labels,
     train_segmentation,
 )
@@ -46,6 +47,8 @@ from medssl.report.figures import label_efficiency
 from medssl.simulation.cohort import CohortConfig, simulate_cohort
 
 APPROACHES = {"pretrained": FINE_TUNED, "random": SCRATCH}
+# the field's from-scratch segmentation network, trained on every mask by the same recipe
+MONAI_REFERENCE = "MONAI U-Net from scratch"
 
 
 @dataclass
@@ -100,15 +103,17 @@ def _subset(task: DenseTask, fraction: float, seed: int) -> np.ndarray:
     return label_subset(strata, fraction, seed)
 
 
-def _scores(task: DenseTask, encoder: Encoder, subset: np.ndarray, budget, seed: int) -> dict:
+def _scores(task: DenseTask, start: Encoder | torch.nn.Module, subset: np.ndarray, budget, seed: int) -> dict:
+    """Test scores after training on the ``subset`` of the training split from ``start``: an
+    encoder (a U-Net or detector is built on it) or, for segmentation, a whole network."""
     train, val, test = (task.data.split(s) for s in ("train", "val", "test"))
     settings = {"schedule": budget.dense, "batch_size": budget.dense_batch, "seed": seed}
     if isinstance(train, DetectionTask):
-        model, record = train_detector(encoder, train.select(subset), val, **settings)
+        model, record = train_detector(start, train.select(subset), val, **settings)
         return {"val": record["val_score"], "step": record["step"], **evaluate_detector(model, test)}
     index = torch.from_numpy(subset)
     model, record = train_segmentation(
-        encoder,
+        start,
         (train.images[index], train.masks[index]),
         (val.images, val.masks),
         n_classes=train.n_classes,
@@ -135,7 +140,8 @@ def _defined(values: np.ndarray, statistic) -> float:
 def task_rows(
     task: DenseTask, encoder_path: Path, out: Path, budget, seed: int, fractions: tuple[float, ...]
 ) -> list[dict]:
-    """One row per (fraction, pretrained / random init) for one seed, cached in ``out``."""
+    """One row per (fraction, pretrained / random init) for one seed, and for segmentation MONAI's
+    U-Net from scratch at 100%, cached in ``out``."""
     done = out / "rows.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -143,22 +149,15 @@ def task_rows(
     torch.manual_seed(seed)
     device = best_device()  # the trainers follow the encoder
     encoders = {"pretrained": pretrained.to(device), "random": Encoder(EncoderConfig(**metadata["encoder"])).to(device)}
+    starts = {APPROACHES[kind]: encoder for kind, encoder in encoders.items()}
     rows = []
     for fraction in fractions:
         subset = _subset(task, fraction, seed)
-        for kind, encoder in encoders.items():
-            scores = _scores(task, encoder, subset, budget, seed)
-            rows.append(
-                {
-                    "task": task.name,
-                    "encoder": APPROACHES[kind],
-                    "probe": "finetune",
-                    "fraction": fraction,
-                    "seed": seed,
-                    "n_labels": len(subset),
-                    **scores,
-                }
-            )
+        if fraction == 1.0 and isinstance(task.data, SegmentationTask):
+            starts[MONAI_REFERENCE] = monai_unet(task.data.masks.shape[1:], task.data.n_classes).to(device)
+        for approach, start in starts.items():
+            base = {"task": task.name, "encoder": approach, "probe": "finetune", "fraction": fraction, "seed": seed}
+            rows.append(base | {"n_labels": len(subset), **_scores(task, start, subset, budget, seed)})
     out.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(rows, indent=2))
     return rows
@@ -182,7 +181,7 @@ def markdown_section(name: str, result: dict, fractions: list[float]) -> list[st
         "| approach | test metric | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |",
         "|---" * (len(fractions) + 2) + "|",
     ]
-    for approach in APPROACHES.values():
+    for approach in dict.fromkeys(row["encoder"] for row in result["rows"]):
         for metric in result["metrics"]:
             cells = (summary_cell(result["summary"], approach, f, metric) for f in fractions)
             lines.append(f"| {approach} | {metric} | " + " | ".join(cells) + " |")

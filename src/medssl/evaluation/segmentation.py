@@ -11,6 +11,7 @@ import copy
 import itertools
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -334,8 +335,36 @@ def predict_labels(model: nn.Module, images: torch.Tensor, batch_size: int = 64)
     return torch.cat(map_batches(model, images, batch_size, lambda logits: logits.argmax(1).cpu()))
 
 
+def monai_unet(image_shape: Sequence[int], n_classes: int) -> nn.Module:
+    """MONAI's ``UNet`` as its segmentation tutorials build it (channels 16-256, four stride-2
+    levels, two residual units per block), for single-channel images of ``image_shape``
+    (spatial): fewer levels where the deepest map would be under 2 per side (instance norm needs
+    more than one value). The field's from-scratch reference, at random init."""
+    from monai.networks.nets import UNet as MonaiUNet
+
+    levels = max(1, min(4, int(math.log2(min(image_shape))) - 1))
+    channels = tuple(16 * 2**i for i in range(levels + 1))
+    net = MonaiUNet(len(image_shape), 1, n_classes, channels=channels, strides=(2,) * levels, num_res_units=2)
+    return PaddedToMultiple(net, 2**levels)
+
+
+class PaddedToMultiple(nn.Module):
+    """A network that needs sides divisible by ``multiple`` (MONAI's UNet), on any size: the input
+    zero-padded at its far ends, the output cropped back, as ``DivisiblePad`` and its inverse."""
+
+    def __init__(self, net: nn.Module, multiple: int) -> None:
+        super().__init__()
+        self.net, self.multiple = net, multiple
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        spatial = images.shape[2:]
+        pad = [(-side) % self.multiple for side in spatial]
+        out = self.net(F.pad(images, [p for extra in reversed(pad) for p in (0, extra)]))
+        return out[(..., *[slice(0, side) for side in spatial])]
+
+
 def train_segmentation(
-    start: Encoder | UNet,
+    start: Encoder | nn.Module,
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
     *,
@@ -343,15 +372,16 @@ def train_segmentation(
     schedule: Schedule = Schedule(),
     batch_size: int = 32,
     seed: int = 0,
-) -> tuple[UNet, dict]:
+) -> tuple[nn.Module, dict]:
     """Trains a UNet on (images, masks) as ``schedule`` plans (AdamW, cosine) with Dice + CE: a
-    new one on the ``start`` encoder, or ``start`` itself, further; returns the model of the best
-    mean foreground Dice on ``val`` and a record: val_dice, step and history (per-step loss; (step,
+    new one on the ``start`` encoder, or a copy of ``start``, any network that gives per-class
+    logits (our UNet, MONAI's), further; returns the model of the best mean foreground Dice on
+    ``val`` and a record: val_dice, step and history (per-step loss; (step,
     val Dice) at each evaluation). Runs on the start's device, which stays as it was."""
     torch.manual_seed(seed)
     images, masks = train
     device = next(start.parameters()).device
-    model = copy.deepcopy(start) if isinstance(start, UNet) else UNet(copy.deepcopy(start), n_classes).to(device)
+    model = UNet(copy.deepcopy(start), n_classes).to(device) if isinstance(start, Encoder) else copy.deepcopy(start)
     # batch=True pools Dice over the batch, as the metric pools over the split: a structure absent
     # from one image (a lesion) then neither vanishes from nor dominates the loss
     criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
