@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS, STAGE_RECORDS, mean_sd, write_json
+from benchmarks.common import RESULTS, STAGE_RECORDS, machine, mean_sd, write_json
 from medssl.evaluation.evaluate import summarise, summary_cell
 from medssl.genetics.gwas import run_gwas
 from medssl.motion.cardiac import CINE_STRUCTURES, load_cines
@@ -45,11 +45,12 @@ METRICS = ("mean_dice", *(f"dice {s}" for s in CINE_STRUCTURES[1:]))
 
 
 def cached(path: Path, work) -> dict:
-    """``work()``'s result, computed once: a stage's record under --work."""
+    """``work()``'s result, computed once: a stage's record under --work, with the CPU it ran on
+    (a later session may resume on another)."""
     if path.exists():
         return json.loads(path.read_text())
     start = time.perf_counter()
-    result = {**work(), "seconds": time.perf_counter() - start}
+    result = {**work(), "seconds": time.perf_counter() - start, "cpu": machine()["cpu"]}
     path.write_text(json.dumps(result, indent=2, default=float))
     return result
 
@@ -81,6 +82,7 @@ def seed_stages(simulated: dict, work: Path, seed: int, figures: bool) -> dict:
         ),
     )
     return {
+        "cpu": pipeline.get("cpu", "not recorded"),
         "pipeline_seconds": pipeline["seconds"],
         "evaluation_seconds": rows["seconds"],
         "rows": rows["rows"],
@@ -159,7 +161,12 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        f"Time per seed (this machine; other work shared its cores at times): pipeline {mean_sd(result['pipeline_seconds'])} s, Dice evaluation with its "
+        "CPU per seed: "
+        + "; ".join(f"seed {seed} {cpu}" for seed, cpu in zip(seeds, result["cpus"]))
+        + ". Registration and U-Nets train under bf16 autocast on both, whose bf16 kernels differ"
+        " (AMX on Intel, avx512_bf16 on AMD): the spread over seeds includes the machines'.",
+        "",
+        f"Time per seed (other work shared the cores at times): pipeline {mean_sd(result['pipeline_seconds'])} s, Dice evaluation with its "
         f"{2 * len(FRACTIONS)} trainings {mean_sd(result['evaluation_seconds'])} s.",
         "",
         "![ejection fraction](motion.png)",
@@ -203,6 +210,7 @@ def main() -> None:
         "ef": [s["ef"] for s in per_seed],
         "gwas": [s["gwas"] for s in per_seed],
         "true_ef_gwas": control,
+        "cpus": [s["cpu"] for s in per_seed],
         "pipeline_seconds": [s["pipeline_seconds"] for s in per_seed],
         "evaluation_seconds": [s["evaluation_seconds"] for s in per_seed],
     }
