@@ -35,6 +35,7 @@ BUDGET_OVERRIDES = (
     "finetune_3d.epochs",
     "finetune_3d.max_steps",
     "finetune_batch",
+    "dense.epochs",
     "dense.min_steps",
     "dense.max_steps",
     "dense_batch",

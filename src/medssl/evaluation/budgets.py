@@ -75,7 +75,8 @@ class Budget:
     finetune: Schedule = Schedule()
     finetune_3d: Schedule = Schedule(epochs=40, min_steps=100, max_steps=1000, evaluations=20, patience=5)
     finetune_batch: int = 128
-    dense: Schedule = Schedule.fixed(80, evaluations=8)  # segmentation and detection training
+    # segmentation and detection training: to convergence, as fine-tuning (a mask holds many labels)
+    dense: Schedule = Schedule(epochs=100, min_steps=300, max_steps=3000, evaluations=30, patience=6)
     dense_batch: int = 16
 
     def pretrain_epochs(self, spatial_dims: int) -> int:
@@ -97,6 +98,7 @@ BUDGETS = {
         selection_share=0.5,
         finetune=(quick := Schedule(epochs=3, min_steps=30, max_steps=100, evaluations=5, patience=0)),
         finetune_3d=quick,
+        dense=Schedule.fixed(30, evaluations=3),
     ),
     "cpu": Budget(),
     "gpu": Budget(
