@@ -148,14 +148,17 @@ def task_rows(
     pretrained, metadata = load_encoder(encoder_path)
     torch.manual_seed(seed)
     device = best_device()  # the trainers follow the encoder
-    encoders = {"pretrained": pretrained.to(device), "random": Encoder(EncoderConfig(**metadata["encoder"])).to(device)}
-    starts = {APPROACHES[kind]: encoder for kind, encoder in encoders.items()}
+    random_init = Encoder(EncoderConfig(**metadata["encoder"])).to(device)
+    starts = {APPROACHES["pretrained"]: pretrained.to(device), APPROACHES["random"]: random_init}
     rows = []
     for fraction in fractions:
         subset = _subset(task, fraction, seed)
-        if fraction == 1.0 and isinstance(task.data, SegmentationTask):
-            starts[MONAI_REFERENCE] = monai_unet(task.data.masks.shape[1:], task.data.n_classes).to(device)
-        for approach, start in starts.items():
+        reference = (
+            {MONAI_REFERENCE: monai_unet(task.data.masks.shape[1:], task.data.n_classes).to(device)}
+            if fraction == 1.0 and isinstance(task.data, SegmentationTask)
+            else {}
+        )
+        for approach, start in (starts | reference).items():
             base = {"task": task.name, "encoder": approach, "probe": "finetune", "fraction": fraction, "seed": seed}
             rows.append(base | {"n_labels": len(subset), **_scores(task, start, subset, budget, seed)})
     out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,8 @@ grid) with a few convolutions, and nothing in it is tuned to the object sizes of
 Boxes are (x0, y0, x1, y1) in input pixels, x along columns and y along rows as displayed, x1/y1
 exclusive, so a box's centre is ((x0 + x1) / 2, (y0 + y1) / 2) in continuous coordinates where
 pixel p spans [p, p + 1); in 3D (x0, y0, z0, x1, y1, z1), z along the first axis of the volume.
-So coordinate j runs along the image's axis -1 - j, in 2D and 3D alike. mAP@[.5:.95], AP@0.5 and recall are MONAI's ``COCOMetric``'s.
+So coordinate j runs along the image's axis -1 - j, in 2D and 3D alike. The scores (mAP@[.5:.95],
+AP@0.5, AP@0.1, recall) are MONAI's ``COCOMetric``'s.
 """
 
 from __future__ import annotations
