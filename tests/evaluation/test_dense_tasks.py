@@ -29,6 +29,11 @@ def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metri
     report = (tmp_path / "benchmark.md").read_text()
     assert (tmp_path / result["figure"]).exists() and f"## {task}" in report
     assert (f"| {MONAI_REFERENCE} |" in report) == bool(reference)
+    if task == "cohort-mri-segmentation":  # every subject's volumes, against the truth
+        volumes = result["volumes"]["seed 0"]
+        assert set(volumes["agreement"]) == {"brain", "ventricles"}
+        assert volumes["chosen_on_validation"] in {r["encoder"] for r in result["rows"]}
+        assert "Volumes as phenotypes" in report and "a GWAS needs 50" in report  # 20 subjects: said, not run
     # one seed: labels saved is said to need two, not guessed
     assert result["labels_saved"]["SSL + fine-tuning"]["fraction"] is None and f"Labels saved ({metric}" in report
 

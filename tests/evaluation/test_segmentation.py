@@ -13,6 +13,8 @@ from medssl.evaluation.budgets import Schedule
 from medssl.evaluation.segmentation import (
     BRAIN_STRUCTURES,
     CHEST_STRUCTURES,
+    RandomCrops,
+    TrainingSamples,
     UNet,
     case_metrics,
     cohort_segmentation_task,
@@ -184,6 +186,50 @@ def test_mni152_task_is_split_by_position(mni_folder, dims):
                 assert not {z + 1 for z in slices_a} & slices_b, (a, b)
     # grey matter lies outside white matter: it is darker on the T1
     assert task.images[:, 0][task.masks == 1].mean() < task.images[:, 0][task.masks == 2].mean()
+
+
+def test_mni152_3d_training_crops_anywhere_inside_the_labelled_cubes(mni_folder):
+    train = mni152_tissue_task(mni_folder, spatial_dims=3, spacing_mm=2.0, patch=16).split("train")
+    image, labels = train.volume
+    for i in (0, len(train) - 1):  # each sample is the volume's cube at its origin
+        window = tuple(slice(o, o + 16) for o in train.origins[i])
+        assert torch.equal(train.images[i], image[(slice(None), *window)]) and torch.equal(
+            train.masks[i], labels[window]
+        )
+    torch.manual_seed(0)
+    crops = train.training_samples(np.arange(len(train)))
+    assert isinstance(crops, RandomCrops) and len(crops) == len(train)
+    # far more distinct crops than cubes: every shift within a layer of neighbouring cubes
+    assert len(crops.positions) > 20 * len(train)
+    images, masks = crops.draw(8)
+    assert images.shape == (8, 1, 16, 16, 16) and masks.shape == (8, 16, 16, 16)
+
+
+def test_random_crops_never_leave_the_labelled_cubes():
+    labels = torch.arange(12 * 8).reshape(12, 8)  # every pixel its own value
+    image = labels[None].float()
+    lone = RandomCrops(image, labels, np.array([[0, 0]]), (4, 4))
+    assert lone.positions.tolist() == [[0, 0]]  # one labelled square: only itself
+    pair = RandomCrops(image, labels, np.array([[0, 0], [4, 0], [8, 4]]), (4, 4))
+    # the first two adjoin along x, so every x shift between them is inside; the third stands alone
+    assert sorted(map(tuple, pair.positions.tolist())) == [(x, 0) for x in range(5)] + [(8, 4)]
+    torch.manual_seed(0)
+    images, masks = pair.draw(64)
+    inside = set(labels[0:8, 0:4].flatten().tolist()) | set(labels[8:12, 4:8].flatten().tolist())
+    assert set(masks.flatten().tolist()) <= inside and torch.equal(images[:, 0], masks.float())
+
+
+def test_mirroring_flips_images_and_masks_together_along_the_given_axis():
+    images, masks = blobs(64, 12, 2, seed=0)
+    torch.manual_seed(0)
+    drawn_images, drawn_masks = TrainingSamples(images, masks, flip_axes=(0,)).draw(64)
+    mirrored = [any(torch.equal(m, masks[i].flip(0)) for i in range(64)) for m in drawn_masks]
+    assert 10 < sum(mirrored) < 54  # about half
+    for image, mask in zip(drawn_images, drawn_masks):  # a mask moves with its own image
+        match = [
+            i for i in range(64) if torch.equal(image[0], images[i, 0]) or torch.equal(image[0], images[i, 0].flip(0))
+        ]
+        assert match and any(torch.equal(mask, masks[i]) or torch.equal(mask, masks[i].flip(0)) for i in match)
 
 
 def test_mni152_task_names_missing_files(tmp_path):

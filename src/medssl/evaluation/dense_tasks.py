@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,8 @@ from medssl.evaluation.segmentation import (
     predict_labels,
     train_segmentation,
 )
+from medssl.evaluation.volumes import volume_agreement, volume_columns, volume_gwas, write_volumes
+from medssl.genetics.phenotypes import MIN_SAMPLES
 from medssl.models.checkpoint import load_encoder
 from medssl.models.encoders import Encoder, EncoderConfig, best_device
 from medssl.report.figures import label_efficiency
@@ -57,6 +60,7 @@ class DenseTask:
     data: SegmentationTask | DetectionTask
     unlabelled: Path  # the images pretraining reads (its training split only)
     metric: str  # the summary metric: mean_dice, or the detector's SELECTION_METRIC
+    cohort: Path | None = None  # a simulated cohort's folder: its masks' volumes become phenotypes
 
 
 def build_task(name: str, work: Path, cohort_subjects: int) -> DenseTask:
@@ -70,7 +74,7 @@ def build_task(name: str, work: Path, cohort_subjects: int) -> DenseTask:
         if name == "cohort-mri-detection":  # the lesions' 3D boxes, from their masks
             return DenseTask(name, mask_detection_task(cohort_segmentation_task(mri), "lesion"), mri, "ap10")
         manifest = xray if name == "cohort-xray-segmentation" else mri
-        return DenseTask(name, cohort_segmentation_task(manifest), manifest, "mean_dice")
+        return DenseTask(name, cohort_segmentation_task(manifest), manifest, "mean_dice", cohort)
     if name in ("mni152-2d", "mni152-3d"):
         task = mni152_tissue_task(data_root() / "nifti" / "nilearn_mni152_2009a", spatial_dims=int(name[-2]))
         return DenseTask(name, task, _unlabelled_npz(task, work / name / "unlabelled_train.npz"), "mean_dice")
@@ -103,31 +107,34 @@ def _subset(task: DenseTask, fraction: float, seed: int) -> np.ndarray:
     return label_subset(strata, fraction, seed)
 
 
-def _scores(task: DenseTask, start: Encoder | torch.nn.Module, subset: np.ndarray, budget, seed: int) -> dict:
-    """Test scores after training on the ``subset`` of the training split from ``start``: an
-    encoder (a U-Net or detector is built on it) or, for segmentation, a whole network."""
+def _scores(
+    task: DenseTask, start: Encoder | torch.nn.Module, subset: np.ndarray, budget, seed: int
+) -> tuple[dict, torch.nn.Module]:
+    """Test scores after training on the ``subset`` of the training split from ``start`` (an
+    encoder, on which a U-Net or detector is built, or for segmentation a whole network), and the
+    trained model."""
     train, val, test = (task.data.split(s) for s in ("train", "val", "test"))
     settings = {"schedule": budget.dense, "batch_size": budget.dense_batch, "seed": seed}
     if isinstance(train, DetectionTask):
         model, record = train_detector(start, train.select(subset), val, **settings)
-        return {"val": record["val_score"], "step": record["step"], **evaluate_detector(model, test)}
-    index = torch.from_numpy(subset)
+        return {"val": record["val_score"], "step": record["step"], **evaluate_detector(model, test)}, model
     model, record = train_segmentation(
         start,
-        (train.images[index], train.masks[index]),
+        train.training_samples(subset),
         (val.images, val.masks),
         n_classes=train.n_classes,
         **settings,
     )
     cases = case_metrics(predict_labels(model, test.images, settings["batch_size"]), test.masks, train.structures)
     means = {key: _defined(v, np.mean) for key, v in cases.items()}
-    return {
+    scores = {
         "val": record["val_dice"],
         "step": record["step"],
         "mean_dice": _defined(np.array([v for key, v in means.items() if key.startswith("dice ")]), np.mean),
         **means,
         **{f"{key} case_sd": _defined(v, np.std) for key, v in cases.items()},
     }
+    return scores, model
 
 
 def _defined(values: np.ndarray, statistic) -> float:
@@ -141,10 +148,12 @@ def task_rows(
     task: DenseTask, encoder_path: Path, out: Path, budget, seed: int, fractions: tuple[float, ...]
 ) -> list[dict]:
     """One row per (fraction, pretrained / random init) for one seed, and for segmentation MONAI's
-    U-Net from scratch at 100%, cached in ``out``."""
+    U-Net from scratch at 100%, cached in ``out``; with every mask, a cohort's segmentations also
+    write every subject's volumes (``_volumes_csv``)."""
     done = out / "rows.json"
     if done.exists():
         return json.loads(done.read_text())
+    start_time = time.perf_counter()
     pretrained, metadata = load_encoder(encoder_path)
     torch.manual_seed(seed)
     device = best_device()  # the trainers follow the encoder
@@ -160,10 +169,53 @@ def task_rows(
         )
         for approach, start in (starts | reference).items():
             base = {"task": task.name, "encoder": approach, "probe": "finetune", "fraction": fraction, "seed": seed}
-            rows.append(base | {"n_labels": len(subset), **_scores(task, start, subset, budget, seed)})
+            scores, model = _scores(task, start, subset, budget, seed)
+            rows.append(base | {"n_labels": len(subset), **scores})
+            if fraction == 1.0 and _has_volumes(task):
+                write_volumes(model, task.data, _volumes_csv(out, approach), budget.dense_batch)
+    seconds = time.perf_counter() - start_time
+    rows = [row | {"seed_wall_s": seconds} for row in rows]  # the seed's training, all fractions
     out.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(rows, indent=2))
     return rows
+
+
+def _has_volumes(task: DenseTask) -> bool:
+    return (
+        task.cohort is not None
+        and isinstance(task.data, SegmentationTask)
+        and bool(volume_columns(task.data.structures))
+    )
+
+
+def _volumes_csv(out: Path, approach: str) -> Path:
+    return out / f"volumes_{approach.replace(' ', '_').replace('+', 'and')}.csv"
+
+
+def volume_phenotypes(task: DenseTask, rows: list[dict], out: Path) -> dict | None:
+    """For one seed: the volumes of the segmentation chosen on validation Dice among those trained
+    on every mask, against the truth and through a GWAS (see volumes.py), cached in ``out``."""
+    full = [r for r in rows if r["fraction"] == 1.0]
+    if not (_has_volumes(task) and full):
+        return None
+    done = out / "volumes.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    best = max(full, key=lambda r: r["val"])
+    table, truth = _volumes_csv(out, best["encoder"]), task.cohort / "ground_truth"
+    gwas = (
+        volume_gwas(table, task.cohort / "genotypes", truth / "subjects.csv", truth / "causal_snps.tsv", out / "gwas")
+        if len(task.data) >= MIN_SAMPLES
+        else {"not run": f"{len(task.data)} subjects; a GWAS needs {MIN_SAMPLES}"}
+    )
+    result = {
+        "chosen_on_validation": best["encoder"],
+        "val_dice": best["val"],
+        "agreement": volume_agreement(table, truth / "subjects.csv"),
+        "gwas": gwas,
+    }
+    done.write_text(json.dumps(result, indent=2, default=float))
+    return result
 
 
 def task_result(task: DenseTask, rows: list[dict], out_dir: Path) -> dict:
@@ -188,4 +240,41 @@ def markdown_section(name: str, result: dict, fractions: list[float]) -> list[st
         for metric in result["metrics"]:
             cells = (summary_cell(result["summary"], approach, f, metric) for f in fractions)
             lines.append(f"| {approach} | {metric} | " + " | ".join(cells) + " |")
-    return lines + ["", f"![{name}]({result['figure']})", ""]
+    lines += ["", f"![{name}]({result['figure']})", ""]
+    return lines + volume_lines(result.get("volumes") or {})
+
+
+def volume_lines(by_seed: dict[str, dict]) -> list[str]:
+    """Markdown for the volumes of the seeds' chosen segmentations: agreement and GWAS."""
+    if not by_seed:
+        return []
+    lines = [
+        "Volumes as phenotypes (every subject segmented by the network chosen on validation Dice at 100% of "
+        "masks; agreement on the test subjects, GWAS on all; mean ± SD over seeds):",
+        "",
+        "| structure | R² vs true mask | bias (voxels) | r with trait: segmented / true mask "
+        "| causal SNPs found: segmented / true mask | λGC segmented |",
+        "|---|---|---|---|---|---|",
+    ]
+    seeds = list(by_seed.values())
+    if "not run" in seeds[0]["gwas"]:
+        return lines[:2] + [f"GWAS {seeds[0]['gwas']['not run']}.", ""]
+    for structure in seeds[0]["agreement"]:
+        column = f"{structure}_volume"
+
+        def spread(values: list[float]) -> str:
+            return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+        agree = [s["agreement"][structure] for s in seeds]
+        found, control = (
+            [len(s["gwas"]["columns"][key]["recovered"]) for s in seeds] for key in (column, f"true_{column}")
+        )
+        of_trait = len(seeds[0]["gwas"]["columns"][column]["causal_snps_of_trait"])
+        lines.append(
+            f"| {structure} | {spread([a['r2'] for a in agree])} | {spread([a['bias'] for a in agree])} "
+            f"| {spread([a['r_trait_segmented'] for a in agree])} / {spread([a['r_trait_true_mask'] for a in agree])} "
+            f"| {'/'.join(map(str, found))} / {'/'.join(map(str, control))} of {of_trait} "
+            f"| {spread([s['gwas']['columns'][column]['lambda_gc'] for s in seeds])} |"
+        )
+    chosen = ", ".join(f"{seed}: {s['chosen_on_validation']}" for seed, s in by_seed.items())
+    return lines + ["", f"Chosen per seed: {chosen}.", ""]

@@ -35,7 +35,7 @@ from medssl.evaluation.budgets import (
     VIEW_PRESETS,
     Budget,
 )
-from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows
+from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows, volume_phenotypes
 from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
 from medssl.evaluation.published import published_rows
 from medssl.report.figures import label_efficiency
@@ -206,15 +206,18 @@ def _dense_task(
         out_dir / "pretrain" / f"{task.unlabelled.parent.name}-{task.unlabelled.stem}"
     )  # shared by tasks on the same images
     size = None if task.unlabelled.suffix == ".npz" else list(task.data.images.shape[2:])
-    rows = []
+    rows, volumes = [], {}
     for seed in seeds:
         encoder_path = pretrained_encoder(
             task.unlabelled, pretraining / f"seed{seed}", method, budget, seed, size, monitored=False
         )  # masks are no class labels
-        rows += task_rows(task, encoder_path, out_dir / name / f"seed{seed}", budget, seed, fractions)
+        seed_rows = task_rows(task, encoder_path, out_dir / name / f"seed{seed}", budget, seed, fractions)
+        volumes[f"seed {seed}"] = volume_phenotypes(task, seed_rows, out_dir / name / f"seed{seed}")
+        rows += seed_rows
     by_approach = [{**row, "approach": row["encoder"]} for row in rows]
     saved = {FINE_TUNED: labels_saved(by_approach, FINE_TUNED, task.metric)}
-    return task_result(task, rows, out_dir) | {"labels_saved": saved}
+    found = {seed: v for seed, v in volumes.items() if v}
+    return task_result(task, rows, out_dir) | {"labels_saved": saved, "volumes": found}
 
 
 def pretrained_encoder(

@@ -110,6 +110,11 @@ class SegmentationTask:
     structures: list[str]  # index = class id; 0 is the background
     ids: list[str]  # subject ID (cohort) or position (template slices/cubes)
     axial_extent: np.ndarray | None = None  # (N, 2): first and one-past-last axial slice covered
+    flip_axes: tuple[int, ...] = ()  # spatial axes along which the anatomy is mirror-symmetric
+    # the (image (C, *spatial), labels) the samples were cut from, and each one's first voxel
+    # (N, dims) in it: training then crops anywhere inside the labelled samples, not only at them
+    volume: tuple[torch.Tensor, torch.Tensor] | None = None
+    origins: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -139,7 +144,77 @@ class SegmentationTask:
             structures=self.structures,
             ids=[self.ids[i] for i in index],
             axial_extent=None if self.axial_extent is None else self.axial_extent[index],
+            flip_axes=self.flip_axes,
+            volume=self.volume,
+            origins=None if self.origins is None else self.origins[index],
         )
+
+    def training_samples(self, subset: np.ndarray) -> TrainingSamples:
+        """The ``subset``'s samples as training batches: random crops of their union where the task
+        has its volume, each mirrored at random along ``flip_axes``."""
+        index = torch.from_numpy(subset)
+        if self.volume is None:
+            return TrainingSamples(self.images[index], self.masks[index], self.flip_axes)
+        return RandomCrops(*self.volume, self.origins[subset], tuple(self.masks.shape[1:]), self.flip_axes)
+
+
+class TrainingSamples:
+    """Batches drawn with replacement from fixed (images, masks), each sample mirrored with
+    probability 1/2 along each of ``flip_axes`` (spatial axes)."""
+
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor, flip_axes: tuple[int, ...] = ()) -> None:
+        self.images, self.masks, self.flip_axes = images, masks, flip_axes
+
+    def __len__(self) -> int:  # labelled samples, to which epochs are scaled
+        return len(self.images)
+
+    def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = torch.randint(len(self.images), (n,))
+        return self._mirrored(self.images[batch], self.masks[batch])
+
+    def _mirrored(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for axis in self.flip_axes:
+            flip = torch.rand(len(images)) < 0.5
+            images[flip], masks[flip] = images[flip].flip(axis + 2), masks[flip].flip(axis + 1)
+        return images, masks
+
+
+class RandomCrops(TrainingSamples):
+    """Crops of ``size`` at random positions of ``volume`` where every voxel lies in one of the
+    labelled samples (of ``size``, at ``origins``): one labelled cube gives itself, neighbouring
+    ones every crop between them, so no voxel outside the labelled share is ever seen."""
+
+    def __init__(
+        self,
+        image: torch.Tensor,
+        labels: torch.Tensor,
+        origins: np.ndarray,
+        size: tuple[int, ...],
+        flip_axes: tuple[int, ...] = (),
+    ) -> None:
+        self.image, self.labels, self.size, self.flip_axes = image, labels, size, flip_axes
+        self.n_labelled = len(origins)
+        self.positions = _inside_positions(labels.shape, origins, size)
+
+    def __len__(self) -> int:
+        return self.n_labelled
+
+    def draw(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = self.positions[torch.randint(len(self.positions), (n,))]
+        windows = [tuple(slice(o, o + s) for o, s in zip(p.tolist(), self.size)) for p in picks]
+        images = torch.stack([self.image[(slice(None), *w)] for w in windows])
+        return self._mirrored(images, torch.stack([self.labels[w] for w in windows]))
+
+
+def _inside_positions(shape: torch.Size, origins: np.ndarray, size: tuple[int, ...]) -> torch.Tensor:
+    """(M, dims) first voxels of every ``size`` window of a volume of ``shape`` that lies wholly
+    inside the union of the windows at ``origins``."""
+    outside = torch.ones(shape)
+    for origin in origins:
+        outside[tuple(slice(o, o + s) for o, s in zip(origin, size))] = 0
+    for axis, side in enumerate(size):  # a window's max, one axis at a time (separable)
+        outside = outside.unfold(axis, side, 1).amax(-1)
+    return (outside == 0).nonzero()
 
 
 def cohort_segmentation_task(manifest_csv: str | Path) -> SegmentationTask:
@@ -184,6 +259,8 @@ def mni152_tissue_task(
     changes. Each split so covers the brain from bottom to top. Only slices/cubes with at least
     ``min_foreground`` brain are kept. Default pattern: train, train, train, val, test (2D);
     train, val, train, test (3D: at 2 mm the brain is ~72 slices, 4 layers of 16-voxel cubes).
+    Training mirrors samples left-right, and in 3D crops cubes anywhere inside the labelled ones'
+    union (``SegmentationTask.training_samples``), not only on the grid.
     """
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -226,6 +303,9 @@ def mni152_tissue_task(
         structures=TISSUE_STRUCTURES,
         ids=[s[3] for s in kept],
         axial_extent=np.array([[s[0], s[1]] for s in kept]),
+        flip_axes=(0,),  # the symmetric template: x (left-right) mirrors it
+        volume=(torch.from_numpy(t1)[None], torch.from_numpy(labels)) if spatial_dims == 3 else None,
+        origins=np.array([[w.start for w in s[2]] for s in kept]) if spatial_dims == 3 else None,
     )
 
 
@@ -365,7 +445,7 @@ class PaddedToMultiple(nn.Module):
 
 def train_segmentation(
     start: Encoder | nn.Module,
-    train: tuple[torch.Tensor, torch.Tensor],
+    train: TrainingSamples | tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
     *,
     n_classes: int,
@@ -373,13 +453,13 @@ def train_segmentation(
     batch_size: int = 32,
     seed: int = 0,
 ) -> tuple[nn.Module, dict]:
-    """Trains a UNet on (images, masks) as ``schedule`` plans (AdamW, cosine) with Dice + CE: a
+    """Trains a UNet on ``train`` (samples, or fixed (images, masks)) as ``schedule`` plans (AdamW, cosine) with Dice + CE: a
     new one on the ``start`` encoder, or a copy of ``start``, any network that gives per-class
     logits (our UNet, MONAI's), further; returns the model of the best mean foreground Dice on
     ``val`` and a record: val_dice, step and history (per-step loss; (step,
     val Dice) at each evaluation). Runs on the start's device, which stays as it was."""
     torch.manual_seed(seed)
-    images, masks = train
+    samples = train if isinstance(train, TrainingSamples) else TrainingSamples(*train)
     device = next(start.parameters()).device
     model = UNet(copy.deepcopy(start), n_classes).to(device) if isinstance(start, Encoder) else copy.deepcopy(start)
     # batch=True pools Dice over the batch, as the metric pools over the split: a structure absent
@@ -387,16 +467,16 @@ def train_segmentation(
     criterion = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
     # batches are drawn with replacement: a single labelled cube still makes a batch of two
     # differently jittered copies, which batch norm needs when the deepest map is one voxel
-    batch_size = min(batch_size, max(2, len(images)))
+    batch_size = min(batch_size, max(2, len(samples)))
     names = [str(c) for c in range(n_classes)]
 
     def batch_loss() -> torch.Tensor:
-        batch = torch.randint(len(images), (batch_size,))
-        # intensity jitter only: geometry carries the anatomy (the heart's side, the axial axis),
-        # and a transform that leaves the mask alone cannot misalign it
+        images, masks = samples.draw(batch_size)
+        # intensity jitter, and mirroring only where the task says the anatomy is symmetric:
+        # geometry carries it (the heart's side, the axial axis)
         with fast_autocast(device):
-            logits = model(jitter_intensity(images[batch].to(device)))
-        return criterion(logits.float(), masks[batch].unsqueeze(1).to(device))
+            logits = model(jitter_intensity(images.to(device)))
+        return criterion(logits.float(), masks.unsqueeze(1).to(device))
 
     def val_dice() -> float:
         dice = [
@@ -411,7 +491,7 @@ def train_segmentation(
         batch_loss,
         val_dice,
         schedule,
-        n_samples=len(images),
+        n_samples=len(samples),
         batch_size=batch_size,
         undefined="validation Dice was undefined at every evaluation: the validation masks hold no foreground",
     )

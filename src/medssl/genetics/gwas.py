@@ -50,7 +50,14 @@ from medssl.genetics.export import write_exports
 from medssl.genetics.genotypes import Genotypes, Variants, open_genotypes
 from medssl.genetics.log import RunLog
 from medssl.genetics.logistic import LogisticAssociation
-from medssl.genetics.phenotypes import Samples, Table, inverse_normal_transform, match_samples, read_plink_table
+from medssl.genetics.phenotypes import (
+    MIN_SAMPLES,
+    Samples,
+    Table,
+    inverse_normal_transform,
+    match_samples,
+    read_plink_table,
+)
 from medssl.genetics.qc import SnpStats, snp_stats
 from medssl.genetics.selection import Selection
 from medssl.genetics.settings import MAX_PLOTS, Clumping, QcFilters, chunk_size
@@ -125,7 +132,7 @@ def run_gwas(
     missing: str = "drop",
     chunk: int | None = None,
     filters: QcFilters | None = None,
-    min_samples: int = 50,
+    min_samples: int = MIN_SAMPLES,
     clumping: Clumping | None = None,
     compress: str | None = None,
     output_format: str = "plink2",

@@ -28,6 +28,8 @@ PLINK_MISSING = -9.0  # plink's missing phenotype and covariate value, however i
 BLOM_OFFSET = 3 / 8
 ID_COLUMNS = ("IID", "subject_id")  # looked for in this order when no ID column is named
 
+MIN_SAMPLES = 50  # a phenotype with fewer usable subjects is refused, not tested
+
 
 @dataclass
 class Samples:
@@ -105,7 +107,7 @@ def match_samples(
     phenotype_columns: Sequence[str] | None = None,
     covariate_columns: Sequence[str] | None = None,
     id_column: str | None = None,
-    min_samples: int = 50,
+    min_samples: int = MIN_SAMPLES,
     excluded: Mapping[str, str] | None = None,
 ) -> Samples:
     """The genotyped subjects with at least one phenotype and every covariate, in .fam order.
