@@ -4,6 +4,7 @@ import pytest
 from test_label_efficiency import TINY
 
 from medssl.evaluation.dense_tasks import APPROACHES, MONAI_REFERENCE
+from medssl.evaluation.detection import ARCHITECTURES
 from medssl.evaluation.label_efficiency import run_benchmark
 
 
@@ -34,6 +35,10 @@ def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metri
         assert set(volumes["agreement"]) == {"brain", "ventricles"}
         assert volumes["chosen_on_validation"] in {r["encoder"] for r in result["rows"]}
         assert "Volumes as phenotypes" in report and "a GWAS needs 50" in report  # 20 subjects: said, not run
+    if "detection" in task:  # both detectors measured on validation, the better one trained throughout
+        choice = result["detector_choice"]
+        assert set(choice["evidence"]) == set(ARCHITECTURES) and choice["detector"] in ARCHITECTURES
+        assert {r["detector"] for r in result["rows"]} == {choice["detector"]} and "Detector: " in report
     # one seed: labels saved is said to need two, not guessed
     assert result["labels_saved"]["SSL + fine-tuning"]["fraction"] is None and f"Labels saved ({metric}" in report
 

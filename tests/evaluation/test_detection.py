@@ -25,6 +25,7 @@ from medssl.evaluation.detection import (
     random_flip,
     train_detector,
 )
+from medssl.evaluation.retinanet import anchor_shapes, to_monai
 from medssl.evaluation.segmentation import BRAIN_STRUCTURES, cohort_segmentation_task
 from medssl.models.encoders import build_encoder
 from medssl.simulation.cohort import CohortConfig, simulate_cohort
@@ -330,6 +331,38 @@ def test_the_detector_learns_to_find_squares():
     assert record["step"] in (20, 40, 60) and len(record["history"]["loss"]) == 60
     assert record["history"]["loss"][-1] < record["history"]["loss"][0]
     assert torch.equal(encoder.state_dict()["backbone.conv1.weight"], before)  # the caller's encoder is untouched
+
+
+def test_monai_retinanet_trains_on_any_encoder_and_reports_in_our_box_order():
+    torch.manual_seed(0)
+    encoder = build_encoder(name="resnet10", width=8, stem="strided")
+    train, val = squares_task(64, seed=1), squares_task(16, seed=2)
+    model, record = train_detector(
+        encoder,
+        train,
+        val,
+        schedule=Schedule.fixed(12, evaluations=1, lr=3e-3),
+        batch_size=8,
+        architecture="retinanet",
+    )
+    loss = record["history"]["loss"]
+    assert np.mean(loss[-4:]) < np.mean(loss[:4]) and record["selected_on"] == "map"
+    rows = model.detect(val.images, batch_size=8)
+    assert len(rows) == len(val) and all(r.shape[1] == 6 for r in rows)
+    found = np.concatenate(rows)
+    assert ((found[:, 2] > found[:, 0]) & (found[:, 3] > found[:, 1])).all()  # corners in order
+    assert found[:, :4].min() >= 0 and found[:, :4].max() <= 32 and set(found[:, 5]) <= {0.0}
+
+
+def test_boxes_reach_monai_with_their_coordinates_reversed():
+    ours = np.array([[1, 2, 3, 4, 5, 6]], np.float32)  # x (last axis) first
+    assert (
+        to_monai(ours, 3).tolist() == [[3, 2, 1, 6, 5, 4]] and to_monai(to_monai(ours, 3), 3).tolist() == ours.tolist()
+    )
+    # MONAI's first coordinate runs along the image's first axis: a tall box stays tall
+    tall = np.array([[0, 0, 2, 10]], np.float32)  # 2 wide (x, columns), 10 high (y, rows)
+    assert to_monai(tall, 2).tolist() == [[0, 0, 10, 2]]
+    assert anchor_shapes([tall], 2) == ((10.0, 2.0),) * 3
 
 
 def test_the_detector_learns_to_find_cubes_in_3d():

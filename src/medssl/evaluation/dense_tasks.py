@@ -25,6 +25,7 @@ from medssl.data.public import data_root
 from medssl.evaluation import DENSE_TASKS
 from medssl.evaluation.budgets import FINE_TUNED, SCRATCH
 from medssl.evaluation.detection import (
+    ARCHITECTURES,
     DetectionTask,
     cohort_detection_task,
     evaluate_detector,
@@ -61,6 +62,7 @@ class DenseTask:
     unlabelled: Path  # the images pretraining reads (its training split only)
     metric: str  # the summary metric: mean_dice, or the detector's SELECTION_METRIC
     cohort: Path | None = None  # a simulated cohort's folder: its masks' volumes become phenotypes
+    detector: str = "centernet"  # of detection.ARCHITECTURES; the benchmark chooses it (choose_detector)
 
 
 def build_task(name: str, work: Path, cohort_subjects: int) -> DenseTask:
@@ -116,8 +118,9 @@ def _scores(
     train, val, test = (task.data.split(s) for s in ("train", "val", "test"))
     settings = {"schedule": budget.dense, "batch_size": budget.dense_batch, "seed": seed}
     if isinstance(train, DetectionTask):
-        model, record = train_detector(start, train.select(subset), val, **settings)
-        return {"val": record["val_score"], "step": record["step"], **evaluate_detector(model, test)}, model
+        model, record = train_detector(start, train.select(subset), val, architecture=task.detector, **settings)
+        scores = {"detector": task.detector, "val": record["val_score"], "step": record["step"]}
+        return scores | evaluate_detector(model, test), model
     model, record = train_segmentation(
         start,
         train.training_samples(subset),
@@ -142,6 +145,33 @@ def _defined(values: np.ndarray, statistic) -> float:
     case has none: NaN)."""
     values = values[np.isfinite(values)]
     return float(statistic(values)) if len(values) else math.nan
+
+
+def choose_detector(task: DenseTask, encoder_path: Path, out: Path, budget) -> dict:
+    """Trains each of ``ARCHITECTURES`` on the pretrained encoder with every training box (seed 0)
+    and keeps the one of the best validation score, CenterNet where it matches MONAI's RetinaNet;
+    saved in ``out`` and read from there once made."""
+    done = out / "detector_choice.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    encoder = load_encoder(encoder_path)[0].to(best_device())
+    train, val = task.data.split("train"), task.data.split("val")
+    evidence = {}
+    for architecture in ARCHITECTURES:
+        start = time.perf_counter()
+        _, record = train_detector(
+            encoder, train, val, schedule=budget.dense, batch_size=budget.dense_batch, architecture=architecture
+        )
+        evidence[architecture] = {
+            "val": record["val_score"],
+            "selected_on": record["selected_on"],
+            "step": record["step"],
+            "wall_s": time.perf_counter() - start,
+        }
+    choice = {"detector": max(evidence, key=lambda a: evidence[a]["val"]), "evidence": evidence}  # ties: the first
+    out.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(choice, indent=2))
+    return choice
 
 
 def task_rows(
@@ -241,6 +271,13 @@ def markdown_section(name: str, result: dict, fractions: list[float]) -> list[st
             cells = (summary_cell(result["summary"], approach, f, metric) for f in fractions)
             lines.append(f"| {approach} | {metric} | " + " | ".join(cells) + " |")
     lines += ["", f"![{name}]({result['figure']})", ""]
+    if choice := result.get("detector_choice"):
+        scores = ", ".join(f"{a} {e['val']:.3f} ({e['wall_s'] / 60:.0f} min)" for a, e in choice["evidence"].items())
+        metric = next(iter(choice["evidence"].values()))["selected_on"]
+        lines += [
+            f"Detector: {choice['detector']}, chosen on validation {metric} with every training box (seed 0): {scores}.",
+            "",
+        ]
     return lines + volume_lines(result.get("volumes") or {})
 
 

@@ -39,6 +39,7 @@ SIZE_WEIGHT, OFFSET_WEIGHT = 0.1, 1.0  # CenterNet's loss weights
 HEATMAP_PRIOR = 0.1  # initial peak probability: keeps the focal loss of the first steps finite
 # the validation score a detector is chosen on: COCO's mAP in 2D, AP@0.1 in 3D (see coco_metrics)
 SELECTION_METRIC = {2: "map", 3: "ap10"}
+ARCHITECTURES = ("centernet", "retinanet")  # ours (this module) and MONAI's (retinanet.py)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -196,6 +197,16 @@ class Detector(nn.Module):
         fused = sum(resize(lateral(maps[i]), grid) for i, lateral in zip(self.used, self.lateral))
         x = self.neck(fused)
         return {"heatmap": self.heatmap(x), "size": self.size(x), "offset": self.offset(x)}
+
+    def loss(self, images: torch.Tensor, boxes: list[np.ndarray], classes: list[np.ndarray]) -> torch.Tensor:
+        """``detection_loss`` of a batch, its targets encoded on the heads' grid."""
+        targets = encode_targets(boxes, classes, self.n_classes, self.grid(images.shape), self.stride)
+        with fast_autocast(images.device):
+            outputs = self(images)
+        return detection_loss(outputs, {k: v.to(images.device) for k, v in targets.items()})["loss"]
+
+    def detect(self, images: torch.Tensor, batch_size: int = 256) -> list[np.ndarray]:
+        return detect(self, images, batch_size)
 
 
 # --- targets, loss and decoding ----------------------------------------------------------------
@@ -387,9 +398,9 @@ def random_flip(
     return flipped, [mirrored(b) if flip else b for b, flip in zip(boxes, mirror.tolist())]
 
 
-def evaluate_detector(model: Detector, task: DetectionTask, batch_size: int = 256) -> dict[str, float]:
-    """``coco_metrics`` of ``model`` on ``task``."""
-    predictions = detect(model, task.images, batch_size)
+def evaluate_detector(model: nn.Module, task: DetectionTask, batch_size: int = 256) -> dict[str, float]:
+    """``coco_metrics`` of a detector (CenterNet's ``Detector``, ``RetinaNet``) on ``task``."""
+    predictions = model.detect(task.images, batch_size)
     return coco_metrics(predictions, task.boxes, task.classes, task.class_names, task.spatial_dims)
 
 
@@ -403,10 +414,12 @@ def train_detector(
     seed: int = 0,
     stride: int = 4,
     flip: bool = True,
-) -> tuple[Detector, dict]:
-    """Trains a CenterNet on (a copy of) ``encoder`` as ``schedule`` plans (AdamW, cosine);
-    returns the model of the best validation ``SELECTION_METRIC`` and a record: val_score (that
-    metric's name in 'selected_on'), step, history (per-step loss, (step, val score) pairs).
+    architecture: str = "centernet",
+) -> tuple[nn.Module, dict]:
+    """Trains a detector of ``ARCHITECTURES`` on (a copy of) ``encoder`` as ``schedule`` plans
+    (AdamW, cosine); returns the model of the best validation ``SELECTION_METRIC`` and a record:
+    val_score (that metric's name in 'selected_on'), step, history (per-step loss, (step, val
+    score) pairs). ``stride``: CenterNet's output grid.
 
     ``flip``: random left-right mirroring of images and boxes together (along the task's
     ``left_right_axis``). A lesion is a lesion on either side, the boxes follow the image exactly,
@@ -414,10 +427,18 @@ def train_detector(
     mirrored images already."""
     if train.n_boxes == 0 or val.n_boxes == 0:
         raise ValueError(f"detection needs boxes in both splits; train has {train.n_boxes}, val {val.n_boxes}")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown detector {architecture!r}; choose from {ARCHITECTURES}")
     torch.manual_seed(seed)
     device = next(encoder.parameters()).device
-    model = Detector(copy.deepcopy(encoder), n_classes=len(train.class_names), stride=stride).to(device)
-    grid = model.grid(train.images.shape)
+    n_classes, start = len(train.class_names), copy.deepcopy(encoder)
+    if architecture == "centernet":
+        model = Detector(start, n_classes=n_classes, stride=stride).to(device)
+        model.grid(train.images.shape)  # a size the grid cannot take fails here, not at the first step
+    else:
+        from medssl.evaluation.retinanet import RetinaNet  # MONAI's detection package: imported on use
+
+        model = RetinaNet(start, n_classes, train.boxes).to(device)
     batch_size = min(batch_size, len(train))
     metric = SELECTION_METRIC[train.spatial_dims]
 
@@ -426,10 +447,7 @@ def train_detector(
         images, boxes = train.images[batch], [train.boxes[i] for i in batch.tolist()]
         if flip and train.left_right_axis is not None:
             images, boxes = random_flip(images, boxes, train.left_right_axis)
-        targets = encode_targets(boxes, [train.classes[i] for i in batch.tolist()], model.n_classes, grid, stride)
-        with fast_autocast(device):
-            outputs = model(images.to(device))
-        return detection_loss(outputs, {k: v.to(device) for k, v in targets.items()})["loss"]
+        return model.loss(images.to(device), boxes, [train.classes[i] for i in batch.tolist()])
 
     record = train_with_selection(
         model,

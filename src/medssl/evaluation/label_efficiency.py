@@ -35,7 +35,15 @@ from medssl.evaluation.budgets import (
     VIEW_PRESETS,
     Budget,
 )
-from medssl.evaluation.dense_tasks import build_task, markdown_section, task_result, task_rows, volume_phenotypes
+from medssl.evaluation.dense_tasks import (
+    build_task,
+    choose_detector,
+    markdown_section,
+    task_result,
+    task_rows,
+    volume_phenotypes,
+)
+from medssl.evaluation.detection import DetectionTask
 from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
 from medssl.evaluation.published import published_rows
 from medssl.report.figures import label_efficiency
@@ -206,18 +214,21 @@ def _dense_task(
         out_dir / "pretrain" / f"{task.unlabelled.parent.name}-{task.unlabelled.stem}"
     )  # shared by tasks on the same images
     size = None if task.unlabelled.suffix == ".npz" else list(task.data.images.shape[2:])
-    rows, volumes = [], {}
+    rows, volumes, choice = [], {}, None
     for seed in seeds:
         encoder_path = pretrained_encoder(
             task.unlabelled, pretraining / f"seed{seed}", method, budget, seed, size, monitored=False
         )  # masks are no class labels
+        if isinstance(task.data, DetectionTask) and seed == seeds[0]:
+            choice = choose_detector(task, encoder_path, out_dir / name, budget)
+            task.detector = choice["detector"]
         seed_rows = task_rows(task, encoder_path, out_dir / name / f"seed{seed}", budget, seed, fractions)
         volumes[f"seed {seed}"] = volume_phenotypes(task, seed_rows, out_dir / name / f"seed{seed}")
         rows += seed_rows
     by_approach = [{**row, "approach": row["encoder"]} for row in rows]
     saved = {FINE_TUNED: labels_saved(by_approach, FINE_TUNED, task.metric)}
     found = {seed: v for seed, v in volumes.items() if v}
-    return task_result(task, rows, out_dir) | {"labels_saved": saved, "volumes": found}
+    return task_result(task, rows, out_dir) | {"labels_saved": saved, "volumes": found, "detector_choice": choice}
 
 
 def pretrained_encoder(
