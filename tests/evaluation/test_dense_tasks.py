@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from test_label_efficiency import TINY
 
@@ -35,6 +37,15 @@ def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metri
         assert set(volumes["agreement"]) == {"brain", "ventricles"}
         assert volumes["chosen_on_validation"] in {r["encoder"] for r in result["rows"]}
         assert "Volumes as phenotypes" in report and "a GWAS needs 50" in report  # 20 subjects: said, not run
+        for kept_elsewhere in tmp_path.rglob("*"):  # a new checkout holds only the committed records
+            if kept_elsewhere.is_file() and kept_elsewhere.suffix not in (".json", ".jsonl"):
+                kept_elsewhere.unlink()
+        again = run_benchmark(
+            [], tmp_path, TINY, seeds=(0,), fractions=(0.5, 1.0), tasks=(task,), cohort_subjects=subjects
+        )
+        for key in ("rows", "volumes"):  # as text: NaN (a structure no case has) equals itself there
+            assert json.dumps(again["tasks"][task][key]) == json.dumps(result[key])
+        assert not list(tmp_path.rglob("encoder.pt"))  # nothing pretrained again
     if "detection" in task:  # both detectors measured on validation, the better one trained throughout
         choice = result["detector_choice"]
         assert set(choice["evidence"]) == set(ARCHITECTURES) and choice["detector"] in ARCHITECTURES

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,7 @@ from medssl.report.figures import label_efficiency
 from medssl.simulation.cohort import CohortConfig, simulate_cohort
 
 APPROACHES = {"pretrained": FINE_TUNED, "random": SCRATCH}
+VOLUMES_RECORD = "volumes.json"
 # the field's from-scratch segmentation network, trained on every mask by the same recipe
 MONAI_REFERENCE = "MONAI U-Net from scratch"
 
@@ -147,14 +149,14 @@ def _defined(values: np.ndarray, statistic) -> float:
     return float(statistic(values)) if len(values) else math.nan
 
 
-def choose_detector(task: DenseTask, encoder_path: Path, out: Path, budget) -> dict:
+def choose_detector(task: DenseTask, encoder_path: Callable[[], Path], out: Path, budget) -> dict:
     """Trains each of ``ARCHITECTURES`` on the pretrained encoder with every training box (seed 0)
     and keeps the one of the best validation score, CenterNet where it matches MONAI's RetinaNet;
     saved in ``out`` and read from there once made."""
     done = out / "detector_choice.json"
     if done.exists():
         return json.loads(done.read_text())
-    encoder = load_encoder(encoder_path)[0].to(best_device())
+    encoder = load_encoder(encoder_path())[0].to(best_device())
     train, val = task.data.split("train"), task.data.split("val")
     evidence = {}
     for architecture in ARCHITECTURES:
@@ -175,16 +177,17 @@ def choose_detector(task: DenseTask, encoder_path: Path, out: Path, budget) -> d
 
 
 def task_rows(
-    task: DenseTask, encoder_path: Path, out: Path, budget, seed: int, fractions: tuple[float, ...]
+    task: DenseTask, encoder_path: Callable[[], Path], out: Path, budget, seed: int, fractions: tuple[float, ...]
 ) -> list[dict]:
     """One row per (fraction, pretrained / random init) for one seed, and for segmentation MONAI's
     U-Net from scratch at 100%, cached in ``out``; with every mask, a cohort's segmentations also
-    write every subject's volumes (``_volumes_csv``)."""
+    give every subject's volumes (``volume_phenotypes``). ``encoder_path`` pretrains, or finds,
+    the encoder: called only when the rows are not cached yet."""
     done = out / "rows.json"
     if done.exists():
         return json.loads(done.read_text())
     start_time = time.perf_counter()
-    pretrained, metadata = load_encoder(encoder_path)
+    pretrained, metadata = load_encoder(encoder_path())
     torch.manual_seed(seed)
     device = best_device()  # the trainers follow the encoder
     random_init = Encoder(EncoderConfig(**metadata["encoder"])).to(device)
@@ -205,6 +208,7 @@ def task_rows(
                 write_volumes(model, task.data, _volumes_csv(out, approach), budget.dense_batch)
     seconds = time.perf_counter() - start_time
     rows = [row | {"seed_wall_s": seconds} for row in rows]  # the seed's training, all fractions
+    volume_phenotypes(task, rows, out)  # before the rows: cached rows imply their volumes' record
     out.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(rows, indent=2))
     return rows
@@ -224,13 +228,10 @@ def _volumes_csv(out: Path, approach: str) -> Path:
 
 def volume_phenotypes(task: DenseTask, rows: list[dict], out: Path) -> dict | None:
     """For one seed: the volumes of the segmentation chosen on validation Dice among those trained
-    on every mask, against the truth and through a GWAS (see volumes.py), cached in ``out``."""
+    on every mask, against the truth and through a GWAS (see volumes.py), saved in ``out``."""
     full = [r for r in rows if r["fraction"] == 1.0]
     if not (_has_volumes(task) and full):
         return None
-    done = out / "volumes.json"
-    if done.exists():
-        return json.loads(done.read_text())
     best = max(full, key=lambda r: r["val"])
     table, truth = _volumes_csv(out, best["encoder"]), task.cohort / "ground_truth"
     gwas = (
@@ -244,8 +245,14 @@ def volume_phenotypes(task: DenseTask, rows: list[dict], out: Path) -> dict | No
         "agreement": volume_agreement(table, truth / "subjects.csv"),
         "gwas": gwas,
     }
-    done.write_text(json.dumps(result, indent=2, default=float))
+    (out / VOLUMES_RECORD).write_text(json.dumps(result, indent=2, default=float))
     return result
+
+
+def saved_volume_phenotypes(out: Path) -> dict | None:
+    """A seed's ``volume_phenotypes`` record, None for a task without volumes."""
+    path = out / VOLUMES_RECORD
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def task_result(task: DenseTask, rows: list[dict], out_dir: Path) -> dict:

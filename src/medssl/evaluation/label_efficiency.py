@@ -39,9 +39,9 @@ from medssl.evaluation.dense_tasks import (
     build_task,
     choose_detector,
     markdown_section,
+    saved_volume_phenotypes,
     task_result,
     task_rows,
-    volume_phenotypes,
 )
 from medssl.evaluation.detection import DetectionTask
 from medssl.evaluation.evaluate import RANDOM_INIT, evaluate, stratified_splits, summarise, summary_cell
@@ -216,15 +216,17 @@ def _dense_task(
     size = None if task.unlabelled.suffix == ".npz" else list(task.data.images.shape[2:])
     rows, volumes, choice = [], {}, None
     for seed in seeds:
-        encoder_path = pretrained_encoder(
-            task.unlabelled, pretraining / f"seed{seed}", method, budget, seed, size, monitored=False
-        )  # masks are no class labels
+
+        def encoder_path(seed: int = seed) -> Path:  # pretrained only where a stage is unfinished
+            return pretrained_encoder(
+                task.unlabelled, pretraining / f"seed{seed}", method, budget, seed, size, monitored=False
+            )  # masks are no class labels
+
         if isinstance(task.data, DetectionTask) and seed == seeds[0]:
             choice = choose_detector(task, encoder_path, out_dir / name, budget)
             task.detector = choice["detector"]
-        seed_rows = task_rows(task, encoder_path, out_dir / name / f"seed{seed}", budget, seed, fractions)
-        volumes[f"seed {seed}"] = volume_phenotypes(task, seed_rows, out_dir / name / f"seed{seed}")
-        rows += seed_rows
+        rows += task_rows(task, encoder_path, out_dir / name / f"seed{seed}", budget, seed, fractions)
+        volumes[f"seed {seed}"] = saved_volume_phenotypes(out_dir / name / f"seed{seed}")
     by_approach = [{**row, "approach": row["encoder"]} for row in rows]
     saved = {FINE_TUNED: labels_saved(by_approach, FINE_TUNED, task.metric)}
     found = {seed: v for seed, v in volumes.items() if v}
