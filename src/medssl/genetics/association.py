@@ -206,5 +206,5 @@ def genomic_inflation(p: np.ndarray) -> float:
     if not len(p):
         return float("nan")
     # the chi-square is monotone in p: the median's conversion only (converting every SNP's is slow)
-    middle = p[[(len(p) - 1) // 2, len(p) // 2]]
+    middle = p[[(len(p) - 1) // 2, len(p) // 2]].astype(np.float64)
     return float(special.chdtri(1, middle).mean() / CHI2_MEDIAN_1DF)

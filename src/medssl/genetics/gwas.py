@@ -109,12 +109,17 @@ LOGISTIC = Model(LogisticAssociation, "glm.logistic.hybrid", LOGISTIC_SCHEMA, "O
 @dataclass
 class Scan:
     """What the association pass keeps in memory: every tested SNP's .bim row and p-values, and
-    per phenotype the .bim rows and full result rows of the SNPs below the clumping threshold."""
+    per phenotype the .bim rows and full result rows of the SNPs below the clumping threshold.
 
+    The p-values (for lambda_GC, counts and plots; clumping reads the result rows' own) fill one
+    float32 array made for every SNP the run may test: at 512 phenotypes and 50k SNPs, chunks of
+    float64 joined at the end would hold 4x its 100 MB at once."""
+
+    p: np.ndarray  # (SNPs that may be tested, phenotypes) float32; the first ``n_tested`` rows filled
     tested: list[np.ndarray] = field(default_factory=list)
-    p: list[np.ndarray] = field(default_factory=list)
     candidates: list[list[tuple[np.ndarray, pa.Table]]] = field(default_factory=list)
     removed: dict[str, int] = field(default_factory=dict)
+    n_tested: int = 0
 
 
 def run_gwas(
@@ -218,7 +223,7 @@ def run_gwas(
         scan = log.timed(
             "association", _scan, genotypes, samples, models, snps, out, chunk, filters, clumping, compress, progress
         )
-        tested, p = np.concatenate(scan.tested), np.concatenate(scan.p)
+        tested, p = np.concatenate(scan.tested), scan.p[: scan.n_tested]
         log.line(f"QC ({_flags(filters)}): {len(tested)} variants pass")
         log.counts("QC", {f"failing {flag}": n for flag, n in scan.removed.items()})
         results = log.timed("clumping", lead_snps, genotypes, samples, p, scan.candidates, out, clumping)
@@ -340,7 +345,7 @@ def _scan(
 ) -> Scan:
     """QC and association over the SNPs a chunk at a time, streaming each phenotype's results."""
     names = samples.phenotype_names
-    scan = Scan(candidates=[[] for _ in names])
+    scan = Scan(p=np.empty((len(snps), len(names)), np.float32), candidates=[[] for _ in names])
     _allow_open_files(len(names) + SPARE_FILES)
     with ExitStack() as files, ThreadPoolExecutor(os.cpu_count()) as pool:
         writers = [
@@ -393,11 +398,12 @@ class _Output:
         self.writing: list[Future] = []
 
     def add(self, rows: np.ndarray, tests: list[AssociationResult]) -> None:
-        p = np.empty((len(rows), len(self.writers)))
+        start = self.scan.n_tested
+        p = self.scan.p[start : start + len(rows)]
         for (columns, _, _), result in zip(self.models, tests):
             p[:, columns] = result.p
         self.scan.tested.append(rows)
-        self.scan.p.append(p)
+        self.scan.n_tested += len(rows)
         self.waiting.append((rows, tests))
         if sum(len(r) for r, _ in self.waiting) >= max(OUTPUT_SNPS, OUTPUT_CELLS // len(self.writers)):
             self.flush()
@@ -411,7 +417,7 @@ class _Output:
             result = AssociationResult.concatenate([tests[m] for _, tests in self.waiting])
             for j, table in zip(columns, _glm_tables(variants, result, model_of(self.samples, columns[0]))):
                 tables[j] = table
-        p = np.concatenate(self.scan.p[-len(self.waiting) :])
+        p = self.scan.p[self.scan.n_tested - len(rows) : self.scan.n_tested]
         self.waiting = []
         _finish(self.writing)  # a file's tables must be written in order
         self.writing = [self.pool.submit(writer.write_table, table) for writer, table in zip(self.writers, tables)]
