@@ -86,6 +86,38 @@ def test_plink_files_missing_codes_and_case_control_coding(tmp_path):
     assert len(samples.iid) == 6
 
 
+def test_tab_separated_tables_read_as_the_whitespace_ones(tmp_path):
+    rows = [
+        ["F0", "007", "1.5", "2", "M"],
+        ["F1", "008", "-9", "1", "F"],
+        ["F2", "009", "NA", "0", "F"],
+        ["F3", "010", ".", "2", "M"],
+        ["F4", "011", "-9.0", "nan", "M"],
+        ["F5", "012", "", "1", "F"],
+        ["F6", "013", "1.8", "2", "F"],
+    ]
+    header = ["#FID", "IID", "height", "disease", "sex"]
+    (tmp_path / "spaces.txt").write_text("\n".join(" ".join(c or "." for c in r) for r in [header, *rows]) + "\n")
+    (tmp_path / "tabs.txt").write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n\n")
+    spaced, tabbed = (read_plink_table(tmp_path / name) for name in ("spaces.txt", "tabs.txt"))
+    assert list(tabbed) == ["FID", "IID", "height", "disease", "sex"]
+    assert tabbed["IID"].tolist() == ["007", "008", "009", "010", "011", "012", "013"]  # IDs stay text
+    fid, iid = tabbed["FID"], tabbed["IID"]
+    by_spaces, by_tabs = (
+        match_samples(
+            fid, iid, t, covariates=t, phenotype_columns=["height", "disease"], covariate_columns=["sex"], min_samples=2
+        )
+        for t in (spaced, tabbed)
+    )
+    np.testing.assert_array_equal(by_tabs.phenotypes, by_spaces.phenotypes)
+    np.testing.assert_array_equal(by_tabs.phenotypes[:, 0], [1.5, np.nan, np.nan, np.nan, 1.8])  # 009 and 011 lack both
+    assert by_tabs.binary.tolist() == by_spaces.binary.tolist() == [False, True]
+    assert by_tabs.covariates["sex"].tolist() == ["M", "F", "M", "F", "F"]
+    (tmp_path / "ragged.tsv").write_text("FID\tIID\tx\nF0\tS0\t1\nF1\tS1\n")
+    with pytest.raises(ValueError, match="ragged.tsv, line 3: 2 fields, but the header has 3"):
+        read_plink_table(tmp_path / "ragged.tsv")
+
+
 def test_samples_the_filters_leave_out_are_reported_with_the_filter():
     table = {"subject_id": FAM, "PC01": np.arange(8.0)}
     samples = match_samples(FAM, FAM, table, min_samples=2, excluded={"S3": "in --remove drop.txt"})
