@@ -45,10 +45,18 @@ def machine() -> dict:
     }
 
 
+def rerun_command() -> str:
+    """This run's command as one reruns it from the repository root (``python -m benchmarks.x``),
+    not the absolute script path ``-m`` leaves in ``sys.argv``."""
+    script = Path(sys.argv[0])
+    head = f"python -m benchmarks.{script.stem}" if script.parent.name == "benchmarks" else f"python {script}"
+    return " ".join([head, *sys.argv[1:]])
+
+
 def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": rerun_command(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         **payload,

@@ -19,7 +19,7 @@ from pathlib import Path
 import pydicom
 from pydicom.uid import generate_uid
 
-from benchmarks.common import RESULTS, write_json
+from benchmarks.common import RESULTS, rerun_command, write_json
 from medssl.data.public import data_root
 
 SCAN = """
@@ -84,7 +84,7 @@ def main() -> None:
         "files": files,
         "files_per_s": files / run["seconds"],
         "expected_kinds": expected,
-        "command": " ".join(sys.argv),
+        "command": rerun_command(),
     }
     path = write_json("dicom_scan", record)
     (RESULTS / "dicom_scan.md").write_text(
