@@ -143,7 +143,7 @@ def _component_boxes(mask: np.ndarray) -> np.ndarray:
 # --- model --------------------------------------------------------------------------------------
 
 
-def _stage_strides(config: EncoderConfig) -> list[int]:
+def stage_strides(config: EncoderConfig) -> list[int]:
     """Input pixels per position of each of ``Encoder.stage_maps``' outputs."""
     if config.is_vit:
         return [config.patch_size]
@@ -171,7 +171,7 @@ class Detector(nn.Module):
             raise ValueError(f"n_classes and stride must be positive, got {n_classes} and {stride}")
         self.encoder, self.n_classes, self.stride = encoder, n_classes, stride
         self.dims = dims = encoder.config.spatial_dims
-        strides = _stage_strides(encoder.config)
+        strides = stage_strides(encoder.config)
         used = [i for i, s in enumerate(strides) if s >= stride] or [len(strides) - 1]
         self.used = used
         conv = Conv[Conv.CONV, dims]

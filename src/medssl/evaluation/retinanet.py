@@ -22,6 +22,7 @@ from monai.apps.detection.utils.anchor_utils import AnchorGeneratorWithAnchorSha
 from monai.networks.blocks.feature_pyramid_network import FeaturePyramidNetwork
 from torch import nn
 
+from medssl.evaluation.detection import stage_strides  # detection.py imports this module on use only
 from medssl.models.encoders import Encoder
 from medssl.models.numerics import fast_autocast
 
@@ -83,11 +84,9 @@ class RetinaNet(nn.Module):
     ``loss(images, boxes, classes)`` and ``detect(images, batch_size)`` in our box order."""
 
     def __init__(self, encoder: Encoder, n_classes: int, train_boxes: list[np.ndarray]) -> None:
-        from medssl.evaluation.detection import _stage_strides
-
         super().__init__()
         self.dims = dims = encoder.config.spatial_dims
-        strides = _stage_strides(encoder.config)
+        strides = stage_strides(encoder.config)
         used = [i for i, s in enumerate(strides) if s in PYRAMID_STRIDES] or [len(strides) - 1]
         scales = [strides[i] / strides[used[0]] for i in used]
         anchors = AnchorGeneratorWithAnchorShape(scales, anchor_shapes(train_boxes, dims))

@@ -453,9 +453,9 @@ def train_segmentation(
     batch_size: int = 32,
     seed: int = 0,
 ) -> tuple[nn.Module, dict]:
-    """Trains a UNet on ``train`` (samples, or fixed (images, masks)) as ``schedule`` plans (AdamW, cosine) with Dice + CE: a
-    new one on the ``start`` encoder, or a copy of ``start``, any network that gives per-class
-    logits (our UNet, MONAI's), further; returns the model of the best mean foreground Dice on
+    """Trains a UNet on ``train`` (``TrainingSamples``, or fixed (images, masks)) as ``schedule``
+    plans (AdamW, cosine) with Dice + CE: a new one on the ``start`` encoder, or a copy of
+    ``start``, any network that gives per-class logits (our UNet, MONAI's), further; returns the model of the best mean foreground Dice on
     ``val`` and a record: val_dice, step and history (per-step loss; (step,
     val Dice) at each evaluation). Runs on the start's device, which stays as it was."""
     torch.manual_seed(seed)

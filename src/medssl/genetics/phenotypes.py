@@ -105,7 +105,7 @@ def read_plink_table(path: str | Path) -> dict[str, np.ndarray]:
 def _tab_separated_by_arrow(path: Path) -> dict[str, np.ndarray] | None:
     """A tab-separated table parsed by arrow a block at a time (in threads, without a Python string
     per cell: 10k subjects x 1,024 phenotypes take a second and little more memory than their
-    values): numeric columns as float64 with plink's missing codes as NaN, the others as strings
+    values): numeric columns as float64 with the text missing codes as NaN, the others as strings
     (IDs always). None where arrow cannot read it so (spaces as separators, a ragged row, a column
     numeric in its first block only): the plain reader then reads it, or names the line at fault."""
     with path.open(encoding="utf-8-sig") as handle:
@@ -118,7 +118,7 @@ def _tab_separated_by_arrow(path: Path) -> dict[str, np.ndarray] | None:
     try:
         reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, encoding="utf-8-sig"),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),  # a BOM goes with the header
             parse_options=pacsv.ParseOptions(delimiter="\t", ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in ("FID", "IID", "subject_id") if name in names},
@@ -135,9 +135,9 @@ def _tab_separated_by_arrow(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _column_array(column: pa.Array) -> np.ndarray:
+    """Numbers as float64 (NaN for arrow's nulls; -9 stays, ``is_missing`` reads it), else text."""
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type):
-        values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        return np.where(values == PLINK_MISSING, np.nan, values)
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
     return np.asarray(column.to_pylist(), dtype=str)
 
 
