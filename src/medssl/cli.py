@@ -861,19 +861,15 @@ def run_attribution(args: argparse.Namespace) -> None:
 
 
 def run_gwas(args: argparse.Namespace) -> None:
-    from medssl.analysis.columns import pc_columns
     from medssl.genetics import GENOME_WIDE
     from medssl.genetics.gwas import run_gwas as gwas
-    from medssl.genetics.phenotypes import read_plink_table
     from medssl.genetics.settings import Clumping
 
-    phenotypes = read_plink_table(args.pheno)
     columns = [name for names in args.pheno_name for name in names.split(",")] if args.pheno_name else None
-    columns = columns or pc_columns(list(phenotypes)) or None  # an embed table's PCs, else every column
     covariate_columns = [n for names in args.covar_name for n in names.split(",")] if args.covar_name else None
     summary = gwas(
         _genotypes(args),
-        phenotypes,
+        args.pheno,  # a path: run_gwas lets the table go once its values are matched
         args.covar,
         args.out,
         phenotype_columns=columns,

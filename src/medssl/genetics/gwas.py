@@ -43,6 +43,7 @@ import pyarrow.compute  # noqa: F401
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
+from medssl.analysis.columns import pc_columns
 from medssl.genetics import GENOME_WIDE, pca
 from medssl.genetics.association import AssociationResult, LinearAssociation, genomic_inflation
 from medssl.genetics.clumping import clump, genotype_r2
@@ -90,6 +91,7 @@ OUTPUT_CELLS, OUTPUT_SNPS = 500_000, 1000
 SIGNIFICANT_DIGITS = 6  # of every statistic in the .glm files, as plink2 prints them
 PART_FILE = "part.npz"  # a --parallel part's tested variants, p-values in full and samples, for medssl gwas-merge
 TSV = pacsv.WriteOptions(delimiter="\t", quoting_style="none", quoting_header="none", null_string="NA")
+TSV_BODY = pacsv.WriteOptions(delimiter="\t", quoting_style="none", null_string="NA", include_header=False)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,8 @@ def run_gwas(
     """GWAS of every phenotype column on ``genotypes`` (a PLINK 1 or 2 prefix, a .bgen, or an open
     file: ``open_genotypes``); returns the summary
     written to ``gwas.json``. Tables are mappings of columns or plink/CSV/TSV/Parquet paths, matched
-    to the .fam (see ``match_samples``); columns default to every column but the IDs. Categorical
+    to the .fam (see ``match_samples``); phenotype columns default to an embedding table's PCs
+    (PC01, PC02, ...), else to every column but the IDs, as covariate columns do. Categorical
     covariates enter as indicators; ``genetic_pcs`` > 0 adds that many genetic PCs. ``selection``:
     plink's sample and variant filters; ``filters``: its QC (``QcFilters()`` when None);
     ``clumping``: its --clump settings (``Clumping()``); ``compress``: 'gz' or 'zst' for the
@@ -175,17 +178,19 @@ def run_gwas(
             )
         snps, dropped = selection.variants(genotypes.variants)
         log.counts("variant filters", {f"dropped by {flag}": n for flag, n in dropped.items()})
+        table = _table(phenotypes)
         samples = match_samples(
             genotypes.fid,
             genotypes.iid,
-            _table(phenotypes),
+            table,
             None if covariates is None else _table(covariates),
-            phenotype_columns=phenotype_columns,
+            phenotype_columns=phenotype_columns or pc_columns(list(table)) or None,
             covariate_columns=covariate_columns,
             id_column=id_column,
             min_samples=min_samples,
             excluded=selection.excluded_samples(genotypes.fid, genotypes.iid),
         )
+        del table  # read from a file, its copy of the values would be held through the scan
         samples.write_report(out / "samples.tsv")
         chunk = chunk_size(len(samples.fam_index), chunk)
         log.counts("samples", samples.counts())
@@ -349,10 +354,10 @@ def _scan(
     _allow_open_files(len(names) + SPARE_FILES)
     with ExitStack() as files, ThreadPoolExecutor(os.cpu_count()) as pool:
         writers = [
-            _writer(files, out / f"{name}.{model_of(samples, j).suffix}", model_of(samples, j).schema, compress)
+            _TsvFile(files, out / f"{name}.{model_of(samples, j).suffix}", model_of(samples, j).schema, compress)
             for j, name in enumerate(names)
         ]
-        qc_writer = _writer(files, out / "qc_removed.tsv", QC_SCHEMA, None)
+        qc_writer = _TsvFile(files, out / "qc_removed.tsv", QC_SCHEMA, None)
         output = _Output(genotypes.variants, samples, models, writers, pool, scan, max(clumping.p1, clumping.p2))
         chunks = genotypes.chunks(samples.fam_index, chunk, snps)
         for rows, calls in tqdm(chunks, total=-(-len(snps) // chunk), desc="gwas", unit="chunk", disable=not progress):
@@ -387,7 +392,7 @@ class _Output:
         variants: Variants,
         samples: Samples,
         models: list[tuple[np.ndarray, np.ndarray, object]],
-        writers: list[pacsv.CSVWriter],
+        writers: list[_TsvFile],
         pool: ThreadPoolExecutor,
         scan: Scan,
         threshold: float,
@@ -411,14 +416,15 @@ class _Output:
     def flush(self) -> None:
         if not self.waiting:
             return
-        rows = np.concatenate([r for r, _ in self.waiting])
+        waiting, self.waiting = self.waiting, []
+        rows = np.concatenate([r for r, _ in waiting])
         variants, tables = self.variants.take(rows), [None] * len(self.writers)
-        for m, (columns, _, _) in enumerate(self.models):
-            result = AssociationResult.concatenate([tests[m] for _, tests in self.waiting])
+        for columns, _, _ in self.models:
+            result = AssociationResult.concatenate([tests.pop(0) for _, tests in waiting])
             for j, table in zip(columns, _glm_tables(variants, result, model_of(self.samples, columns[0]))):
                 tables[j] = table
+            del result  # the tables hold rounded copies: the chunks' results go before the next model's are joined
         p = self.scan.p[self.scan.n_tested - len(rows) : self.scan.n_tested]
-        self.waiting = []
         _finish(self.writing)  # a file's tables must be written in order
         self.writing = [self.pool.submit(writer.write_table, table) for writer, table in zip(self.writers, tables)]
         for j in np.flatnonzero((p < self.threshold).any(0)):  # filtering every table costs as much as testing
@@ -430,14 +436,25 @@ class _Output:
         _finish(self.writing)
 
 
-def _writer(files: ExitStack, path: Path, schema: pa.Schema, compress: str | None) -> pacsv.CSVWriter:
-    """A TSV writer of ``path`` (+ '.gz'/'.zst' when compressed), closed with ``files``."""
-    sink = str(path)
-    if compress is not None:
-        sink = files.enter_context(pa.CompressedOutputStream(f"{path}.{compress}", COMPRESSION[compress]))
-    writer = pacsv.CSVWriter(sink, schema, write_options=TSV)
-    files.callback(writer.close)
-    return writer
+class _TsvFile:
+    """A TSV at ``path`` (+ '.gz'/'.zst' when compressed), written a table at a time after its
+    header, each table formatted into a buffer of its own and appended (compressed on its own:
+    gzip members and zstd frames concatenate into one valid file). An arrow CSVWriter per file
+    would keep ~250 KB of buffers for each of 1,024 phenotypes, a compressor ~1 MB."""
+
+    def __init__(self, files: ExitStack, path: Path, schema: pa.Schema, compress: str | None) -> None:
+        self.codec = COMPRESSION[compress] if compress else None
+        self.handle = files.enter_context(open(f"{path}.{compress}" if compress else path, "wb"))
+        self._append(("\t".join(schema.names) + "\n").encode())
+
+    def write_table(self, table: pa.Table) -> None:
+        if table.num_rows:
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(table, sink, TSV_BODY)
+            self._append(sink.getvalue())
+
+    def _append(self, data: bytes | pa.Buffer) -> None:
+        self.handle.write(data if self.codec is None else pa.compress(data, self.codec, asbytes=True))
 
 
 def write_tsv(table: pa.Table, path: Path, options: pacsv.WriteOptions = TSV) -> Path:
@@ -482,9 +499,14 @@ def _glm_tables(variants: Variants, result: AssociationResult, model: Model) -> 
         statistics = {"BETA": result.beta, "SE": result.se, "T_STAT": result.t_stat, "P": result.p}
     else:
         statistics = {"OR": np.exp(result.beta), "LOG(OR)_SE": result.se, "Z_STAT": result.t_stat, "P": result.p}
-    statistics = {k: significant_digits(v) for k, v in statistics.items()} | {"ERRCODE": result.errcode}
+    # F-ordered, so that each phenotype's column is contiguous and arrow takes it without a copy
+    statistics = {k: significant_digits(v) for k, v in statistics.items()}
     if result.firth is not None:
         statistics["FIRTH?"] = np.where(result.firth, "Y", "N")
+    if result.errcode.strides[1] == 0:  # a linear fit's: one column for every phenotype, converted once
+        shared |= _arrow_columns({"ERRCODE": result.errcode[:, 0]}, model.schema)
+    else:
+        statistics["ERRCODE"] = result.errcode
     tables = []
     for j in range(result.p.shape[1]):
         columns = shared | _arrow_columns({k: v[:, j] for k, v in statistics.items()}, model.schema)
@@ -494,11 +516,22 @@ def _glm_tables(variants: Variants, result: AssociationResult, model: Model) -> 
 
 def significant_digits(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
     """``values`` rounded to ``digits`` significant digits, so that they print as short as plink2's
-    (and print about twice as fast); values too small to scale (below ~1e-300) are kept."""
+    (and print about twice as fast), as a new F-ordered array; values too small to scale (below
+    ~1e-300), zero and NaN are kept. In place but for one scale array: at 1,024 phenotypes a
+    chunk's statistics are ~10 MB each."""
+    rounded = np.array(values, dtype=np.float64, order="F")
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values))))
-        rounded = np.round(values * scale) / scale
-    return np.where(np.isfinite(rounded), rounded, values)
+        scale = np.abs(rounded)
+        np.log10(scale, out=scale)
+        np.floor(scale, out=scale)
+        np.subtract(digits - 1, scale, out=scale)
+        np.power(10.0, scale, out=scale)
+        rounded *= scale
+        np.round(rounded, out=rounded)
+        rounded /= scale
+    unscaled = ~np.isfinite(rounded)
+    rounded[unscaled] = np.asarray(values)[unscaled]
+    return rounded
 
 
 def _qc_table(variants: Variants, stats: SnpStats, removed: np.ndarray, reasons: np.ndarray) -> pa.Table:
