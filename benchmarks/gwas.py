@@ -326,8 +326,8 @@ def speed(work: Path, retime: bool = False) -> list[dict]:
 def biobank(work: Path, retime: bool = False) -> dict:
     """One run at the largest size measured here, and its extrapolation: the association stage
     (reading, QC, regression, writing) costs N x M x (a + b P) and is scaled by samples x SNPs;
-    memory grows with N only through the phenotype matrices (the chunk holds a fixed number of
-    genotypes), not with M."""
+    memory grows with N through the phenotype matrices only (the chunk holds a fixed number of
+    genotypes) and with M through the p-values kept."""
     samples, snps, missing, count = BIOBANK
     cell = work / "biobank.json"
     if retime or not cell.is_file():
@@ -350,9 +350,16 @@ def biobank(work: Path, retime: bool = False) -> dict:
         "phenotypes": TARGET[2],
         "hours_on_2_cores": round(hours, 1),
         # the chunk holds a fixed number of genotypes, so its buffers do not grow; what does is the
-        # N x P phenotype matrices: values, residuals, their squares, the export (4 copies of 8 bytes)
+        # N x P phenotype matrices (values, residuals, their squares, the export: 4 copies of 8
+        # bytes) and the p-values kept for lambda and plots (SNPs x P float32)
         "peak_memory_gb": round(
-            (record["medssl"]["peak_rss_mb"] * 2**20 + 4 * 8 * (TARGET[0] - samples) * TARGET[2]) / 2**30, 1
+            (
+                record["medssl"]["peak_rss_mb"] * 2**20
+                + 4 * 8 * (TARGET[0] - samples) * TARGET[2]
+                + 4 * (TARGET[1] - snps) * TARGET[2]
+            )
+            / 2**30,
+            1,
         ),
         "one_hour_jobs_of_8_cores": int(np.ceil(hours * 2 / 8)),
     }
@@ -457,7 +464,7 @@ def _biobank_lines(record: dict | None) -> list[str]:
         "",
         f"Extrapolated to {e['samples']:,} samples x {e['snps']:,} SNPs x {e['phenotypes']} phenotypes: "
         f"{e['hours_on_2_cores']} h on 2 cores (every stage scaled by samples x SNPs), peak memory "
-        f"{e['peak_memory_gb']} GB (the chunk of SNPs shrinks as samples grow, so only the N x P phenotype matrices grow), "
+        f"{e['peak_memory_gb']} GB (the chunk of SNPs shrinks as samples grow: what grows is the N x P phenotype matrices and the SNPs x P p-values), "
         f"or {e['one_hour_jobs_of_8_cores']} array job(s) of 8 cores for an hour each (`--parallel I K`, docs/cluster.md), "
         "if the work divides over cores as it does over 2. An extrapolation from one measured run, not a measurement.",
         "",

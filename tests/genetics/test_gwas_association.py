@@ -141,13 +141,9 @@ def test_plink2_reports_the_minor_allele_as_a1_unless_told_omit_ref(shared_data,
     assert max_relative_difference(np.where(flipped, -1, 1) * result.beta[:, 0], default["BETA"]) < PLINK2_DIGITS
 
 
-@pytest.mark.parametrize("per_block", [1, 2, 3])  # the missing calls' sums, a block of phenotypes at a time
-def test_downdating_equals_refitting_without_the_uncalled_samples(per_block, monkeypatch):
-    from medssl.genetics import association
-
+def test_downdating_equals_refitting_without_the_uncalled_samples():
     rng = np.random.default_rng(3)
     n = 200
-    monkeypatch.setattr(association, "BLOCK_CELLS", n * per_block)
     covariates = np.column_stack([rng.normal(size=n), rng.integers(0, 2, n)])
     phenotypes = rng.normal(size=(n, 3)) + 10
     dosages = rng.integers(0, 3, (n, 4)).astype(np.float32)

@@ -15,24 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import special
 
 from medssl.genetics.genotypes import Calls
 
-if TYPE_CHECKING:
-    from scipy import sparse
-
 MISSING = ("drop", "mean")
 CHI2_MEDIAN_1DF = 0.45493642311957283  # median of chi-square with 1 df: the lambda of a null GWAS
 # a genotype whose residual variance is below this share of its variance is constant given the
 # covariates (e.g. monomorphic among the samples used): no test, like plink2's NA
 COLLINEAR = 1e-8
-# the downdate's sums over missing calls take this many residuals (samples x phenotypes) at a time:
-# their N x P products (squares, covariate-weighted copies) stay 8 MB however many phenotypes
-BLOCK_CELLS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -78,7 +71,10 @@ class LinearAssociation:
         self.missing = missing
         self.basis = covariate_basis(np.asarray(covariates, dtype=np.float64), len(phenotypes))
         self.residuals = phenotypes - self.basis @ (self.basis.T @ phenotypes)
-        self.residual_ss = np.einsum("np,np->p", self.residuals, self.residuals)
+        # kept, not squared per chunk: at 100k samples a chunk is 35 SNPs, and an N x P pass per
+        # chunk cost more than the regression itself
+        self.residuals_sq = self.residuals**2
+        self.residual_ss = self.residuals_sq.sum(0)
         self.outer = outer_products(self.basis)
 
     @property
@@ -123,9 +119,16 @@ class LinearAssociation:
 
         count, k = len(gy), self.basis.shape[1]
         starts = np.concatenate([[0], np.cumsum(np.bincount(snps, minlength=count))])
-        mask = sparse.csr_matrix((np.ones(len(rows)), rows, starts), shape=(count, len(self.basis)))
+        shape = (count, len(self.basis))
+        mask = sparse.csr_matrix((np.ones(len(rows)), rows, starts), shape=shape)
         overlap = (mask @ self.outer).reshape(-1, k, k)  # Q_m'Q_m per SNP
-        qy, yy_m = self._missing_sums(mask)
+        # Q_m'r_m (SNPs, k, P): the mask weighted by each of Q's columns at the missing calls, so
+        # that no N x P product is formed per chunk
+        qy = np.stack(
+            [sparse.csr_matrix((self.basis[rows, i], rows, starts), shape=shape) @ self.residuals for i in range(k)],
+            axis=1,
+        )
+        yy_m = mask @ self.residuals_sq
         fit = projections.T  # (SNPs, k)
         residual = -np.einsum("ik,ik->i", self.basis[rows], fit[snps])  # the genotype's, at each missing call
         qg = -np.einsum("skl,sl->sk", overlap, fit)  # Q_m'g_m
@@ -141,21 +144,6 @@ class LinearAssociation:
         yy_s = self.residual_ss - yy_m - (qy * solved_y).sum(1)
         gy_s[singular], gg_s[singular], yy_s[singular] = np.nan, np.nan, np.nan
         return gy_s, gg_s, yy_s
-
-    def _missing_sums(self, mask: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-        """Q_m'r_m (SNPs, k, P) and r_m'r_m (SNPs, P) of each SNP's missing rows (``mask``, sparse
-        SNPs x N), a block of phenotypes at a time."""
-        k, (n, count) = self.basis.shape[1], self.residuals.shape
-        qy, yy = np.empty((mask.shape[0], k, count)), np.empty((mask.shape[0], count))
-        step = max(1, BLOCK_CELLS // n)
-        for start in range(0, count, step):
-            block = self.residuals[:, start : start + step]
-            # Q's first column is the intercept's, a constant: no product with it
-            qy[:, 0, start : start + step] = self.basis[0, 0] * (mask @ block)
-            for i in range(1, k):
-                qy[:, i, start : start + step] = mask @ (self.basis[:, [i]] * block)
-            yy[:, start : start + step] = mask @ block**2
-        return qy, yy
 
 
 def constant_genotype(filled: np.ndarray, weight: np.ndarray) -> np.ndarray:
