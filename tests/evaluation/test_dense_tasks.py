@@ -5,7 +5,8 @@ import json
 import pytest
 from test_label_efficiency import TINY
 
-from medssl.evaluation.dense_tasks import APPROACHES, MONAI_REFERENCE
+from medssl.evaluation.budgets import SCRATCH
+from medssl.evaluation.dense_tasks import APPROACHES, MONAI_REFERENCE, SIMULATION_CEILING
 from medssl.evaluation.detection import ARCHITECTURES
 from medssl.evaluation.label_efficiency import run_benchmark
 
@@ -24,7 +25,8 @@ def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metri
         [], tmp_path, TINY, seeds=(0,), fractions=(0.5, 1.0), tasks=(task,), cohort_subjects=subjects
     )
     result = record["tasks"][task]
-    reference = {(MONAI_REFERENCE, 1.0)} if "segmentation" in task else set()  # MONAI's U-Net on every mask
+    # MONAI's U-Net on every mask; ours with fresh subjects' masks too, the simulation's ceiling
+    reference = {(MONAI_REFERENCE, 1.0), (SIMULATION_CEILING, 1.0)} if "segmentation" in task else set()
     assert {(r["encoder"], r["fraction"]) for r in result["rows"]} == {
         (a, f) for a in APPROACHES.values() for f in (0.5, 1.0)
     } | reference
@@ -35,7 +37,12 @@ def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metri
     if task == "cohort-mri-segmentation":  # every subject's volumes, against the truth
         volumes = result["volumes"]["seed 0"]
         assert set(volumes["agreement"]) == {"brain", "ventricles"}
-        assert volumes["chosen_on_validation"] in {r["encoder"] for r in result["rows"]}
+        assert volumes["chosen_on_validation"] in {r["encoder"] for r in result["rows"]} - {SIMULATION_CEILING}
+        ceiling, full = (
+            next(r for r in result["rows"] if r["encoder"] == e and r["fraction"] == 1.0)
+            for e in (SIMULATION_CEILING, SCRATCH)
+        )
+        assert ceiling["n_labels"] == full["n_labels"] + 2 * subjects  # every fresh subject's masks added
         assert "Volumes as phenotypes" in report and "a GWAS needs 50" in report  # 20 subjects: said, not run
         for kept_elsewhere in tmp_path.rglob("*"):  # a new checkout holds only the committed records
             if kept_elsewhere.is_file() and kept_elsewhere.suffix not in (".json", ".jsonl"):
