@@ -40,7 +40,9 @@ def _mean(rows: list[dict], approach: str, fraction: float, metric: str = "auc")
 def _text(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
-    return ", ".join(value) if isinstance(value, list) else str(value)
+    if isinstance(value, list):
+        return ", ".join(value) if value else "none"
+    return str(value)
 
 
 def targets(datasets: dict) -> list[dict]:
@@ -160,7 +162,7 @@ def write_results(args: argparse.Namespace, record: dict, walls: dict, n_parts: 
     if checked:
         lines += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
         lines += [f"| {t['target']} | {_text(t['value'])} | {'yes' if t['met'] else 'no'} |" for t in checked]
-        lines.append("")
+        lines += ["", ""]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + report)
     print(f"{sum(walls.values()) / 60:.1f} min -> {RESULTS / (args.name + '.md')}", flush=True)
 
