@@ -221,8 +221,8 @@ def task_rows(
             base = {"task": task.name, "encoder": approach, "probe": "finetune", "fraction": fraction, "seed": seed}
             fresh = task.fresh if approach == SIMULATION_CEILING else None
             scores, model = _scores(task, start, subset, budget, seed, fresh)
-            rows.append(base | {"n_labels": len(subset) + (len(fresh) if fresh else 0), **scores})
-            if fraction == 1.0 and _has_volumes(task) and not fresh:  # phenotypes from the task's own masks
+            rows.append(base | {"n_labels": len(subset) + (0 if fresh is None else len(fresh)), **scores})
+            if fraction == 1.0 and _has_volumes(task) and fresh is None:  # phenotypes from the task's own masks
                 write_volumes(model, task.data, _volumes_csv(out, approach), budget.dense_batch)
     seconds = time.perf_counter() - start_time
     rows = [row | {"seed_wall_s": seconds} for row in rows]  # the seed's training, all fractions
