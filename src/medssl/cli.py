@@ -16,7 +16,16 @@ from medssl.config import OptimizerConfig, TrainingConfig, flag_help
 from medssl.data.geometry import GEOMETRY_OPTIONS
 from medssl.data.public import PUBLIC
 from medssl.evaluation import DENSE_TASKS
-from medssl.evaluation.budgets import BUDGET_DESCRIPTIONS, BUDGETS, CANDIDATES, DATASETS, FRACTIONS, SEEDS, Schedule
+from medssl.evaluation.budgets import (
+    BUDGET_DESCRIPTIONS,
+    BUDGETS,
+    CANDIDATES,
+    DATASETS,
+    DENSE_FRACTIONS,
+    FRACTIONS,
+    SEEDS,
+    Schedule,
+)
 from medssl.models.specs import EncoderConfig
 
 # budget settings with a flag of their own (--width, --pretrain-epochs-2d, --finetune-epochs, ...)
@@ -216,7 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"auto (chosen per dataset on validation among {', '.join(CANDIDATES)}) or any of `medssl methods`",
     )
     benchmark.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    benchmark.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS), help="label fractions")
+    benchmark.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        help=f"label fractions (default: {' '.join(map(str, FRACTIONS))}; for --tasks {' '.join(map(str, DENSE_FRACTIONS))})",
+    )
     benchmark.add_argument(
         "--image-size", type=int, nargs="+", help="for sources without a native size (default: native, MedNIST 64)"
     )
@@ -744,7 +758,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
         budget,
         method=args.method,
         seeds=tuple(args.seeds),
-        fractions=tuple(args.fractions),
+        fractions=tuple(args.fractions) if args.fractions else None,
         image_size=args.image_size,
         tasks=tuple(args.tasks),
         cohort_subjects=args.cohort_subjects,

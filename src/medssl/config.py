@@ -67,10 +67,15 @@ class TrainingConfig:
     compile: bool = _setting(False, "torch.compile the encoder (GPU; the first steps compile)", on_resume=True)
     shuffle_buffer: int = _setting(1000, "samples a streamed shard cache shuffles among")
     monitor_every: int = _setting(
-        0, "every N epochs, kNN-score the encoder on the labelled validation split (0: off)", on_resume=True
+        0,
+        "every N epochs, score the encoder on the labelled validation split (0: off); encoder_best.pt keeps the best",
+        on_resume=True,
     )
     monitor_patience: int = _setting(
         0, "stop after this many monitor checks without a better score (0: never)", on_resume=True
+    )
+    monitor_score: str = _setting(
+        "knn_auc", "what ranks the monitor's checks: knn_auc, or linear_auc (5-fold logistic regression)"
     )
     progress: str = _setting(
         "auto", "auto (a bar on a terminal, a line per epoch in a log file), bar, lines or none", on_resume=True

@@ -75,7 +75,11 @@ def pretrain(
     method_cls = get_method(config["method"])
     train = TrainingConfig(**config["training"])
     throughput, nonfinite = Throughput(), NonFiniteSteps()
-    monitor = ValidationMonitor(train.monitor_every, train.monitor_patience) if train.monitor_every else None
+    monitor = (
+        ValidationMonitor(train.monitor_every, train.monitor_patience, train.monitor_score)
+        if train.monitor_every
+        else None
+    )
     precision = resolve_precision(train.precision, train.accelerator)
     progress = ("bar" if sys.stderr.isatty() else "lines") if train.progress == "auto" else train.progress
     trainer = L.Trainer(
@@ -164,6 +168,14 @@ def pretrain(
     if trainer.is_global_zero:
         save_encoder(encoder_path, model.encoder, method=config["method"], preprocessing=training_data.preprocessing)
         _save_figures(model, training_data.examples, out_dir)
+        if monitor and monitor.best_state:  # the encoder at the monitor's best check, beside the last
+            model.encoder.load_state_dict(monitor.best_state)
+            save_encoder(
+                out_dir / "encoder_best.pt",
+                model.encoder,
+                method=config["method"],
+                preprocessing=training_data.preprocessing,
+            )
         if monitor:
             monitor.write(out_dir)
         (out_dir / "pretrain_summary.json").write_text(json.dumps(summary, indent=2))

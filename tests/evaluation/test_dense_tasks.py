@@ -44,6 +44,21 @@ def test_dense_tasks_score_both_encoders_at_every_fraction(tmp_path, task, metri
         )
         assert ceiling["n_labels"] == full["n_labels"] + 2 * subjects  # every fresh subject's masks added
         assert "Volumes as phenotypes" in report and "a GWAS needs 50" in report  # 20 subjects: said, not run
+        seed_dir = tmp_path / task / "seed0"  # stopped before its last training: only that one runs again
+        cells = (seed_dir / "cells.jsonl").read_text().splitlines()
+        assert len(cells) == len(result["rows"])
+        (seed_dir / "rows.json").unlink()
+        (seed_dir / "cells.jsonl").write_text("\n".join(cells[:-1]) + "\n")
+        resumed = run_benchmark(
+            [], tmp_path, TINY, seeds=(0,), fractions=(0.5, 1.0), tasks=(task,), cohort_subjects=subjects
+        )
+        assert (seed_dir / "cells.jsonl").read_text().splitlines()[:-1] == cells[:-1]
+
+        def scores(rows: list[dict]) -> str:  # the seed's time aside: the retrained cell's own differs
+            return json.dumps([{k: v for k, v in row.items() if k != "seed_wall_s"} for row in rows[:-1]])
+
+        assert scores(resumed["tasks"][task]["rows"]) == scores(result["rows"])
+        result = resumed["tasks"][task]
         for kept_elsewhere in tmp_path.rglob("*"):  # a new checkout holds only the committed records
             if kept_elsewhere.is_file() and kept_elsewhere.suffix not in (".json", ".jsonl"):
                 kept_elsewhere.unlink()

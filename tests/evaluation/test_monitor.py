@@ -10,8 +10,12 @@ import pytest
 from conftest import TINY_ENCODER, write_medmnist_npz
 
 from medssl.config import resolve_config
+from medssl.data.datasets import load_table
+from medssl.data.preprocess import Preprocessing
+from medssl.evaluation.embeddings import embed
 from medssl.evaluation.monitor import feature_spread
-from medssl.evaluation.probe import knn_within
+from medssl.evaluation.probe import knn_within, linear_within
+from medssl.models.checkpoint import load_encoder
 from medssl.training import pretrain
 
 
@@ -25,14 +29,20 @@ def monitored(**training) -> dict:
     )
 
 
-def test_knn_within_a_split_separates_separable_classes_and_not_noise():
+@pytest.mark.parametrize("score", [knn_within, linear_within])
+def test_scores_within_a_split_separate_separable_classes_and_not_noise(score):
     rng = np.random.default_rng(0)
     labels = np.arange(60) % 2
     separable = rng.normal(size=(60, 8)) + 4 * labels[:, None]
-    assert knn_within(separable, labels)["auc"] > 0.99
-    assert 0.3 < knn_within(rng.normal(size=(60, 8)), labels)["auc"] < 0.7
+    assert score(separable, labels)["auc"] > 0.99
+    assert 0.25 < score(rng.normal(size=(60, 8)), labels)["auc"] < 0.75
     with pytest.raises(ValueError, match="2 classes"):
-        knn_within(separable, np.zeros(60, int))
+        score(separable, np.zeros(60, int))
+
+
+def test_a_probe_within_a_split_needs_two_samples_of_every_class():
+    with pytest.raises(ValueError, match="every class"):
+        linear_within(np.random.default_rng(0).normal(size=(60, 8)), np.r_[np.zeros(59, int), 1])
 
 
 def test_the_feature_spread_is_zero_on_collapse_and_about_one_when_spread():
@@ -76,3 +86,18 @@ def test_the_monitor_needs_a_labelled_validation_split(tmp_path):
     np.savez(npz, **data)
     with pytest.raises(ValueError, match="labelled validation split"):
         pretrain(npz, tmp_path / "run", monitored(monitor_every=1))
+
+
+def test_the_monitor_keeps_the_encoder_of_its_best_check(tmp_path, npz_2d):
+    run = tmp_path / "run"
+    summary = pretrain(npz_2d, run, monitored(monitor_every=1, max_epochs=3, monitor_score="linear_auc")).summary
+    with (run / "monitor.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    best = max(rows, key=lambda r: float(r["linear_auc"]))
+    assert summary["monitor_best_epoch"] == int(best["epoch"])
+    assert summary["monitor_best_linear_auc"] == pytest.approx(float(best["linear_auc"]))
+    encoder, metadata = load_encoder(run / "encoder_best.pt")
+    val = load_table(npz_2d, Preprocessing.from_settings(metadata["preprocessing"])).split("val")
+    assert linear_within(embed(encoder, val.images), val.labels)["auc"] == pytest.approx(float(best["linear_auc"]))
+    with pytest.raises(ValueError, match="ranks checks by"):
+        pretrain(npz_2d, tmp_path / "other", monitored(monitor_every=1, monitor_score="loss"))

@@ -33,6 +33,7 @@ class Schedule:
 
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+DENSE_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)  # of the masks or boxes: each a whole set of trainings
 DATASETS = ("breastmnist", "retinamnist", "pneumoniamnist", "adrenalmnist3d")  # smallest first: a whole table soonest
 SEEDS = (0, 1, 2)
 CANDIDATES = ("simclr", "byol", "vicreg", "dino")  # --method auto chooses among these on validation
@@ -69,8 +70,9 @@ class Budget:
     pretrain_epochs_2d: int = 200
     pretrain_epochs_3d: int = 100
     pretrain_batch: int = 256
-    monitor_every: int = 10  # epochs between validation kNN checks of the pretraining
+    monitor_every: int = 10  # epochs between validation checks of the pretraining
     monitor_patience: int = 5  # checks without a better score that stop pretraining (0: never)
+    monitor_score: str = "knn_auc"  # what ranks the checks: knn_auc or linear_auc
     selection_share: float = 0.25  # --method auto: each candidate pretrains this share of the epochs
     finetune: Schedule = Schedule()
     finetune_3d: Schedule = Schedule(epochs=40, min_steps=100, max_steps=1000, evaluations=20, patience=5)

@@ -16,13 +16,15 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from medssl.data.public import data_root
+from medssl.data.shards import sha256_file
 from medssl.evaluation import DENSE_TASKS
 from medssl.evaluation.budgets import FINE_TUNED, SCRATCH
 from medssl.evaluation.detection import (
@@ -33,7 +35,7 @@ from medssl.evaluation.detection import (
     mask_detection_task,
     train_detector,
 )
-from medssl.evaluation.evaluate import summarise, summary_cell
+from medssl.evaluation.evaluate import CellCache, summarise, summary_cell
 from medssl.evaluation.probe import label_subset
 from medssl.evaluation.segmentation import (
     SegmentationTask,
@@ -200,43 +202,72 @@ def task_rows(
     task: DenseTask, encoder_path: Callable[[], Path], out: Path, budget, seed: int, fractions: tuple[float, ...]
 ) -> list[dict]:
     """One row per (fraction, pretrained / random init) for one seed, and for segmentation MONAI's
-    U-Net from scratch at 100%, cached in ``out``; with every mask, a cohort's segmentations also
-    give every subject's volumes (``volume_phenotypes``). ``encoder_path`` pretrains, or finds,
-    the encoder: called only when the rows are not cached yet."""
+    U-Net from scratch at 100%; with every mask, a cohort's segmentations also give every
+    subject's volumes (``volume_phenotypes``). Each training is cached in ``out`` as it ends, so
+    a stopped seed resumes at its first unfinished one. ``encoder_path`` pretrains, or finds, the
+    encoder: called only when the rows are not all cached yet."""
     done = out / "rows.json"
     if done.exists():
         return json.loads(done.read_text())
-    start_time = time.perf_counter()
-    pretrained, metadata = load_encoder(encoder_path())
+    out.mkdir(parents=True, exist_ok=True)
+    path = encoder_path()
+    pretrained, metadata = load_encoder(path)
+    cells = CellCache(
+        out / "cells.jsonl",
+        {"task": task.name, "schedule": asdict(budget.dense), "batch": budget.dense_batch, "detector": task.detector},
+    )
     torch.manual_seed(seed)
     device = best_device()  # the trainers follow the encoder
     config = EncoderConfig(**metadata["encoder"])
     random_init = Encoder(config).to(device)
     starts = {APPROACHES["pretrained"]: pretrained.to(device), APPROACHES["random"]: random_init}
+    identities = {APPROACHES["pretrained"]: sha256_file(path)}  # the others: by name and architecture
     rows = []
     for fraction in fractions:
         subset = _subset(task, fraction, seed)
-        references = _references(task, config, device) if fraction == 1.0 else {}
+        references = _references(task, config, device, seed) if fraction == 1.0 else {}
         for approach, start in (starts | references).items():
-            base = {"task": task.name, "encoder": approach, "probe": "finetune", "fraction": fraction, "seed": seed}
             fresh = task.fresh if approach == SIMULATION_CEILING else None
-            scores, model = _scores(task, start, subset, budget, seed, fresh)
-            rows.append(base | {"n_labels": len(subset) + (0 if fresh is None else len(fresh)), **scores})
-            if fraction == 1.0 and _has_volumes(task) and fresh is None:  # phenotypes from the task's own masks
-                write_volumes(model, task.data, _volumes_csv(out, approach), budget.dense_batch)
-    seconds = time.perf_counter() - start_time
-    rows = [row | {"seed_wall_s": seconds} for row in rows]  # the seed's training, all fractions
+            volumes = _volumes_csv(out, approach) if fraction == 1.0 and _has_volumes(task) and fresh is None else None
+            identity = [approach, identities.get(approach, metadata["encoder"]), fraction, seed]
+
+            if volumes is not None and not volumes.exists():  # a fresh checkout keeps rows, not volume tables
+                cells.forget(identity)
+            train = partial(_trained_row, task, start, approach, fraction, subset, budget, seed, fresh, volumes)
+            rows += cells.rows(identity, train)
+    rows = [row | {"seed_wall_s": cells.wall_s} for row in rows]  # the seed's training, all fractions
     volume_phenotypes(task, rows, out)  # before the rows: cached rows imply their volumes' record
-    out.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(rows, indent=2))
     return rows
 
 
-def _references(task: DenseTask, encoder: EncoderConfig, device: torch.device) -> dict[str, torch.nn.Module]:
+def _trained_row(
+    task: DenseTask,
+    start: torch.nn.Module,
+    approach: str,
+    fraction: float,
+    subset: np.ndarray,
+    budget,
+    seed: int,
+    fresh: SegmentationTask | None,
+    volumes: Path | None,
+) -> list[dict]:
+    """One training's row; with ``volumes``, every subject's volumes from its network there."""
+    scores, model = _scores(task, start, subset, budget, seed, fresh)
+    if volumes is not None:
+        write_volumes(model, task.data, volumes, budget.dense_batch)
+    n_labels = len(subset) + (0 if fresh is None else len(fresh))
+    base = {"task": task.name, "encoder": approach, "probe": "finetune", "fraction": fraction, "seed": seed}
+    return [base | {"n_labels": n_labels, **scores}]
+
+
+def _references(task: DenseTask, encoder: EncoderConfig, device: torch.device, seed: int) -> dict[str, torch.nn.Module]:
     """From-scratch networks trained on every mask beside ours: MONAI's U-Net, and for a simulated
-    cohort ours with fresh subjects' masks added (the ceiling)."""
+    cohort ours with fresh subjects' masks added (the ceiling); initialised from ``seed`` alone, so
+    that a resumed seed whose earlier trainings were cached draws the same weights."""
     if not isinstance(task.data, SegmentationTask):
         return {}
+    torch.manual_seed(seed)
     found = {MONAI_REFERENCE: monai_unet(task.data.masks.shape[1:], task.data.n_classes).to(device)}
     if task.fresh is not None:
         found[SIMULATION_CEILING] = Encoder(encoder).to(device)
@@ -296,7 +327,8 @@ def task_result(task: DenseTask, rows: list[dict], out_dir: Path) -> dict:
     return {"metric": task.metric, "metrics": metrics, "rows": rows, "summary": summary, "figure": figure.name}
 
 
-def markdown_section(name: str, result: dict, fractions: list[float]) -> list[str]:
+def markdown_section(name: str, result: dict) -> list[str]:
+    fractions = sorted({row["fraction"] for row in result["rows"]})
     lines = [
         f"## {name}",
         "",

@@ -132,6 +132,10 @@ class CellCache:
         self.wall_s += wall_s
         return rows
 
+    def forget(self, identity: list) -> None:
+        """Recompute this cell (its output beside the rows is gone); its new line overrides the old."""
+        self.done.pop(_digest([self.context, *identity]), None)
+
 
 def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

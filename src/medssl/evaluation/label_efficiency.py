@@ -26,6 +26,7 @@ from medssl.data.public import resolve_dataset
 from medssl.evaluation.budgets import (
     APPROACHES,
     CANDIDATES,
+    DENSE_FRACTIONS,
     FINE_TUNED,
     FRACTIONS,
     LINEAR_PROBE,
@@ -57,7 +58,7 @@ def run_benchmark(
     *,
     method: str = "auto",
     seeds: tuple[int, ...] = SEEDS,
-    fractions: tuple[float, ...] = FRACTIONS,
+    fractions: tuple[float, ...] | None = None,
     image_size: list[int] | None = None,
     tasks: tuple[str, ...] = (),
     cohort_subjects: int = 2000,
@@ -65,7 +66,9 @@ def run_benchmark(
     """Runs the protocol on every classification dataset (public names or paths) and every
     segmentation/detection task of ``DENSE_TASKS``; writes benchmark.json, benchmark.md and one
     label-efficiency figure per dataset and task into ``out_dir``. ``method="auto"`` chooses the
-    SSL method per dataset among ``CANDIDATES`` by the validation monitor of a shorter pretraining."""
+    SSL method per dataset among ``CANDIDATES`` by the validation monitor of a shorter pretraining.
+    ``fractions`` of the labels: by default ``FRACTIONS`` for classification, ``DENSE_FRACTIONS``
+    for the dense tasks."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -91,7 +94,7 @@ def run_benchmark(
                     encoder_path,
                     data,
                     run / "eval",
-                    fractions,
+                    fractions or FRACTIONS,
                     (seed,),
                     finetune_mode="supervised",
                     schedule=schedule,
@@ -111,12 +114,18 @@ def run_benchmark(
         "method": method,
         "budget": asdict(budget),
         "seeds": list(seeds),
-        "fractions": list(fractions),
+        "fractions": list(fractions or FRACTIONS),
         "datasets": results,
     }
     record["tasks"] = {
         name: _dense_task(
-            name, out_dir, budget, "simclr" if method == "auto" else method, seeds, fractions, cohort_subjects
+            name,
+            out_dir,
+            budget,
+            "simclr" if method == "auto" else method,
+            seeds,
+            fractions or DENSE_FRACTIONS,
+            cohort_subjects,
         )
         for name in tasks
     }
@@ -261,6 +270,7 @@ def pretrained_encoder(
                 "batch_size": budget.pretrain_batch,
                 "monitor_every": budget.monitor_every if monitored else 0,
                 "monitor_patience": budget.monitor_patience,
+                "monitor_score": budget.monitor_score,
                 "checkpoint_every": 500,
             },
             "data": {"image_size": image_size},
@@ -442,7 +452,7 @@ def markdown_report(record: dict) -> str:
             lines.append(f"- {status}: {check['check']}{numbers}")
         lines += ["", f"![{key}]({result['figure']})", ""]
     for name, result in record.get("tasks", {}).items():
-        lines += markdown_section(name, result, fractions)
+        lines += markdown_section(name, result)
         for approach, saved in result.get("labels_saved", {}).items():
             lines += [
                 f"Labels saved ({result['metric']}, as for the classification sets): {approach}: {saved_text(saved)}",

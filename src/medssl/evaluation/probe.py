@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -72,6 +73,20 @@ def knn_within(features: np.ndarray, labels: np.ndarray, k: int = 20, temperatur
     classes = np.unique(labels)
     votes = (weights[..., None] * (labels[nearest][..., None] == classes)).sum(1)  # (N, classes)
     return classification_metrics(labels, votes / votes.sum(1, keepdims=True), classes)
+
+
+def linear_within(features: np.ndarray, labels: np.ndarray, folds: int = 5, c: float = 0.1) -> dict[str, float]:
+    """ACC and AUC of a logistic-regression probe inside one labelled split, out of fold
+    (stratified ``folds``-fold cross-validation): what a linear probe sees, with no other split's
+    labels, so a monitor on the validation split leaves the training labels untouched."""
+    check_knn_split(labels)
+    folds = min(folds, int(np.unique(labels, return_counts=True)[1].min()))
+    if folds < 2:
+        raise ValueError("a cross-validated probe within a split needs at least 2 samples of every class")
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+    split = StratifiedKFold(folds, shuffle=True, random_state=0)
+    proba = cross_val_predict(model, features, labels, cv=split, method="predict_proba")
+    return classification_metrics(labels, proba, np.unique(labels))
 
 
 def _select(make_model, grid, train, val, score) -> tuple:

@@ -90,18 +90,22 @@ def training_curves(runs: dict[str, Path], path: Path) -> Path:
     return path
 
 
-def monitor_curves(history: list[dict], path: Path) -> Path:
-    """A pretraining monitor's record: the loss and the validation kNN AUC against the epoch, on
-    two axes of one plot, so that a loss still falling while the AUC is flat shows at a glance."""
+def monitor_curves(history: list[dict], path: Path, score: str = "knn_auc") -> Path:
+    """A pretraining monitor's record: the loss and the validation AUCs (kNN, linear probe)
+    against the epoch, on two axes of one plot, so that a loss still falling while the AUC is flat
+    shows at a glance; a dotted line marks the best check by ``score``."""
     epochs = [row["epoch"] for row in history]
     fig, loss_ax = plt.subplots(figsize=(5.5, 3.5), dpi=110)
     loss_ax.plot(epochs, [row["train_loss"] for row in history], color="tab:grey", marker=".", label="training loss")
     loss_ax.set_xlabel("epoch"), loss_ax.set_ylabel("training loss (epoch mean)")
     auc_ax = loss_ax.twinx()
-    auc_ax.plot(epochs, [row["knn_auc"] for row in history], color="tab:blue", marker="o", label="validation kNN AUC")
-    auc_ax.set_ylabel("validation kNN AUC", color="tab:blue")
-    best = max(history, key=lambda row: row["knn_auc"])
-    auc_ax.axvline(best["epoch"], color="tab:blue", linestyle=":", linewidth=1)
+    for name, label, color in (("knn_auc", "kNN", "tab:blue"), ("linear_auc", "linear probe", "tab:orange")):
+        if all(name in row for row in history):  # a record from before the linear probe has kNN only
+            values = [row[name] for row in history]
+            auc_ax.plot(epochs, values, color=color, marker="o", label=f"validation {label} AUC")
+    auc_ax.set_ylabel("validation AUC")
+    best = max(history, key=lambda row: row.get(score, float("-inf")))
+    auc_ax.axvline(best["epoch"], color="tab:red", linestyle=":", linewidth=1, label=f"best {score}")
     fig.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
