@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from medssl.evaluation.budgets import budget_from
 from medssl.evaluation.evaluate import evaluate
 from medssl.evaluation.label_efficiency import pretrained_encoder
 
+FRACTIONS = (0.01, 0.1, 1.0)
 ENCODERS = {"best validation linear probe": "encoder_best.pt", "last epoch": "encoder.pt"}
 
 
@@ -40,15 +42,32 @@ def main() -> None:
     args = parser.parse_args()
     budget = replace(budget_from("cpu"), monitor_patience=0, monitor_score="linear_auc")
     data, run = resolve_dataset(args.dataset), args.work / args.dataset / f"seed{args.seed}"
-    pretrained_encoder(data, run / "pretrain", args.method, budget, args.seed)
-    summary = json.loads((run / "pretrain" / "pretrain_summary.json").read_text())
     rows = []
     for name, file in ENCODERS.items():
         out = run / file.removesuffix(".pt")
-        if not (out / "evaluation.json").exists():
-            evaluate(run / "pretrain" / file, data, out, (0.01, 0.1, 1.0), tuple(args.label_seeds), random_init=False)
+        if not (out / "evaluation.json").exists():  # a checkout with the records needs no encoder
+            pretrained_encoder(data, run / "pretrain", args.method, budget, args.seed)
+            evaluate(run / "pretrain" / file, data, out, FRACTIONS, tuple(args.label_seeds), random_init=False)
         rows += [{**row, "encoder": name} for row in json.loads((out / "evaluation.json").read_text())["rows"]]
-    monitor = (run / "pretrain" / "monitor.csv").read_text()
+    committed = STAGE_RECORDS / "label_efficiency" / args.dataset / f"seed{args.seed}" / "eval" / "evaluation.json"
+    if committed.exists():  # the label-efficiency benchmark's encoder, stopped on the kNN plateau
+        stopped = json.loads((committed.parent.parent / "pretrain" / "pretrain_summary.json").read_text())
+        name = f"label-efficiency benchmark (stopped at epoch {stopped['epochs']})"
+        kept = [
+            row
+            for row in json.loads(committed.read_text())["rows"]
+            if row["probe"] != "finetune" and row["encoder"].startswith("pretrained")
+        ]
+        rows += [{**row, "encoder": name} for row in kept if row["fraction"] in FRACTIONS]
+    summary = json.loads((run / "pretrain" / "pretrain_summary.json").read_text())
+    curve = run / "pretrain" / "monitor.csv"
+    if curve.exists():  # else the committed record's curve and figure stand
+        shutil.copy(curve.with_suffix(".png"), RESULTS / "pretrain_length_monitor.png")
+    monitor = (
+        curve.read_text()
+        if curve.exists()
+        else json.loads((RESULTS / "pretrain_length.json").read_text())["monitor_csv"]
+    )
     path = write_json("pretrain_length", {"pretraining": summary, "monitor_csv": monitor, "rows": rows})
     write_markdown(args, summary, rows, path.name)
 
@@ -61,20 +80,24 @@ def write_markdown(args: argparse.Namespace, summary: dict, rows: list[dict], re
         f"{summary['epochs']} epochs, {summary['global_step']} steps, {summary['wall_s'] / 60:.0f} min; best "
         f"validation linear-probe AUC {summary['monitor_best_linear_auc']:.4f} at epoch {summary['monitor_best_epoch']}.",
         "",
-        "Test AUC, mean ± SD over label draws " + ", ".join(map(str, args.label_seeds)) + ":",
+        "![monitor](pretrain_length_monitor.png)",
         "",
-        "| encoder | probe | 1% | 10% | 100% |",
-        "|---|---|---|---|---|",
+        "Test AUC of frozen features, mean ± SD over label draws (the label-efficiency benchmark's encoder: "
+        "its seed's one draw):",
+        "",
+        "| encoder | probe | label draws | 1% | 10% | 100% |",
+        "|---|---|---|---|---|---|",
     ]
-    for name in ENCODERS:
+    for name in dict.fromkeys(r["encoder"] for r in rows):
+        draws = sorted({r["seed"] for r in rows if r["encoder"] == name})
         for probe in ("linear", "knn"):
             cells = []
-            for fraction in (0.01, 0.1, 1.0):
+            for fraction in FRACTIONS:
                 values = [
                     r["auc"] for r in rows if (r["encoder"], r["probe"], r["fraction"]) == (name, probe, fraction)
                 ]
-                cells.append(f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}")
-            lines.append(f"| {name} | {probe} | " + " | ".join(cells) + " |")
+                cells.append(f"{np.mean(values):.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else ""))
+            lines.append(f"| {name} | {probe} | {', '.join(map(str, draws))} | " + " | ".join(cells) + " |")
     (RESULTS / "pretrain_length.md").write_text("\n".join(lines) + "\n")
 
 

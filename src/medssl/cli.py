@@ -39,6 +39,7 @@ BUDGET_OVERRIDES = (
     "pretrain_batch",
     "monitor_every",
     "monitor_patience",
+    "monitor_score",
     "finetune.epochs",
     "finetune.max_steps",
     "finetune_3d.epochs",

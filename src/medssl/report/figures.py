@@ -106,7 +106,8 @@ def monitor_curves(history: list[dict], path: Path, score: str = "knn_auc") -> P
     auc_ax.set_ylabel("validation AUC")
     best = max(history, key=lambda row: row.get(score, float("-inf")))
     auc_ax.axvline(best["epoch"], color="tab:red", linestyle=":", linewidth=1, label=f"best {score}")
-    fig.legend(loc="lower right", fontsize=8)
+    handles = loss_ax.get_legend_handles_labels()[0] + auc_ax.get_legend_handles_labels()[0]
+    auc_ax.legend(handles=handles, loc="center right", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
