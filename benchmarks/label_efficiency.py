@@ -17,10 +17,8 @@ The issue's targets are checked over the datasets done.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -114,12 +112,9 @@ def main() -> None:
     parser.add_argument("--name", default="label_efficiency", help="stem of the result files")
     parser.add_argument("--work", type=Path, default=STAGE_RECORDS / "label_efficiency")
     args = parser.parse_args()
-    previous_path = RESULTS / f"{args.name}.json"
-    previous = json.loads(previous_path.read_text()).get("wall_s_per_part", {}) if previous_path.exists() else {}
     budget, record, walls = budget_from(args.budget), None, {}
     parts = [("dataset", d) for d in args.datasets] + [("task", t) for t in args.tasks]
-    for kind, name in parts:
-        start = time.perf_counter()
+    for done, (kind, name) in enumerate(parts, 1):
         one = run_benchmark(
             [name] if kind == "dataset" else [],
             args.work,
@@ -129,19 +124,20 @@ def main() -> None:
             tasks=(name,) if kind == "task" else (),
             image_size=args.image_size,
         )
-        if kind == "dataset":  # the sum of its stages' computing runs, over however many invocations
-            walls[name] = sum(next(iter(one["datasets"].values()))["wall_s"].values())
-        else:  # a cached rerun is quick: keep the computing run's
-            walls[name] = max(time.perf_counter() - start, previous.get(name, 0.0))
+        # the sum of its stages' computing runs, over however many invocations; a shared pretraining once
+        part = next(iter(one["datasets" if kind == "dataset" else "tasks"].values()))
+        walls[name] = sum(part["wall_s"].values())
+        if kind == "task":
+            walls[f"pretraining on {part['pretraining']['images']}"] = sum(part["pretraining"]["wall_s"].values())
         if record is None:
             record = one
         else:
             record["datasets"].update(one["datasets"])
             record["tasks"].update(one["tasks"])
-        write_results(args, record, walls, len(parts))  # after every part: a stopped run leaves its table
+        write_results(args, record, walls, done, len(parts))  # after every part: a stopped run leaves its table
 
 
-def write_results(args: argparse.Namespace, record: dict, walls: dict, n_parts: int) -> None:
+def write_results(args: argparse.Namespace, record: dict, walls: dict, done: int, n_parts: int) -> None:
     report = markdown_report(record)
     for key, result in {**record["datasets"], **record["tasks"]}.items():
         figure = f"{args.name}_{key}.png"
@@ -152,9 +148,9 @@ def write_results(args: argparse.Namespace, record: dict, walls: dict, n_parts: 
     lines = [
         f"# Label efficiency: {', '.join(args.datasets + args.tasks)} ({args.budget} budget)",
         "",
-        *([f"**In progress: {len(walls)} of {n_parts} parts done.**", ""] if len(walls) < n_parts else []),
+        *([f"**In progress: {done} of {n_parts} parts done.**", ""] if done < n_parts else []),
         f"Command: `python -m benchmarks.label_efficiency {' '.join(sys.argv[1:])}`; full record (machine, date, every row) in `{path.name}`.",
-        "Compute time on this machine, per part (a dataset's: the sum of its stages' computing runs): "
+        "Compute time on this machine, per part (the sum of its stages' computing runs): "
         + ", ".join(f"{k} {v / 60:.0f} min" for k, v in walls.items())
         + ".",
         "",

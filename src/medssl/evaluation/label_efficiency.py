@@ -238,8 +238,23 @@ def _dense_task(
         volumes[f"seed {seed}"] = saved_volume_phenotypes(out_dir / name / f"seed{seed}")
     by_approach = [{**row, "approach": row["encoder"]} for row in rows]
     saved = {FINE_TUNED: labels_saved(by_approach, FINE_TUNED, task.metric)}
+    # each stage's computing run, however many invocations it took; the pretraining's apart, as
+    # tasks on the same images share it
+    wall_s = {f"seed {r['seed']}": r["seed_wall_s"] for r in rows}
+    if choice:
+        wall_s["detector choice"] = sum(e["wall_s"] for e in choice["evidence"].values())
+    summaries = [pretraining / f"seed{seed}" / "pretrain_summary.json" for seed in seeds]
+    pretrain_s = {
+        f"seed {seed}": json.loads(p.read_text())["wall_s"] for seed, p in zip(seeds, summaries) if p.exists()
+    }
     found = {seed: v for seed, v in volumes.items() if v}
-    return task_result(task, rows, out_dir) | {"labels_saved": saved, "volumes": found, "detector_choice": choice}
+    return task_result(task, rows, out_dir) | {
+        "labels_saved": saved,
+        "volumes": found,
+        "detector_choice": choice,
+        "wall_s": wall_s,
+        "pretraining": {"images": pretraining.name, "wall_s": pretrain_s},
+    }
 
 
 def pretrained_encoder(
