@@ -152,7 +152,7 @@ def choose_method(
             for k, v in summary.items()
             if k.startswith("monitor") or k in ("epochs", "global_step", "train_images_per_s", "wall_s")
         }
-        return evidence[name].get("monitor_best_knn_auc", -1.0)
+        return evidence[name].get(f"monitor_best_{budget.monitor_score}", -1.0)
 
     if (out / "choice.json").exists():
         return json.loads((out / "choice.json").read_text())
